@@ -1,0 +1,1 @@
+"""Thin glue per stage: messages in, pure processors, durable flushes, messages out."""

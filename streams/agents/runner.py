@@ -1,0 +1,258 @@
+"""The glue every stage shares: partitions, restore, flush, outputs, acks.
+
+A :class:`StageRunner` owns the partitions of its input topics that Faust
+assigned to this worker. For each it keeps a :class:`Part`: the pure processor
+from ``streams/kpis``, the input offsets already applied, and the keys and
+outputs waiting for the next flush. Subclasses say how messages become
+processor input and how processor output becomes messages; everything about
+durability lives here (see :mod:`streams.store` for the protocol).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from ..outputs.metrics import Metrics
+from ..settings import Settings
+from ..store import StateWriter, restore, send_records
+
+log = logging.getLogger(__name__)
+
+OutItem = list[Any]  # [topic, partition | None, key | None, value (JSON-able)]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def dim_partition(dim: str, partitions: int) -> int:
+    """Stage-3 partition of a dim: every cell of one dim lives on one partition."""
+    return zlib.crc32(dim.encode()) % partitions
+
+
+@dataclass
+class Part:
+    partition: int
+    proc: Any
+    writer: StateWriter
+    seq: int = 0
+    offsets: dict[str, int] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    outbox: list[OutItem] = field(default_factory=list)
+    last_flush_wall: int = 0
+    last_prune_wall: int = 0
+    changed: bool = False  # something to report (watermark moved, inputs applied)
+
+
+class StageRunner:
+    """Base class: one stage, all partitions of it this worker owns."""
+
+    stage = "base"
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer | None,
+                 consumer_factory: Callable[[], Any], metrics: Metrics,
+                 state_topic: str, input_topics: list[str]) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.consumer_factory = consumer_factory
+        self.metrics = metrics
+        self.state_topic = state_topic
+        self.input_topics = input_topics
+        self.parts: dict[int, Part] = {}
+        self.assigned: set[int] = set()
+        self.lock = asyncio.Lock()
+        self._partition_counts: dict[str, int] = {}
+
+    # -- hooks for subclasses ------------------------------------------------------
+    def new_processor(self, partition: int) -> Any:
+        raise NotImplementedError
+
+    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
+               wall: int) -> None:
+        """Turn one input message into processor input, kept on the part."""
+        raise NotImplementedError
+
+    def process(self, part: Part, wall: int) -> None:
+        """Run the processor over what ``ingest`` collected; queue outputs and dirty keys."""
+        raise NotImplementedError
+
+    def tick_part(self, part: Part, wall: int) -> None:
+        """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
+
+    def heartbeat(self, part: Part) -> list[OutItem]:
+        """Outputs every flush carries even without data (watermarks downstream)."""
+        return []
+
+    def meta_extra(self, part: Part) -> dict[str, Any]:
+        return {}
+
+    def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
+        return None
+
+    # -- partitions ------------------------------------------------------------------
+    def on_assigned(self, partitions: set[int]) -> None:
+        self.assigned = set(partitions)
+        self.metrics.partitions_owned.labels(self.stage).set(len(self.assigned))
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        async with self.lock:
+            for p in partitions:
+                self.parts.pop(p, None)
+            self.assigned -= partitions
+            self.metrics.partitions_owned.labels(self.stage).set(len(self.assigned))
+
+    async def part(self, partition: int) -> Part:
+        part = self.parts.get(partition)
+        if part is None:
+            part = await self._restore(partition)
+            self.parts[partition] = part
+        return part
+
+    async def _restore(self, partition: int) -> Part:
+        wall = now_ms()
+        proc = self.new_processor(partition)
+        assert self.producer is not None, "the pipeline starts the producer first"
+        part = Part(partition, proc, StateWriter(self.producer, self.state_topic, partition))
+        gauge = self.metrics.restore_progress.labels(self.stage, str(partition))
+        gauge.set(0)
+
+        def progress(done: int, total: int) -> None:
+            gauge.set(done / total if total else 1.0)
+            if done < total:
+                log.info("restoring %s/%d: %d of %d changelog records", self.stage,
+                         partition, done, total)
+
+        restored = await restore(self.consumer_factory, self.state_topic, partition, progress)
+        gauge.set(1.0)
+        self.metrics.restore_records.labels(self.stage).inc(restored.records)
+        self.metrics.restore_seconds.labels(self.stage, str(partition)).set(restored.seconds)
+        for key, value in restored.values.items():
+            proc.load(key, value)
+        if restored.meta is not None:
+            part.seq = restored.meta["seq"]
+            part.offsets = dict(restored.meta.get("offsets", {}))
+            self.load_meta_extra(part, restored.meta, wall)
+            # outputs of the last confirmed flush may not have been sent: send again
+            part.outbox = list(restored.outbox)
+        # keys whose newest record is an orphan: write the confirmed value again
+        part.dirty |= restored.orphans
+        part.changed = True
+        if restored.records:
+            log.info("restored %s/%d: %d records in %.2fs (%d keys, %d orphaned writes "
+                     "repaired)", self.stage, partition, restored.records, restored.seconds,
+                     len(restored.values), len(restored.orphans))
+        return part
+
+    # -- the hot path ------------------------------------------------------------------
+    async def handle(self, events: list[Any], ack: Callable[[Any], Any]) -> None:
+        """Process one batch of Faust events, flush, then acknowledge them."""
+        async with self.lock:
+            wall = now_ms()
+            groups: dict[int, list[Any]] = defaultdict(list)
+            for ev in events:
+                groups[ev.message.partition].append(ev)
+            touched = []
+            for p, evs in groups.items():
+                part = await self.part(p)
+                for ev in evs:
+                    msg = ev.message
+                    name = f"{msg.topic}/{p}"
+                    if msg.offset <= part.offsets.get(name, -1):
+                        continue  # applied before a restart; its effects are in the state
+                    self.ingest(part, msg.topic, msg.offset, msg.value, wall)
+                    part.offsets[name] = msg.offset
+                self.process(part, wall)
+                part.changed = True
+                touched.append(part)
+            await self._flush_parts(touched, wall)
+        for ev in events:
+            await ack(ev)
+
+    async def tick(self) -> None:
+        """Timer: restore newly assigned partitions, advance idle clocks, heartbeat."""
+        async with self.lock:
+            wall = now_ms()
+            for p in sorted(self.assigned - set(self.parts)):
+                await self.part(p)
+            due = []
+            for part in self.parts.values():
+                self.tick_part(part, wall)
+                stale = wall - part.last_flush_wall > 5_000
+                if part.changed or part.dirty or part.outbox or stale:
+                    due.append(part)
+            await self._flush_parts(due, wall)
+
+    async def _flush_parts(self, parts: list[Part], wall: int) -> None:
+        for part in parts:
+            await self._flush(part, wall)
+
+    async def _flush(self, part: Part, wall: int) -> None:
+        started = time.perf_counter()
+        part.seq += 1
+        items = part.outbox + self.heartbeat(part)
+        updates = {key: part.proc.dump(key) for key in part.dirty}
+        meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
+                **self.meta_extra(part)}
+        await self._retrying("write state", lambda: part.writer.write(updates, items, meta))
+        await self._retrying("send outputs", lambda: self.send_outputs(items))
+        self.metrics.flushed_keys.labels(self.stage).inc(len(updates))
+        part.dirty.clear()
+        part.outbox = []
+        part.changed = False
+        part.last_flush_wall = wall
+        self.metrics.flush_seconds.labels(self.stage).observe(time.perf_counter() - started)
+
+    async def _retrying(self, what: str, op: Callable[[], Any]) -> Any:
+        """Retry an operation while Kafka is unreachable; one log line per attempt."""
+        delay = 0.5
+        attempt = 0
+        while True:
+            try:
+                return await op()
+            except KafkaError as exc:
+                attempt += 1
+                # a broker restart is an expected event: say it plainly, no stack trace
+                log.warning("%s: cannot %s (%s: %s); retry %d in %.1fs", self.stage, what,
+                            type(exc).__name__, exc, attempt, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def send_outputs(self, items: list[OutItem]) -> None:
+        groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = \
+            defaultdict(list)
+        for topic, partition, key, value in items:
+            kb = key.encode() if isinstance(key, str) else key
+            if partition is None:
+                partition = await self._default_partition(topic, kb)
+            vb = value.encode() if isinstance(value, str) else (
+                None if value is None else orjson.dumps(value))
+            groups[(topic, partition)].append((kb, vb))
+        assert self.producer is not None
+        sends = [send_records(self.producer, topic, partition, records)
+                 for (topic, partition), records in groups.items()]
+        if sends:
+            await asyncio.gather(*sends)
+
+    async def _default_partition(self, topic: str, key: bytes | None) -> int:
+        n = self._partition_counts.get(topic)
+        if n is None:
+            assert self.producer is not None
+            parts = await self.producer.partitions_for(topic)
+            n = self._partition_counts[topic] = len(parts)
+        if key is None:
+            return 0
+        # the Java client's default partitioner, so our keyed outputs land where a
+        # producer of the same key would put them (co-partitioning with input topics)
+        return (murmur2(key) & 0x7FFFFFFF) % n

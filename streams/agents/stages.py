@@ -1,0 +1,347 @@
+"""The concrete stages: what each one reads, which pure processor it runs, what it emits.
+
+- :class:`InputStage` (stage 1): web, email and spend input topics -> decode,
+  validate, normalise, deduplicate, judge lateness -> partial aggregates (and
+  lead candidates, from web).
+- :class:`LeadStage` (stage 2): lead candidates keyed by contact -> leads.
+- :class:`MergeStage` (stage 3): partials keyed by dim -> cells -> snapshots.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from ..events import Decoder, dead_letter_record
+from ..kpis.deltas import Deltas
+from ..kpis.email import EmailConfig, EmailPartition
+from ..kpis.leads import LeadConfig, LeadPartition
+from ..kpis.merge import MergeConfig, MergePartition
+from ..kpis.spend import SpendConfig, SpendPartition
+from ..kpis.stage import StageOutput
+from ..kpis.watermark import PartitionClock
+from ..kpis.web import WebConfig, WebPartition
+from ..topics import Topics
+from .runner import OutItem, Part, StageRunner, dim_partition, now_ms
+
+PARTIAL_MAX_ITEMS = 4000  # keys or hashes per partial message, to stay well under 1 MB
+PRUNE_EVERY_MS = 30_000
+
+
+def web_config(s: Any) -> WebConfig:
+    return WebConfig(
+        lateness_ms=s.allowed_lateness_ms, session_timeout_ms=s.session_timeout_ms,
+        split_midnight=s.session_split_midnight, split_campaign=s.session_split_campaign,
+        engaged_ms=s.engaged_ms, lead_goals=frozenset(s.lead_goals),
+        lookback_ms=s.attribution_lookback_ms, half_life_ms=s.time_decay_half_life_ms,
+        visitor_ttl_ms=s.visitor_ttl_ms)
+
+
+def partial_messages(topic: str, partitions: int, src: str, seq: int,
+                     wm: dict[str, int | None], deltas: Deltas,
+                     sketches: dict[Any, set[int]]) -> list[OutItem]:
+    """Split one flush's deltas by stage-3 partition; every partition gets a heartbeat."""
+    by_part_d: dict[int, list[Any]] = defaultdict(list)
+    by_part_h: dict[int, list[Any]] = defaultdict(list)
+    for (family, size, start, dim), comps in deltas.items():
+        by_part_d[dim_partition(dim, partitions)].append([family, size, start, dim, comps])
+    for (family, size, start, dim), hashes in sketches.items():
+        by_part_h[dim_partition(dim, partitions)].append(
+            [family, size, start, dim, sorted(hashes)])
+    items: list[OutItem] = []
+    for p in range(partitions):
+        d, h = by_part_d.get(p, []), by_part_h.get(p, [])
+        pieces = _split(d, h)
+        for i, (dd, hh) in enumerate(pieces):
+            items.append([topic, p, None, {"src": src, "seq": seq, "part": i, "wm": wm,
+                                           "d": dd, "h": hh}])
+    return items
+
+
+def _split(d: list[Any], h: list[Any]) -> list[tuple[list[Any], list[Any]]]:
+    pieces: list[tuple[list[Any], list[Any]]] = []
+    cur_d: list[Any] = []
+    cur_h: list[Any] = []
+    size = 0
+    for row in d:
+        cur_d.append(row)
+        size += 1
+        if size >= PARTIAL_MAX_ITEMS:
+            pieces.append((cur_d, cur_h))
+            cur_d, cur_h, size = [], [], 0
+    for row in h:
+        hashes = row[4]
+        for i in range(0, max(len(hashes), 1), PARTIAL_MAX_ITEMS):
+            chunk = hashes[i:i + PARTIAL_MAX_ITEMS]
+            cur_h.append([*row[:4], chunk])
+            size += len(chunk) + 1
+            if size >= PARTIAL_MAX_ITEMS:
+                pieces.append((cur_d, cur_h))
+                cur_d, cur_h, size = [], [], 0
+    if cur_d or cur_h or not pieces:
+        pieces.append((cur_d, cur_h))
+    return pieces
+
+
+class InputStage(StageRunner):
+    """Stage 1 over the input topics of one kind (web, email or spend)."""
+
+    def __init__(self, kind: str, topics: Topics, decoder: Decoder, **kw: Any) -> None:
+        self.kind = kind
+        self.topics = topics
+        self.decoder = decoder
+        s = kw["settings"]
+        types = {"web": ["page_view", "form_submit"], "email": ["email_event"],
+                 "spend": ["spend"]}[kind]
+        self.type_of = {topics.input(t): t for t in types}
+        super().__init__(state_topic=topics.state(kind), input_topics=list(self.type_of), **kw)
+        self.stage = kind
+        if kind == "web":
+            self.cfg: Any = web_config(s)
+        elif kind == "email":
+            self.cfg = EmailConfig(s.allowed_lateness_ms, s.exclude_machine_opens)
+        else:
+            self.cfg = SpendConfig(s.allowed_lateness_ms, s.retention_1m_ms)
+        self.items: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+        self.acc: dict[int, StageOutput] = {}
+
+    def new_processor(self, partition: int) -> Any:
+        if self.kind == "web":
+            return WebPartition(self.cfg)
+        if self.kind == "email":
+            return EmailPartition(self.cfg)
+        return SpendPartition(self.cfg)
+
+    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
+               wall: int) -> None:
+        et = self.type_of[topic]
+        records, rejects = self.decoder.decode(value, et, wall)
+        items = self.items[part.partition]
+        for rec in records:
+            items.append((topic, rec))
+        if rejects:
+            dlq = self.topics.dlq(topic)
+            for rej in rejects:
+                self.metrics.rejected.labels(et, rej.reason).inc()
+                self.metrics.events.labels(et, "rejected").inc()
+                doc = dead_letter_record(rej, topic, part.partition, offset, wall)
+                part.outbox.append([dlq, 0, f"{topic}/{part.partition}/{offset}", doc])
+            self.metrics.dlq_records.labels(et).inc(len(rejects))
+
+    def process(self, part: Part, wall: int) -> None:
+        items = self.items.pop(part.partition, [])
+        out = part.proc.process(items, wall)
+        for (et, outcome), n in out.counts.items():
+            self.metrics.events.labels(et, outcome).inc(n)
+        for rec, wm in out.late:
+            doc = {"event": rec.raw, "watermark": wm, "topic": self._topic_of(rec),
+                   "partition": part.partition}
+            part.outbox.append([self.topics.late, None, rec.event_id, doc])
+            self.metrics.late_records.labels(type_name(rec)).inc()
+        for cand in out.leads:
+            part.outbox.append([self.topics.leads, None, cand["contact_id"], cand])
+        part.dirty |= out.dirty
+        acc = self.acc.get(part.partition)
+        if acc is None:
+            self.acc[part.partition] = StageOutput(deltas=out.deltas, sketches=out.sketches)
+        else:
+            acc.absorb(StageOutput(deltas=out.deltas, sketches=out.sketches))
+
+    def _topic_of(self, rec: Any) -> str:
+        return self.topics.input(type_name(rec))
+
+    def watermarks(self, part: Part) -> dict[str, int | None]:
+        clocks: dict[str, PartitionClock] = part.proc.clocks
+        return {f"{t}/{part.partition}": (clocks[t].wm if t in clocks else None)
+                for t in self.input_topics}
+
+    def heartbeat(self, part: Part) -> list[OutItem]:
+        acc = self.acc.pop(part.partition, None) or StageOutput()
+        src = f"{self.kind}/{part.partition}"
+        wm = self.watermarks(part)
+        items = partial_messages(self.topics.partials, self.settings.kpi_partitions, src,
+                                 part.seq, wm, acc.deltas, acc.sketches)
+        if self.kind == "web":
+            # stage 2 reports its own watermark from these; one per leads partition
+            for p in range(self.settings.input_partitions):
+                items.append([self.topics.leads, p, None, {"hb": src, "wm": wm}])
+        return items
+
+    def tick_part(self, part: Part, wall: int) -> None:
+        for clock in part.proc.clocks.values():
+            if clock.idle_advance(wall, self.settings.idle_timeout_ms):
+                part.changed = True
+        if wall - part.last_prune_wall >= PRUNE_EVERY_MS:
+            part.last_prune_wall = wall
+            part.dirty |= part.proc.prune()
+
+    def meta_extra(self, part: Part) -> dict[str, Any]:
+        return {"clocks": {t: c.to_json() for t, c in part.proc.clocks.items()}}
+
+    def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
+        for topic, data in meta.get("clocks", {}).items():
+            clock = PartitionClock.from_json(data)
+            # the processor was down, the partition was not idle: restart its idle clock
+            if clock.last_wall is not None:
+                clock.last_wall = wall
+            part.proc.clocks[topic] = clock
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        await super().on_revoked(partitions)
+        for p in partitions:
+            self.items.pop(p, None)
+            self.acc.pop(p, None)
+
+
+def type_name(rec: Any) -> str:
+    return {"PageView": "page_view", "FormSubmit": "form_submit", "EmailEvent": "email_event",
+            "DealUpdate": "deal_update", "Spend": "spend",
+            "Engagement": "engagement"}[type(rec).__name__]
+
+
+class LeadStage(StageRunner):
+    """Stage 2: leads per contact, from stage-1 candidates."""
+
+    stage = "funnel"
+
+    def __init__(self, topics: Topics, **kw: Any) -> None:
+        self.topics = topics
+        super().__init__(state_topic=topics.state("funnel"), input_topics=[topics.leads],
+                         **kw)
+        self.cfg = LeadConfig(attribution=kw["settings"].attribution)
+        self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.acc: dict[int, StageOutput] = {}
+        self.src_wm: dict[int, dict[str, int | None]] = defaultdict(dict)
+        web = [topics.input("page_view"), topics.input("form_submit")]
+        self.web_sources = [f"{t}/{p}" for t in web
+                            for p in range(kw["settings"].input_partitions)]
+
+    def new_processor(self, partition: int) -> Any:
+        return LeadPartition(self.cfg)
+
+    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
+               wall: int) -> None:
+        doc = orjson.loads(value) if value else None
+        if not isinstance(doc, dict):
+            return
+        if "hb" in doc:
+            known = self.src_wm[part.partition]
+            for name, wm in doc["wm"].items():
+                old = known.get(name)
+                if name not in known or (wm is not None and (old is None or wm > old)):
+                    known[name] = wm
+            part.changed = True
+            return
+        self.items[part.partition].append(doc)
+
+    def process(self, part: Part, wall: int) -> None:
+        out = part.proc.process(self.items.pop(part.partition, []))
+        part.dirty |= out.dirty
+        acc = self.acc.setdefault(part.partition, StageOutput())
+        acc.absorb(StageOutput(deltas=out.deltas))
+
+    def output_watermark(self, part: Part) -> dict[str, int | None]:
+        known = self.src_wm[part.partition]
+        if any(s not in known for s in self.web_sources):
+            return {}  # not heard from every web partition yet: vouch for nothing
+        marks = [w for w in (known[s] for s in self.web_sources) if w is not None]
+        return {f"{self.topics.leads}/{part.partition}": min(marks) if marks else None}
+
+    def heartbeat(self, part: Part) -> list[OutItem]:
+        acc = self.acc.pop(part.partition, None) or StageOutput()
+        return partial_messages(self.topics.partials, self.settings.kpi_partitions,
+                                f"funnel/{part.partition}", part.seq,
+                                self.output_watermark(part), acc.deltas, {})
+
+    def meta_extra(self, part: Part) -> dict[str, Any]:
+        return {"src_wm": self.src_wm[part.partition]}
+
+    def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
+        self.src_wm[part.partition] = dict(meta.get("src_wm", {}))
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        await super().on_revoked(partitions)
+        for p in partitions:
+            self.items.pop(p, None)
+            self.acc.pop(p, None)
+            self.src_wm.pop(p, None)
+
+
+class MergeStage(StageRunner):
+    """Stage 3: cells per dim, published as KPI snapshots."""
+
+    stage = "merge"
+
+    def __init__(self, topics: Topics, **kw: Any) -> None:
+        self.topics = topics
+        s = kw["settings"]
+        super().__init__(state_topic=topics.state("merge"), input_topics=[topics.partials],
+                         **kw)
+        from ..kpis.catalogue import Modes
+
+        self.cfg = MergeConfig(
+            feeds={"web": (topics.input("page_view"), topics.input("form_submit")),
+                   "email": (topics.input("email_event"),),
+                   "spend": (topics.input("spend"),),
+                   "lead": (topics.leads,)},
+            partitions=s.input_partitions, lateness_ms=s.allowed_lateness_ms,
+            session_timeout_ms=s.session_timeout_ms,
+            retention={"1m": s.retention_1m_ms, "1h": s.retention_1h_ms,
+                       "1d": s.retention_1d_ms},
+            modes=Modes(bounce=s.bounce_mode, attribution=s.attribution,
+                        machine_opens="excluded" if s.exclude_machine_opens else "included"),
+            currency=s.reporting_currency)
+        self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.last_emit: dict[int, int] = {}
+
+    def new_processor(self, partition: int) -> Any:
+        return MergePartition(self.cfg)
+
+    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
+               wall: int) -> None:
+        doc = orjson.loads(value) if value else None
+        if isinstance(doc, dict) and not part.proc.apply(doc):
+            self.metrics.replayed_partials.inc()
+
+    def process(self, part: Part, wall: int) -> None:
+        self._maybe_emit(part, wall)
+        part.dirty |= part.proc.dirty
+        part.proc.dirty.clear()
+
+    def _maybe_emit(self, part: Part, wall: int, force: bool = False) -> None:
+        last = self.last_emit.get(part.partition, 0)
+        if not force and wall - last < self.settings.snapshot_interval_ms:
+            return
+        self.last_emit[part.partition] = wall
+        snapshots = part.proc.emit(wall)
+        finals = 0
+        for key, doc in snapshots:
+            part.outbox.append([self.topics.snapshots, None, key, doc])
+            finals += doc["final"]
+        if snapshots:
+            self.metrics.snapshots.labels("true").inc(finals)
+            self.metrics.snapshots.labels("false").inc(len(snapshots) - finals)
+
+    def tick_part(self, part: Part, wall: int) -> None:
+        if wall - part.last_prune_wall >= PRUNE_EVERY_MS:
+            part.last_prune_wall = wall
+            part.proc.expire()
+        self._maybe_emit(part, wall)
+        if part.proc.dirty:
+            part.dirty |= part.proc.dirty
+            part.proc.dirty.clear()
+            part.changed = True
+
+    def meta_extra(self, part: Part) -> dict[str, Any]:
+        return part.proc.meta()
+
+    def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
+        part.proc.load_meta(meta)
+
+    def procs(self) -> list[MergePartition]:
+        return [p.proc for p in self.parts.values()]
+
+
+__all__ = ["InputStage", "LeadStage", "MergeStage", "now_ms"]

@@ -1,0 +1,183 @@
+"""Build the Faust app from settings: agents, timers and rebalance hooks. No KPI logic.
+
+Faust provides the consumer group, partition assignment, offset commits and
+the agent loop. Windowing, state and durability are ours (``streams/kpis`` and
+``streams/store.py``), for the reasons measured in ``../shared/design.md``.
+Faust's own web server stays off (no ``/table`` pages); the worker serves its
+read-only HTTP API from :mod:`streams.outputs.http` on ``KPI_WEB_HOST``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
+
+from .agents.runner import StageRunner
+from .agents.stages import InputStage, LeadStage, MergeStage
+from .events import Decoder
+from .kafka import client_kwargs, consumer, producer, ssl_context
+from .outputs.metrics import Metrics
+from .settings import Settings
+from .topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pipeline:
+    """Everything one worker process runs besides Faust itself."""
+
+    settings: Settings
+    topics: Topics
+    registry: CollectorRegistry
+    metrics: Metrics
+    producer: AIOKafkaProducer | None = None
+    runners: dict[str, StageRunner] = field(default_factory=dict)
+    _started: bool = False
+    _start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    rebalancing: bool = False
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if not self._started:
+                # aiokafka clients bind to the running loop, so they are made here
+                self.producer = producer(self.settings, linger_ms=2)
+                await self.producer.start()
+                for runner in self.runners.values():
+                    runner.producer = self.producer
+                self._started = True
+
+    async def stop(self) -> None:
+        if self._started and self.producer is not None:
+            await self.producer.stop()
+            self._started = False
+
+    @property
+    def merge(self) -> MergeStage:
+        runner = self.runners["merge"]
+        assert isinstance(runner, MergeStage)
+        return runner
+
+
+def worker_id(settings: Settings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None) -> Pipeline:
+    topics = Topics(settings)
+    registry = registry or CollectorRegistry()
+    metrics = Metrics.create(registry)
+    decoder = Decoder.from_settings(settings)
+
+    def consumer_factory() -> Any:
+        return consumer(settings, max_partition_fetch_bytes=8 * 1024 * 1024,
+                        fetch_max_bytes=64 * 1024 * 1024)
+
+    common: dict[str, Any] = {"settings": settings, "producer": None,
+                              "consumer_factory": consumer_factory, "metrics": metrics}
+    pipe = Pipeline(settings, topics, registry, metrics)
+    for kind in ("web", "email", "spend"):
+        pipe.runners[kind] = InputStage(kind, topics, decoder, **common)
+    pipe.runners["funnel"] = LeadStage(topics, **common)
+    pipe.runners["merge"] = MergeStage(topics, **common)
+    return pipe
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol.startswith("SASL"):
+        mechanism = {"PLAIN": faust.auth.SASLMechanism.PLAIN,
+                     "SCRAM-SHA-256": faust.auth.SASLMechanism.SCRAM_SHA_256,
+                     "SCRAM-SHA-512": faust.auth.SASLMechanism.SCRAM_SHA_512}[
+            settings.sasl_mechanism]
+        return faust.SASLCredentials(
+            username=settings.sasl_username, password=settings.sasl_password.get(),
+            mechanism=mechanism, ssl_context=ssl_context(settings))
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(ssl_context(settings))
+    return None
+
+
+def _datadir(settings: Settings) -> Any:
+    path = settings.home / "worker" / settings.consumer_group
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
+    """The Faust app: one agent per stage, a timer, and rebalance hooks."""
+    servers = [f"kafka://{s.strip()}" for s in settings.bootstrap.split(",") if s.strip()]
+    app = faust.App(
+        settings.consumer_group,
+        broker=servers,
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        web_enabled=False,  # our own read-only server; Faust's /table pages stay off
+        topic_replication_factor=settings.replication_factor,
+        topic_partitions=settings.input_partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=4 * settings.take_messages,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        datadir=str(_datadir(settings)),
+        logging_config=None,
+    )
+
+    def agent_for(name: str, runner: StageRunner) -> None:
+        channel = app.topic(*runner.input_topics, key_serializer="raw",
+                            value_serializer="raw")
+        within = max(settings.flush_interval_ms / 1000.0, 0.01)
+
+        async def run(stream: Any) -> None:
+            await pipe.start()
+            async for events in stream.noack_take(settings.take_messages, within=within):
+                await runner.handle(list(events), stream.ack)
+
+        run.__name__ = f"stage_{name}"
+        app.agent(channel, name=f"kpi-streams.{name}")(run)
+
+    for name, runner in pipe.runners.items():
+        agent_for(name, runner)
+
+    @app.timer(interval=1.0, name="kpi-streams.tick")
+    async def tick() -> None:
+        if pipe.rebalancing:
+            return
+        await pipe.start()
+        for runner in pipe.runners.values():
+            await runner.tick()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        # eager rebalancing revokes everything; keep state in memory but stop
+        # writing until the new assignment says which partitions are still ours
+        pipe.rebalancing = True
+        for runner in pipe.runners.values():
+            async with runner.lock:
+                pass
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        for runner in pipe.runners.values():
+            mine = {tp.partition for tp in assigned if tp.topic in runner.input_topics}
+            lost = set(runner.parts) - mine
+            if lost:
+                await runner.on_revoked(lost)
+            runner.on_assigned(mine)
+        pipe.rebalancing = False
+        log.info("assignment: %s", {name: sorted(r.assigned)
+                                    for name, r in pipe.runners.items()})
+
+    return app
+
+
+__all__ = ["Pipeline", "build_pipeline", "client_kwargs", "create_app", "worker_id"]

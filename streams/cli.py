@@ -1,0 +1,581 @@
+"""The ``kpi-streams`` command.
+
+Every option that has a setting shows its environment variable and default in
+``--help``; the environment is read once, into :class:`streams.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import broker
+from .settings import SPECS, Settings, SettingsError, load_settings
+
+EPILOG = """\
+environment:
+  Settings come from environment variables; `kpi-streams settings` lists them all
+  with their current values (secrets masked). The most used:
+    KAFKA_BOOTSTRAP   use an existing cluster (nothing is started locally)
+    KPI_NAMESPACE     prefix for every topic and the consumer group
+    KPI_WEB_HOST/PORT where the worker serves the wall, API and /metrics
+
+examples:
+  kpi-streams broker start                      # local Kafka on 127.0.0.1:9092
+  kpi-streams worker                            # process events (run several to scale)
+  kpi-streams simulate --rate 200               # live simulated traffic
+  kpi-streams simulate --from 2026-11-01 --to 2026-11-08 --out week.jsonl
+  kpi-streams ingest week.jsonl                 # replay a file at full speed
+  kpi-streams kpis --kpi cpl --bucket 1d --final
+"""
+
+
+def _env_help(env: str, text: str) -> str:
+    spec = next((s for s in SPECS if s.env == env), None)
+    default = spec.default if spec else ""
+    return f"{text} [env {env}, default {default or 'empty'}]"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    env = dict(os.environ)
+    for attr, envname in (("namespace", "KPI_NAMESPACE"), ("bootstrap", "KAFKA_BOOTSTRAP")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            env[envname] = value
+    return load_settings(env)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _parse_time(text: str) -> int:
+    from .schemas import parse_rfc3339_ms
+
+    if len(text) == 10:
+        text += "T00:00:00Z"
+    try:
+        return parse_rfc3339_ms(text)
+    except ValueError:
+        raise SystemExit(f"not a date or RFC 3339 time: {text!r} "
+                         "(use 2026-11-01 or 2026-11-01T06:00:00Z)") from None
+
+
+# -- broker -------------------------------------------------------------------------
+def cmd_broker(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    try:
+        if args.action == "start":
+            broker.start(s)
+            created = asyncio.run(_ensure_topics(s))
+            print(f"Kafka ready on {s.bootstrap}; {len(created)} topics created")
+        elif args.action == "stop":
+            stopped = broker.stop(s)
+            print("broker stopped" if stopped else "no broker started from "
+                  f"{broker.paths(s).root} is running")
+        elif args.action == "status":
+            st = broker.status(s)
+            for k, v in st.items():
+                print(f"{k:10} {v}")
+            return 0 if st.get("running", st.get("reachable")) else 1
+        elif args.action == "logs":
+            log_path = broker.paths(s).log
+            if args.follow:
+                return subprocess.call(["tail", "-n", str(args.lines), "-F", str(log_path)])
+            print(broker.tail(log_path, args.lines))
+    except broker.BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _ensure_topics(s: Settings) -> list[str]:
+    from .kafka import ensure_topics
+
+    return await ensure_topics(s)
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from .topics import Topics
+
+    created = asyncio.run(_ensure_topics(s))
+    for spec in Topics(s).specs():
+        mark = "created" if spec.name in created else "exists"
+        policy = "compact" if spec.compacted else "delete"
+        print(f"{mark:8} {spec.name:45} partitions={spec.partitions} {policy}")
+    return 0
+
+
+# -- worker -------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if args.web_port is not None:
+        s = s.replace(web_port=args.web_port)
+    _setup_logging(s.log_level)
+    import faust
+
+    from .app import build_pipeline, create_app, worker_id
+    from .outputs.http import build_web_app, serve
+
+    asyncio.run(_ensure_topics(s))
+    pipe = build_pipeline(s)
+    app = create_app(s, pipe)
+    log = logging.getLogger("kpi_streams.worker")
+
+    @app.task
+    async def start_web() -> None:
+        await serve(build_web_app(pipe), s.web_host, s.web_port)
+        log.info("worker %s: group %s on %s; wall http://%s:%d/", worker_id(s),
+                 s.consumer_group, s.bootstrap, s.web_host, s.web_port)
+
+    worker = faust.Worker(app, loglevel=s.log_level.upper(), quiet=True,
+                          redirect_stdouts=False, override_logging=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+# -- simulate / ingest / validate ---------------------------------------------------
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import HOUR, Options, generate
+
+    opts = Options(seed=args.seed, sessions_per_day=args.sessions_per_day,
+                   duplicate_rate=args.duplicates, bad_rate=args.bad_rate,
+                   incident=args.incident)
+    if args.rate is None and (args.start is None or args.end is None):
+        raise SystemExit("give --rate EVENTS_PER_S for live traffic, or --from and --to for "
+                         "a historical span")
+    if args.rate is not None and args.start is not None:
+        raise SystemExit("--rate (live) and --from/--to (historical) exclude each other")
+    if args.rate is not None:
+        return asyncio.run(_simulate_live(args, opts))
+    start, end = _parse_time(args.start), _parse_time(args.end)
+    if end <= start:
+        raise SystemExit("--to must be after --from")
+    if args.incident:
+        opts.incident_start = start + (end - start) // 2
+        opts.incident_duration_ms = args.incident_minutes * 60_000
+    if args.out:
+        out = Path(args.out)
+        n = 0
+        from .produce import Progress
+
+        progress = Progress(f"simulate -> {out}")
+        with out.open("wb") as fh:
+            for batch in generate(start, end, opts, chunk_ms=HOUR):
+                for ev in batch:
+                    fh.write(orjson.dumps(ev) + b"\n")
+                n += len(batch)
+                progress.update(n)
+        progress.finish()
+        print(f"wrote {n} events to {out}", file=sys.stderr)
+        return 0
+    return asyncio.run(_simulate_to_kafka(args, opts, start, end))
+
+
+async def _producer(s: Settings) -> Any:
+    from .kafka import producer
+
+    p = producer(s, linger_ms=20)
+    await p.start()
+    return p
+
+
+async def _simulate_to_kafka(args: argparse.Namespace, opts: Any, start: int, end: int) -> int:
+    from .produce import BatchProducer, Progress
+    from .simulate import HOUR, generate
+    from .topics import Topics
+
+    s = _settings(args)
+    await _ensure_topics(s)
+    p = await _producer(s)
+    try:
+        bp = BatchProducer(p, Topics(s), s.input_partitions, args.batch_size)
+        progress = Progress("simulate -> kafka")
+        n = 0
+        for batch in generate(start, end, opts, chunk_ms=HOUR):
+            await bp.send(batch)
+            n += len(batch)
+            progress.update(n)
+        progress.finish()
+        _print_counts(bp.sent)
+    finally:
+        await p.stop()
+    return 0
+
+
+async def _simulate_live(args: argparse.Namespace, opts: Any) -> int:
+    from .events import iso_ms
+    from .produce import BatchProducer
+    from .simulate import World
+    from .topics import Topics
+
+    s = _settings(args)
+    # a session yields ~2.5 events; scale the world so it produces about --rate per second
+    opts.sessions_per_day = args.rate / 2.5 * 86_400 / 1.05
+    now = time.time_ns() // 1_000_000
+    warmup = int(args.warmup_hours * 3_600_000)
+    world = World(now - warmup, opts)
+    if args.incident:
+        opts.incident_start = now + args.incident_after * 1000
+        opts.incident_duration_ms = args.incident_minutes * 60_000
+    out = Path(args.out).open("ab") if args.out else None  # noqa: SIM115, ASYNC230
+    p = None
+    bp = None
+    if out is None:
+        await _ensure_topics(s)
+        p = await _producer(s)
+        bp = BatchProducer(p, Topics(s), s.input_partitions, args.batch_size)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    total = 0
+    started = time.monotonic()
+    try:
+        if warmup:
+            print(f"simulating the last {args.warmup_hours:g}h first (warm-up) ...",
+                  file=sys.stderr)
+        while not stop.is_set():
+            now = time.time_ns() // 1_000_000
+            batch = world.advance(now)
+            if out is not None:
+                out.write(b"".join(orjson.dumps(ev) + b"\n" for ev in batch))
+                out.flush()
+            elif bp is not None:
+                await bp.send(batch)
+            total += len(batch)
+            status = " INCIDENT " + str(opts.incident) if world.incident_active(now) else ""
+            print(f"{iso_ms(now)} sent {len(batch):6d} events (total {total}){status}",
+                  file=sys.stderr, flush=True)
+            if args.duration and time.monotonic() - started > args.duration:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+    finally:
+        if out is not None:
+            out.close()
+        if p is not None:
+            await p.stop()
+    return 0
+
+
+def _read_jsonl(path: Path) -> tuple[list[Any], list[tuple[int, str]]]:
+    events: list[Any] = []
+    bad: list[tuple[int, str]] = []
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                bad.append((lineno, str(exc)))
+    return events, bad
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.exists():
+        raise SystemExit(f"no such file: {path}")
+    events, bad = _read_jsonl(path)
+    for lineno, err in bad:
+        print(f"{path}:{lineno}: not JSON ({err}); skipped — run `kpi-streams validate`",
+              file=sys.stderr)
+    return asyncio.run(_ingest(args, events))
+
+
+async def _ingest(args: argparse.Namespace, events: list[Any]) -> int:
+    from .produce import BatchProducer, Progress
+    from .topics import Topics
+
+    s = _settings(args)
+    await _ensure_topics(s)
+    p = await _producer(s)
+    try:
+        bp = BatchProducer(p, Topics(s), s.input_partitions, args.batch_size)
+        progress = Progress(f"ingest {args.file}", total=len(events))
+        step = 20_000
+        for i in range(0, len(events), step):
+            await bp.send(events[i:i + step])
+            progress.update(min(i + step, len(events)))
+        progress.finish()
+        _print_counts(bp.sent)
+        print(f"{bp.messages} messages", file=sys.stderr)
+    finally:
+        await p.stop()
+    return 0
+
+
+def _print_counts(sent: Any) -> None:
+    width = max((len(t) for t in sent), default=10)
+    for topic, n in sorted(sent.items()):
+        print(f"{topic:{width}}  {n:>9} events")
+    print(f"{'total':{width}}  {sum(sent.values()):>9} events")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .events import Decoder
+
+    s = _settings(args)
+    decoder = Decoder.from_settings(s)
+    path = Path(args.file)
+    if not path.exists():
+        raise SystemExit(f"no such file: {path}")
+    good = bad = 0
+    now = time.time_ns() // 1_000_000
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            raw = line.strip()
+            if not raw:
+                continue
+            records, rejects = decoder.decode(raw, None, now)
+            good += len(records)
+            for rej in rejects:
+                bad += 1
+                where = f"[{rej.batch_index}] " if rej.batch_index is not None else ""
+                field = f" {rej.field}:" if rej.field else ""
+                print(f"{path}:{lineno}: {where}{rej.reason}{field} {rej.detail}")
+    print(f"{good} valid, {bad} invalid", file=sys.stderr)
+    return 1 if bad else 0
+
+
+# -- kpis ---------------------------------------------------------------------------
+def cmd_kpis(args: argparse.Namespace) -> int:
+    from .readback import latest_snapshots
+
+    s = _settings(args)
+    snaps = asyncio.run(latest_snapshots(s, limit_s=args.timeout))
+    rows = []
+    for doc in snaps.values():
+        if args.kpi and doc["kpi"] not in args.kpi:
+            continue
+        if args.bucket and doc["bucket"] != args.bucket:
+            continue
+        if args.channel and doc["dims"].get("channel") != args.channel:
+            continue
+        if args.total and doc["dims"]:
+            continue
+        if args.final and not doc["final"]:
+            continue
+        rows.append(doc)
+    rows.sort(key=lambda d: (d["kpi"], d["bucket"], d["window_start"],
+                             sorted(d["dims"].items())))
+    if args.last:
+        rows = rows[-args.last:]
+    if args.format == "jsonl":
+        for doc in rows:
+            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return 0
+    if not rows:
+        print("no snapshots match (is a worker running? try without filters)",
+              file=sys.stderr)
+        return 1
+    header = ["kpi", "bucket", "window_start", "dims", "value", "numerator", "denominator",
+              "unit", "final", "rev"]
+    table = [header]
+    for d in rows:
+        dims = ",".join(f"{k}={v}" for k, v in d["dims"].items()) or "total"
+        value = "null" if d["value"] is None else f"{d['value']:.6g}"
+        table.append([d["kpi"], d["bucket"], d["window_start"], dims, value,
+                      f"{d['numerator']:g}", f"{d['denominator']:g}", d["unit"],
+                      "yes" if d["final"] else "no", str(d["revision"])])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    rows = s.describe()
+    width = max(len(r[0]) for r in rows)
+    for env, value, help_text in rows:
+        print(f"{env:{width}}  {value!s:24}  {help_text}")
+    return 0
+
+
+# -- up: the main job -----------------------------------------------------------------
+def cmd_up(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    try:
+        broker.start(s)
+    except broker.BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(_ensure_topics(s))
+    exe = [sys.executable, "-m", "streams.cli"]
+    logdir = s.home / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    worker_log = (logdir / "worker.log").open("ab")
+    sim_log = (logdir / "simulator.log").open("ab")
+    env = dict(os.environ)
+    names = ["worker", "simulator"]
+    procs = [subprocess.Popen([*exe, "worker"], stdout=worker_log, stderr=subprocess.STDOUT,
+                              env=env)]
+    sim = [*exe, "simulate", "--rate", str(args.rate), "--warmup-hours",
+           str(args.warmup_hours), "--seed", str(args.seed)]
+    if args.incident:
+        sim += ["--incident", args.incident, "--incident-after", str(args.incident_after)]
+    procs.append(subprocess.Popen(sim, stdout=sim_log, stderr=subprocess.STDOUT, env=env))
+    url = f"http://{s.web_host}:{s.web_port}"
+    print(f"""
+kpi-streams is up.
+  broker     {s.bootstrap}   (kpi-streams broker status | logs | stop)
+  worker     pid {procs[0].pid}, log {logdir / 'worker.log'}
+  simulator  pid {procs[1].pid}, {args.rate} events/s, log {logdir / 'simulator.log'}
+
+  wall       {url}/
+  metrics    {url}/metrics
+  health     {url}/api/health
+  KPIs       kpi-streams kpis --bucket 1h --total
+
+Ctrl-C stops the worker and the simulator (the broker keeps running).
+""", flush=True)
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(1)
+        for name, p in zip(names, procs, strict=True):
+            if p.poll() is not None:
+                print(f"the {name} exited with {p.returncode}; see its log in {logdir}",
+                      file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# -- parser -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kpi-streams", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Near-real-time marketing and sales KPIs from Kafka event streams.",
+        epilog=EPILOG)
+    parser.add_argument("--namespace", help=_env_help(
+        "KPI_NAMESPACE", "prefix for every topic name and the consumer group"))
+    parser.add_argument("--bootstrap", help=_env_help(
+        "KAFKA_BOOTSTRAP", "Kafka bootstrap servers; unset: the local broker"))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, fn: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("up", "Start the local broker, a worker and live simulated traffic (the demo).",
+            cmd_up)
+    p.add_argument("--rate", type=float, default=150.0, help="simulated events per second "
+                   "(default 150)")
+    p.add_argument("--warmup-hours", type=float, default=6.0,
+                   help="simulate this much history first (default 6)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--incident", choices=["cpl-spike", "bounce-spike", "traffic-drop"])
+    p.add_argument("--incident-after", type=int, default=300,
+                   help="seconds until the incident starts (default 300)")
+
+    p = add("broker", "Run the local single-node Kafka (KRaft) on 127.0.0.1.", cmd_broker)
+    p.add_argument("action", choices=["start", "stop", "status", "logs"])
+    p.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (logs)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep following (logs)")
+
+    add("topics", "Create every topic (input, dead-letter, state, KPI) that is missing.",
+        cmd_topics)
+
+    p = add("worker", "Run a worker. Start several to share the partitions.", cmd_worker)
+    p.add_argument("--web-port", type=int, help=_env_help("KPI_WEB_PORT", "web server port"))
+
+    p = add("simulate", "Generate simulated traffic: live (--rate) or a historical span "
+            "(--from/--to), to Kafka or to a JSONL file.", cmd_simulate)
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--rate", type=float, help="live mode: about this many events per second")
+    p.add_argument("--from", dest="start", help="historical mode: first day or time "
+                   "(2026-11-01 or RFC 3339)")
+    p.add_argument("--to", dest="end", help="historical mode: end (exclusive)")
+    p.add_argument("--out", help="write JSONL to this file instead of Kafka")
+    p.add_argument("--incident", choices=["cpl-spike", "bounce-spike", "traffic-drop"],
+                   help="inject an anomaly (historical: in the middle of the span)")
+    p.add_argument("--incident-after", type=int, default=120,
+                   help="live: seconds until the incident starts (default 120)")
+    p.add_argument("--incident-minutes", type=int, default=120,
+                   help="how long the incident lasts (default 120)")
+    p.add_argument("--sessions-per-day", type=float, default=4000.0,
+                   help="historical: traffic volume (default 4000 sessions/day)")
+    p.add_argument("--duplicates", type=float, default=0.004,
+                   help="share of events a tracker sends twice (default 0.004)")
+    p.add_argument("--bad-rate", type=float, default=0.0,
+                   help="share of events corrupted on purpose, to exercise the DLQ "
+                   "(default 0)")
+    p.add_argument("--warmup-hours", type=float, default=0.0,
+                   help="live: simulate this much history before going live")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="live: stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--batch-size", type=int, default=500,
+                   help="events per Kafka message (JSON array); 1 sends single events")
+
+    p = add("ingest", "Produce a JSONL file's events to their topics, batched and keyed.",
+            cmd_ingest)
+    p.add_argument("file")
+    p.add_argument("--batch-size", type=int, default=500,
+                   help="events per Kafka message (JSON array); 1 sends single events")
+
+    p = add("validate", "Check a JSONL file against the event contracts; exits 1 if any line "
+            "is bad, naming the line, field and reason.", cmd_validate)
+    p.add_argument("file")
+
+    p = add("kpis", "Print the latest snapshot per KPI key, read from the KPI topic.",
+            cmd_kpis)
+    p.add_argument("--kpi", action="append", help="only this KPI (repeatable)")
+    p.add_argument("--bucket", choices=["1m", "1h", "1d", "15m", "24h", "7d", "30d", "1mo"])
+    p.add_argument("--channel", help="only this channel")
+    p.add_argument("--total", action="store_true", help="only the totals (no dims)")
+    p.add_argument("--final", action="store_true", help="only final snapshots")
+    p.add_argument("--last", type=int, help="only the last N rows")
+    p.add_argument("--format", choices=["table", "jsonl"], default="table")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds to wait for the topic (default 30)")
+
+    add("settings", "List every setting: environment variable, current value, meaning.",
+        cmd_settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # output piped into head or less that quit early: not an error
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Every KPI as data: numerator, denominator, unit, dims, and what it depends on.
+
+A KPI is a ratio of two linear combinations of integer components of one cell
+(one bucket and one dim). Money and attribution credit are kept in millionths
+and scaled here. ``value`` is ``None`` when the denominator is zero: never 0,
+NaN or an error. Count and sum KPIs have the constant denominator 1.
+
+The README's KPI reference is checked against this table by the test suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .deltas import MICRO
+
+Term = tuple[str, str, float]  # (family, component, coefficient)
+Comps = dict[str, dict[str, int]]  # family -> component -> value
+
+WEB_DIMS = frozenset({"", "channel", "device"})
+MONEY = "CURRENCY"  # placeholder for the reporting currency
+
+
+@dataclass(frozen=True)
+class KPI:
+    name: str
+    num: tuple[Term, ...]
+    den: tuple[Term, ...] | None  # None: a count or sum, denominator 1
+    unit: str
+    dims: frozenset[str]
+    kind: str  # leading | lagging
+    formula: str
+    modes: tuple[str, ...] = ()
+    variants: dict[str, tuple[tuple[Term, ...], tuple[Term, ...] | None]] = field(
+        default_factory=dict)  # mode value -> (num, den) replacing the defaults
+    session_based: bool = False
+    families: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        terms = list(self.num) + list(self.den or ())
+        for num, den in self.variants.values():
+            terms += list(num) + list(den or ())
+        object.__setattr__(self, "families", frozenset(f for f, _, _ in terms))
+
+
+def _t(spec: str, coef: float = 1.0) -> Term:
+    family, comp = spec.split(".")
+    return (family, comp, coef)
+
+
+def _k(name: str, num: list[Term] | Term, den: list[Term] | Term | None, unit: str,
+       dims: frozenset[str] | set[str], kind: str, formula: str, **kw: Any) -> KPI:
+    n = tuple(num) if isinstance(num, list) else (num,)
+    d = None if den is None else (tuple(den) if isinstance(den, list) else (den,))
+    return KPI(name, n, d, unit, frozenset(dims), kind, formula, **kw)
+
+
+M = 1.0 / MICRO
+
+KPIS: tuple[KPI, ...] = (
+    # -- web (section 4) --------------------------------------------------------
+    _k("pageviews", _t("web.pv"), None, "count", WEB_DIMS, "leading", "page views"),
+    _k("sessions", _t("web.se"), None, "count", WEB_DIMS, "leading",
+       "sessions starting in the bucket", session_based=True),
+    _k("users", _t("web.us"), None, "count", WEB_DIMS, "leading",
+       "distinct visitors with a page view in the bucket"),
+    _k("new_users", _t("web.nu"), None, "count", WEB_DIMS, "leading",
+       "users whose first page view ever is in the bucket"),
+    _k("returning_users", [_t("web.us"), _t("web.nu", -1)], None, "count", WEB_DIMS,
+       "leading", "users - new_users"),
+    _k("bounce_rate", _t("web.bo"), _t("web.se"), "ratio", WEB_DIMS, "leading",
+       "bounced sessions / sessions", modes=("bounce",),
+       variants={"not_engaged": ((_t("web.se"), _t("web.en", -1)), (_t("web.se"),))},
+       session_based=True),
+    _k("engagement_rate", _t("web.en"), _t("web.se"), "ratio", WEB_DIMS, "leading",
+       "engaged sessions / sessions", session_based=True),
+    _k("pages_per_session", _t("web.sp"), _t("web.se"), "pages", WEB_DIMS, "leading",
+       "page views of sessions starting in the bucket / those sessions",
+       session_based=True),
+    _k("avg_session_duration_s", _t("web.du", 0.001), _t("web.se"), "s", WEB_DIMS,
+       "leading", "sum(last - first event time) / sessions", session_based=True),
+    _k("conversions", _t("web.cv"), None, "count", WEB_DIMS | {"goal"}, "leading",
+       "goal completions (form submits)"),
+    _k("session_conversion_rate", _t("web.sc"), _t("web.se"), "ratio",
+       WEB_DIMS | {"page_type"}, "leading", "sessions with >= 1 conversion / sessions",
+       session_based=True),
+    _k("visitor_conversion_rate", _t("lead.le", M), _t("web.us"), "ratio",
+       {"", "channel", "page_type"}, "leading", "leads / users", modes=("attribution",)),
+    # -- email (section 5) -------------------------------------------------------
+    _k("emails_sent", _t("email.sent"), None, "count", {"", "channel", "campaign"},
+       "leading", "sent events"),
+    _k("emails_delivered", _t("email.de"), None, "count", {"", "channel", "campaign"},
+       "leading", "delivered events"),
+    _k("email_open_rate", _t("email.uo"), _t("email.de"), "ratio",
+       {"", "channel", "campaign"}, "leading", "unique opens / delivered",
+       modes=("machine_opens",)),
+    _k("email_click_rate", _t("email.uc"), _t("email.de"), "ratio",
+       {"", "channel", "campaign"}, "leading", "unique clicks / delivered"),
+    _k("email_click_to_open_rate", _t("email.uc"), _t("email.uo"), "ratio",
+       {"", "channel", "campaign"}, "leading", "unique clicks / unique opens",
+       modes=("machine_opens",)),
+    _k("email_unsubscribe_rate", _t("email.un"), _t("email.de"), "ratio",
+       {"", "channel", "campaign"}, "leading", "unsubscribes / delivered"),
+    _k("email_bounce_rate", _t("email.bo"), _t("email.sent"), "ratio",
+       {"", "channel", "campaign"}, "leading", "bounces / sent"),
+    # -- spend and ads (section 6) ----------------------------------------------
+    _k("spend", _t("spend.cost", M), None, MONEY, {"", "channel", "campaign"}, "lagging",
+       "all cost, prorated over its period"),
+    _k("media_spend", _t("spend.media", M), None, MONEY, {"", "channel", "campaign"},
+       "lagging", "cost of category media"),
+    _k("impressions", _t("spend.imp"), None, "count", {"", "channel", "campaign"},
+       "leading", "ad impressions, prorated"),
+    _k("clicks", _t("spend.clk"), None, "count", {"", "channel", "campaign"}, "leading",
+       "ad clicks, prorated"),
+    _k("ad_ctr", _t("spend.clk"), _t("spend.imp"), "ratio", {"", "channel", "campaign"},
+       "leading", "clicks / impressions"),
+    _k("cpc", _t("spend.media", M), _t("spend.clk"), MONEY, {"", "channel", "campaign"},
+       "lagging", "media spend / clicks"),
+    _k("cpm", _t("spend.media", M), _t("spend.imp", 0.001), MONEY,
+       {"", "channel", "campaign"}, "lagging", "media spend / (impressions / 1000)"),
+    # -- leads (section 7) ------------------------------------------------------
+    _k("leads", _t("lead.le", M), None, "count", {"", "channel"}, "leading",
+       "contacts whose first lead goal is in the bucket (channel: attribution credit)",
+       modes=("attribution",)),
+    _k("cpl", _t("spend.cost", M), _t("lead.le", M), MONEY, {"", "channel"}, "lagging",
+       "spend / leads (total includes unallocated spend)", modes=("attribution",)),
+)
+
+BY_NAME: dict[str, KPI] = {k.name: k for k in KPIS}
+# dim name ("" for the total) -> the KPIs computed for it, in catalogue order
+BY_DIM: dict[str, tuple[KPI, ...]] = {
+    name: tuple(k for k in KPIS if name in k.dims)
+    for name in sorted({d for k in KPIS for d in k.dims})}
+
+
+def dim_name(dim_key: str) -> str:
+    return dim_key.split("=", 1)[0] if dim_key else ""
+
+
+def kpis_for(dim_key: str, comps: Comps) -> list[KPI]:
+    """The KPIs that have a snapshot for a cell with this dim and these components."""
+    return [k for k in BY_DIM.get(dim_name(dim_key), ()) if not k.families.isdisjoint(comps)]
+
+
+def combine(terms: tuple[Term, ...], comps: Comps) -> float:
+    total = 0.0
+    for family, comp, coef in terms:
+        total += comps.get(family, {}).get(comp, 0) * coef
+    return total
+
+
+@dataclass(frozen=True)
+class Modes:
+    """Definition choices that change values; every snapshot names the ones it used."""
+
+    bounce: str = "single_page"
+    attribution: str = "first_touch"
+    machine_opens: str = "excluded"
+
+    def for_kpi(self, kpi: KPI) -> dict[str, str]:
+        return {m: getattr(self, m) for m in kpi.modes}
+
+
+def evaluate(kpi: KPI, comps: Comps, modes: Modes) -> tuple[float | None, float, float]:
+    """(value, numerator, denominator) of ``kpi`` for one cell's components."""
+    num_terms, den_terms = kpi.num, kpi.den
+    for mode in kpi.modes:
+        variant = kpi.variants.get(getattr(modes, mode))
+        if variant is not None:
+            num_terms, den_terms = variant
+    num = combine(num_terms, comps)
+    den = 1.0 if den_terms is None else combine(den_terms, comps)
+    value = None if den == 0 else num / den
+    return value, _clean(num), _clean(den)
+
+
+def _clean(x: float) -> float:
+    # integers stay integers in JSON; sums of millionths round to 6 places
+    r = round(x, 6)
+    return int(r) if r == int(r) else r
+
+
+def applies(kpi: KPI, dim_key: str, comps: Comps) -> bool:
+    """Whether a snapshot of ``kpi`` exists for a cell with these components."""
+    return dim_name(dim_key) in kpi.dims and not kpi.families.isdisjoint(comps)

@@ -1,0 +1,383 @@
+"""Stage 1 for web traffic: per-visitor sessions, users and lead candidates. Pure.
+
+One :class:`WebPartition` owns the visitors of one input partition (page views
+and form submits are both keyed by ``visitor_id``). For every visitor touched
+by a batch it sessionizes the visitor's kept events before and after the batch
+and emits the difference of their contributions, so the sum of everything ever
+emitted is always the contribution of the *current* sessions: a late page view
+that bridges two sessions retracts both and adds the merged one, whatever
+order the events came in.
+
+Events are kept while they can still change a KPI: until their session cannot
+grow any more and their UTC day can receive no on-time event. After that only
+the session start and channel remain (attribution touches, for the lookback
+window) and the visitor's first-seen time (new vs returning users).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..records import FormSubmit, PageView
+from . import attribution
+from .buckets import BUCKETS, DAY, starts
+from .deltas import Deltas, add, dim, prune_zero
+from .stage import StageOutput
+from .watermark import ClockedPartition
+
+FAMILY = "web"
+
+# page view: (t, event_id, page_type, channel, device, engaged_ms, campaign)
+PV = tuple[int, str, str, str, str, int, str | None]
+# form submit: (t, event_id, contact_id, goal, channel or None, campaign)
+FS = tuple[int, str, str, str, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    lateness_ms: int = 600_000
+    session_timeout_ms: int = 1_800_000
+    split_midnight: bool = False
+    split_campaign: bool = False
+    engaged_ms: int = 10_000
+    lead_goals: frozenset[str] = frozenset(
+        {"call_click", "contact", "content_download", "demo_request", "inquiry",
+         "newsletter_signup"})
+    lookback_ms: int = 30 * DAY
+    half_life_ms: int = 7 * DAY
+    visitor_ttl_ms: int = 400 * DAY
+
+
+@dataclass(slots=True)
+class Session:
+    start: int
+    last_pv: int
+    pvs: list[PV]
+    forms: list[FS] = field(default_factory=list)
+    campaign: str | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.pvs[0][3]
+
+    @property
+    def device(self) -> str:
+        return self.pvs[0][4]
+
+    @property
+    def landing(self) -> str:
+        return self.pvs[0][2]
+
+    @property
+    def end(self) -> int:
+        return max(self.last_pv, self.forms[-1][0]) if self.forms else self.last_pv
+
+    def identity(self) -> tuple[Any, ...]:
+        return (tuple(p[1] for p in self.pvs), tuple(f[1] for f in self.forms))
+
+
+@dataclass(slots=True)
+class Visitor:
+    first: int | None = None  # first page view ever (as far as we know)
+    pvs: list[PV] = field(default_factory=list)  # sorted by (t, event_id)
+    forms: list[FS] = field(default_factory=list)  # sorted by (t, event_id)
+    touches: list[tuple[int, str]] = field(default_factory=list)  # pruned session starts
+    leads: dict[str, str] = field(default_factory=dict)  # form event_id -> emitted signature
+
+    def seen(self, event_id: str) -> bool:
+        return any(p[1] == event_id for p in self.pvs) or any(
+            f[1] == event_id for f in self.forms)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"f": self.first, "p": self.pvs, "s": self.forms, "h": self.touches,
+                "l": self.leads}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Visitor:
+        return cls(d["f"], [tuple(p) for p in d["p"]], [tuple(f) for f in d["s"]],
+                   [tuple(h) for h in d["h"]], d["l"])
+
+
+def sessionize(pvs: list[PV], forms: list[FS], cfg: WebConfig) -> tuple[list[Session], list[FS]]:
+    """Sessions of sorted page views, with forms attached; returns (sessions, standalone)."""
+    sessions: list[Session] = []
+    cur: Session | None = None
+    timeout = cfg.session_timeout_ms
+    for pv in pvs:
+        t, campaign = pv[0], pv[6]
+        if cur is not None and t - cur.last_pv < timeout \
+                and not (cfg.split_midnight and t // DAY != cur.last_pv // DAY) \
+                and not (cfg.split_campaign and campaign is not None
+                         and campaign != cur.campaign):
+            cur.pvs.append(pv)
+            cur.last_pv = t
+            if campaign is not None:
+                cur.campaign = campaign
+        else:
+            cur = Session(t, t, [pv], campaign=campaign)
+            sessions.append(cur)
+    standalone: list[FS] = []
+    session_starts = [s.start for s in sessions]
+    for f in forms:
+        i = bisect_right(session_starts, f[0]) - 1
+        if i >= 0 and f[0] < sessions[i].last_pv + timeout:
+            sessions[i].forms.append(f)
+        else:
+            standalone.append(f)
+    return sessions, standalone
+
+
+def _session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas) -> None:
+    dims = ("", dim("channel", s.channel), dim("device", s.device),
+            dim("page_type", s.landing))
+    n = len(s.pvs)
+    converted = 1 if s.forms else 0
+    duration = s.end - s.start
+    engaged_time = max(duration, sum(p[5] for p in s.pvs))
+    engaged = 1 if (engaged_time >= cfg.engaged_ms or n >= 2 or converted) else 0
+    bounced = 1 if (n == 1 and not converted) else 0
+    for size, start in starts(s.start):
+        for d in dims:
+            key = (FAMILY, size, start, d)
+            add(out, key, "se", sign)
+            add(out, key, "sp", sign * n)
+            add(out, key, "bo", sign * bounced)
+            add(out, key, "en", sign * engaged)
+            add(out, key, "du", sign * duration)
+            add(out, key, "sc", sign * converted)
+    pv_dims = dims[:3]
+    for pv in s.pvs:
+        for size, start in starts(pv[0]):
+            for d in pv_dims:
+                add(out, (FAMILY, size, start, d), "pv", sign)
+    for f in s.forms:
+        _conversion(f, dims, sign, out)
+
+
+def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas) -> None:
+    for size, start in starts(f[0]):
+        for d in (*dims, dim("goal", f[3])):
+            add(out, (FAMILY, size, start, d), "cv", sign)
+
+
+def _standalone_facts(f: FS, sign: int, out: Deltas) -> None:
+    # a conversion outside any session counts in conversions, not in session rates
+    _conversion(f, ("", dim("channel", f[4] or "direct")), sign, out)
+
+
+def _membership(sessions: list[Session], size: str, start: int) -> set[str]:
+    end = start + BUCKETS[size]
+    dims: set[str] = set()
+    for s in sessions:
+        if s.start >= end or s.last_pv < start:
+            continue
+        if any(start <= p[0] < end for p in s.pvs):
+            dims.update(("", dim("channel", s.channel), dim("device", s.device),
+                         dim("page_type", s.landing)))
+    return dims
+
+
+def visitor_hash(visitor_id: str) -> int:
+    """Stable 63-bit hash of a visitor id for the distinct-count sketches."""
+    return int.from_bytes(hashlib.blake2b(visitor_id.encode(), digest_size=8).digest(),
+                          "big") >> 1
+
+
+class WebPartition(ClockedPartition):
+    """Per-visitor state of one partition of the page view and form submit topics."""
+
+    def __init__(self, cfg: WebConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.visitors: dict[str, Visitor] = {}
+
+    # -- the batch ------------------------------------------------------------
+    def process(self, items: list[tuple[str, PageView | FormSubmit]],
+                wall_ms: int) -> StageOutput:
+        """Apply a batch of (input topic, record) in partition offset order."""
+        out = StageOutput()
+        touched: dict[str, Visitor | None] = {}
+        old_state: dict[str, Visitor] = {}
+        lateness = self.cfg.lateness_ms
+        for topic, rec in items:
+            vid = rec.visitor_id
+            v = self.visitors.get(vid)
+            et = "page_view" if isinstance(rec, PageView) else "form_submit"
+            if v is not None and v.seen(rec.event_id):
+                out.count(et, "duplicate")
+                continue
+            if not self.admit(out, topic, rec, et, lateness, wall_ms):
+                continue
+            if v is None:
+                v = self.visitors[vid] = Visitor()
+            if vid not in old_state:
+                old_state[vid] = Visitor(v.first, list(v.pvs), list(v.forms), v.touches, v.leads)
+            if isinstance(rec, PageView):
+                pv: PV = (rec.t, rec.event_id, rec.page_type, rec.channel, rec.device,
+                          rec.engaged_ms, rec.campaign)
+                _insort(v.pvs, pv)
+                if v.first is None or rec.t < v.first:
+                    v.first = rec.t
+            else:
+                fs: FS = (rec.t, rec.event_id, rec.contact_id, rec.goal, rec.channel,
+                          rec.campaign)
+                _insort(v.forms, fs)
+            touched[vid] = v
+        for vid in touched:
+            self._visitor_deltas(vid, old_state[vid], self.visitors[vid], out)
+            out.dirty.add(vid)
+        out.deltas = prune_zero(out.deltas)
+        return out
+
+    def _visitor_deltas(self, vid: str, old: Visitor, new: Visitor, out: StageOutput) -> None:
+        cfg = self.cfg
+        old_sessions, old_alone = sessionize(old.pvs, old.forms, cfg)
+        new_sessions, new_alone = sessionize(new.pvs, new.forms, cfg)
+        old_ids = {s.identity(): s for s in old_sessions}
+        new_ids = {s.identity(): s for s in new_sessions}
+        changed: list[Session] = []
+        for ident, s in old_ids.items():
+            if ident not in new_ids:
+                _session_facts(s, -1, cfg, out.deltas)
+                changed.append(s)
+        for ident, s in new_ids.items():
+            if ident not in old_ids:
+                _session_facts(s, 1, cfg, out.deltas)
+                changed.append(s)
+        old_alone_ids = {f[1] for f in old_alone}
+        new_alone_ids = {f[1] for f in new_alone}
+        for f in old_alone:
+            if f[1] not in new_alone_ids:
+                _standalone_facts(f, -1, out.deltas)
+        for f in new_alone:
+            if f[1] not in old_alone_ids:
+                _standalone_facts(f, 1, out.deltas)
+        # users and new users, for every bucket a changed session has page views in
+        affected: set[tuple[str, int]] = set()
+        for s in changed:
+            for p in s.pvs:
+                affected.update(starts(p[0]))
+        if old.first != new.first:
+            for t in (old.first, new.first):
+                if t is not None:
+                    affected.update(starts(t))
+        if affected:
+            h = visitor_hash(vid)
+        for size, start in affected:
+            width = BUCKETS[size]
+            before = _membership(old_sessions, size, start)
+            after = _membership(new_sessions, size, start)
+            was_new = old.first is not None and start <= old.first < start + width
+            is_new = new.first is not None and start <= new.first < start + width
+            for d in before:
+                key = (FAMILY, size, start, d)
+                add(out.deltas, key, "us", -1)
+                if was_new:
+                    add(out.deltas, key, "nu", -1)
+            for d in after:
+                key = (FAMILY, size, start, d)
+                add(out.deltas, key, "us", 1)
+                if is_new:
+                    add(out.deltas, key, "nu", 1)
+                if d not in before:
+                    out.sketches.setdefault(key, set()).add(h)
+        self._lead_candidates(vid, new, new_sessions, out)
+
+    def _lead_candidates(self, vid: str, v: Visitor, sessions: list[Session],
+                         out: StageOutput) -> None:
+        cfg = self.cfg
+        lead_forms = [f for f in v.forms if f[3] in cfg.lead_goals]
+        if not lead_forms:
+            return
+        session_touches = [(s.start, s.channel) for s in sessions] + list(v.touches)
+        landing_of = {f[1]: s.landing for s in sessions for f in s.forms}
+        for f in lead_forms:
+            t, eid, contact = f[0], f[1], f[2]
+            touches = attribution.touches_for(session_touches, t, f[4], cfg.lookback_ms)
+            credit = attribution.all_models(touches, t, cfg.half_life_ms)
+            page_type = landing_of.get(eid)
+            sig = orjson.dumps([credit, page_type]).decode()
+            if v.leads.get(eid) == sig:
+                continue
+            v.leads[eid] = sig
+            out.leads.append({"contact_id": contact, "event_id": eid, "t": t,
+                              "visitor_id": vid, "goal": f[3], "page_type": page_type,
+                              "credit": credit})
+
+    # -- expiry -----------------------------------------------------------------
+    def prune(self, visitor_ids: list[str] | None = None) -> set[str]:
+        """Drop what can no longer change a KPI; returns visitors changed or deleted."""
+        wm = self.low_watermark()
+        if wm is None:
+            return set()
+        cfg = self.cfg
+        horizon = wm - cfg.lateness_ms  # no on-time event is older than this
+        changed: set[str] = set()
+        ids = list(self.visitors) if visitor_ids is None else visitor_ids
+        for vid in ids:
+            v = self.visitors.get(vid)
+            if v is None:
+                continue
+            if self._prune_visitor(v, horizon):
+                changed.add(vid)
+            if not v.pvs and not v.forms and not v.touches and (
+                    v.first is None or v.first < wm - cfg.visitor_ttl_ms):
+                del self.visitors[vid]
+                changed.add(vid)
+        return changed
+
+    def _prune_visitor(self, v: Visitor, horizon: int) -> bool:
+        cfg = self.cfg
+        if not v.pvs and not v.forms and not v.touches:
+            return False
+        sessions, alone = sessionize(v.pvs, v.forms, cfg)
+        day_open = horizon - horizon % DAY  # start of the oldest day that can still change
+        keep_pv: list[PV] = []
+        keep_forms: list[FS] = []
+        dropped = False
+        for s in sessions:
+            frozen = horizon - s.last_pv >= cfg.session_timeout_ms and s.end < day_open \
+                and all(f[0] < day_open for f in s.forms)
+            if frozen:
+                v.touches.append((s.start, s.channel))
+                for f in s.forms:
+                    v.leads.pop(f[1], None)
+                dropped = True
+            else:
+                keep_pv.extend(s.pvs)
+                keep_forms.extend(s.forms)
+        for f in alone:
+            if f[0] < day_open and horizon - f[0] >= cfg.session_timeout_ms:
+                v.leads.pop(f[1], None)
+                dropped = True
+            else:
+                keep_forms.append(f)
+        keep_forms.sort()
+        oldest_touch = horizon - cfg.lookback_ms - cfg.session_timeout_ms
+        touches = sorted(t for t in v.touches if t[0] >= oldest_touch)
+        if len(touches) != len(v.touches):
+            dropped = True
+        if dropped:
+            v.pvs, v.forms, v.touches = keep_pv, keep_forms, touches
+        return dropped
+
+    # -- persistence ------------------------------------------------------------
+    def dump(self, key: str) -> dict[str, Any] | None:
+        v = self.visitors.get(key)
+        return None if v is None else v.to_json()
+
+    def load(self, key: str, value: dict[str, Any]) -> None:
+        self.visitors[key] = Visitor.from_json(value)
+
+
+def _insort(items: list[Any], item: Any) -> None:
+    if not items or items[-1] <= item:
+        items.append(item)
+    else:
+        lo = bisect_right(items, item)
+        items.insert(lo, item)

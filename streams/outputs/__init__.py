@@ -1,0 +1,1 @@
+"""What people and systems read: metrics, the HTTP API, the wall."""

@@ -1,0 +1,72 @@
+"""Every pipeline-health metric, declared in one place against a registry passed in.
+
+Label values are bounded: input (six event types), outcome, reason (the
+dead-letter schema's reasons), stage, and partition numbers. No ids, no
+campaigns. KPI values are not here: they are read out of the merge state at
+scrape time by :mod:`streams.outputs.collector`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+NS = "kpi_streams"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    events: Counter
+    rejected: Counter
+    dlq_records: Counter
+    late_records: Counter
+    flush_seconds: Histogram
+    flushed_keys: Counter
+    restore_records: Counter
+    restore_progress: Gauge
+    restore_seconds: Gauge
+    partitions_owned: Gauge
+    snapshots: Counter
+    replayed_partials: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        return cls(
+            events=Counter(f"{NS}_events", "Input events by outcome "
+                           "(accepted, rejected, duplicate, late).",
+                           ["input", "outcome"], registry=registry),
+            rejected=Counter(f"{NS}_rejected_events", "Rejected input by reason "
+                             "(each one is on the dead-letter topic).",
+                             ["input", "reason"], registry=registry),
+            dlq_records=Counter(f"{NS}_dlq_records", "Records written to dead-letter topics.",
+                                ["input"], registry=registry),
+            late_records=Counter(f"{NS}_late_records",
+                                 "Events written to the late-events topic.", ["input"],
+                                 registry=registry),
+            flush_seconds=Histogram(f"{NS}_flush_seconds",
+                                    "Time to write one flush (state, outputs, meta).",
+                                    ["stage"], registry=registry,
+                                    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                             1, 2.5, 5)),
+            flushed_keys=Counter(f"{NS}_state_writes", "State keys written to changelogs.",
+                                 ["stage"], registry=registry),
+            restore_records=Counter(f"{NS}_restore_records",
+                                    "Changelog records read while restoring state.",
+                                    ["stage"], registry=registry),
+            restore_progress=Gauge(f"{NS}_restore_progress_ratio",
+                                   "Progress of the running state restore (1 = done).",
+                                   ["stage", "partition"], registry=registry),
+            restore_seconds=Gauge(f"{NS}_restore_duration_seconds",
+                                  "Duration of the last state restore.",
+                                  ["stage", "partition"], registry=registry),
+            partitions_owned=Gauge(f"{NS}_partitions_owned",
+                                   "Partitions this worker processes.", ["stage"],
+                                   registry=registry),
+            snapshots=Counter(f"{NS}_snapshots", "KPI snapshots published.", ["final"],
+                              registry=registry),
+            replayed_partials=Counter(f"{NS}_replayed_partials",
+                                      "Partial aggregates ignored because they were "
+                                      "already applied (replays after a restart).",
+                                      registry=registry),
+        )

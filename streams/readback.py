@@ -1,0 +1,64 @@
+"""Read the KPI snapshot topic back: latest snapshot per key (CLI, tests, bench)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+from .kafka import consumer
+from .settings import Settings
+from .topics import Topics
+
+
+async def read_topic(settings: Settings, topic: str, limit_s: float = 30.0) -> list[Any]:
+    """Every record of ``topic`` from the beginning to its end at call time."""
+    c = consumer(settings, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await c.start()
+    try:
+        parts = await asyncio.wait_for(_partitions(c, topic), limit_s)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        c.assign(tps)
+        ends = await c.end_offsets(tps)
+        await c.seek_to_beginning(*tps)
+        records: list[Any] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        for tp in list(remaining):
+            if await c.position(tp) >= ends[tp]:
+                remaining.discard(tp)
+        while remaining:
+            batch = await asyncio.wait_for(c.getmany(timeout_ms=1000, max_records=50_000),
+                                           limit_s)
+            for tp, msgs in batch.items():
+                records.extend(msgs)
+                if msgs and msgs[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        return records
+    finally:
+        await c.stop()
+
+
+async def _partitions(c: Any, topic: str) -> set[int]:
+    while True:
+        parts = await c.partitions_for_topic(topic) if asyncio.iscoroutinefunction(
+            c.partitions_for_topic) else c.partitions_for_topic(topic)
+        if parts:
+            return set(parts)
+        await c._client.force_metadata_update()  # aiokafka has no public way
+        await asyncio.sleep(0.2)
+
+
+async def latest_snapshots(settings: Settings, limit_s: float = 30.0) -> dict[str, Any]:
+    """key -> the snapshot with the highest revision (the truth for that key)."""
+    out: dict[str, Any] = {}
+    for msg in await read_topic(settings, Topics(settings).snapshots, limit_s):
+        if msg.value is None:
+            continue
+        key = msg.key.decode()
+        doc = orjson.loads(msg.value)
+        old = out.get(key)
+        if old is None or doc["revision"] >= old["revision"]:
+            out[key] = doc
+    return out

@@ -1,0 +1,410 @@
+"""One frozen settings object, built from the environment.
+
+Every setting is declared once in ``SPECS`` with its environment name, default
+and help text. The CLI's ``--help``, ``kpi-streams settings`` and the README's
+settings table are all read from that declaration, so they cannot drift apart.
+Secrets are held in :class:`Secret`, whose ``repr`` and ``str`` never show the
+value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+class Secret:
+    """A string that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def parse_duration_ms(text: str) -> int:
+    """Parse ``"10m"``, ``"30s"``, ``"500ms"``, ``"7d"`` (bare numbers are seconds)."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 10m, 2h, 7d)")
+    number, unit = m.groups()
+    return int(float(number) * _UNIT_MS[unit or "s"])
+
+
+def format_duration_ms(ms: int) -> str:
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use true or false)")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip()
+        if value not in options:
+            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _optional_str(text: str) -> str | None:
+    return text or None
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text).expanduser() if text else None
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def _currency(text: str) -> str:
+    value = text.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ValueError(f"not an ISO 4217 currency code: {text!r}")
+    return value
+
+
+def _goals(text: str) -> tuple[str, ...]:
+    return tuple(sorted({g.strip() for g in text.split(",") if g.strip()}))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: attribute name, environment variable, default, parser, help."""
+
+    attr: str
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    group: str
+    secret: bool = False
+
+
+_DEFAULT_HOME = "~/.cache/kpi-streams"
+
+SPECS: tuple[Spec, ...] = (
+    # -- Kafka -------------------------------------------------------------
+    Spec("kafka_bootstrap", "KAFKA_BOOTSTRAP", "", _optional_str,
+         "Existing Kafka cluster (host:port,...). Set: nothing is started locally.", "kafka"),
+    Spec("kafka_home", "KAFKA_HOME", "", _optional_path,
+         "An installed Kafka to run instead of the jars fetched with Maven.", "kafka"),
+    Spec("kafka_version", "KPI_KAFKA_VERSION", "4.1.1", str,
+         "Apache Kafka version the local broker fetches from Maven Central.", "kafka"),
+    Spec("broker_port", "KPI_BROKER_PORT", "9092", _positive_int,
+         "Port of the local broker (bound to 127.0.0.1).", "kafka"),
+    Spec("controller_port", "KPI_CONTROLLER_PORT", "9093", _positive_int,
+         "Port of the local broker's KRaft controller listener.", "kafka"),
+    Spec("broker_heap", "KPI_BROKER_HEAP", "768m", str,
+         "Java heap of the local broker.", "kafka"),
+    Spec("home", "KPI_HOME", _DEFAULT_HOME, _path,
+         "Where Kafka jars, broker data and logs are kept (outside the work tree).", "kafka"),
+    Spec("security_protocol", "KPI_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+         _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+         "Kafka security protocol.", "kafka"),
+    Spec("sasl_mechanism", "KPI_KAFKA_SASL_MECHANISM", "PLAIN",
+         _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+         "SASL mechanism when the protocol is SASL_*.", "kafka"),
+    Spec("sasl_username", "KPI_KAFKA_SASL_USERNAME", "", str,
+         "SASL user name.", "kafka"),
+    Spec("sasl_password", "KPI_KAFKA_SASL_PASSWORD", "", Secret,
+         "SASL password (never printed).", "kafka", secret=True),
+    Spec("ssl_cafile", "KPI_KAFKA_SSL_CAFILE", "", _optional_path,
+         "CA bundle that signs the brokers' certificates.", "kafka"),
+    Spec("ssl_certfile", "KPI_KAFKA_SSL_CERTFILE", "", _optional_path,
+         "Client certificate for mutual TLS.", "kafka"),
+    Spec("ssl_keyfile", "KPI_KAFKA_SSL_KEYFILE", "", _optional_path,
+         "Client private key for mutual TLS.", "kafka"),
+    Spec("ssl_key_password", "KPI_KAFKA_SSL_KEY_PASSWORD", "", Secret,
+         "Password of the client private key (never printed).", "kafka", secret=True),
+    # -- Topics --------------------------------------------------------------
+    Spec("namespace", "KPI_NAMESPACE", "", str,
+         "Prefix for every topic name and the consumer group, so deployments or "
+         "test runs can share one cluster.", "topics"),
+    Spec("input_partitions", "KPI_INPUT_PARTITIONS", "6", _positive_int,
+         "Partitions of the input topics (and of the state topics that mirror them).",
+         "topics"),
+    Spec("kpi_partitions", "KPI_KPI_PARTITIONS", "6", _positive_int,
+         "Partitions of the KPI snapshot and partial-aggregate topics.", "topics"),
+    Spec("replication_factor", "KPI_REPLICATION_FACTOR", "1", _positive_int,
+         "Replication factor for topics the project creates.", "topics"),
+    Spec("topic_page_views", "KPI_TOPIC_PAGE_VIEWS", "mkt.page_views.v1", str,
+         "Page view input topic.", "topics"),
+    Spec("topic_email_events", "KPI_TOPIC_EMAIL_EVENTS", "mkt.email_events.v1", str,
+         "Email event input topic.", "topics"),
+    Spec("topic_form_submits", "KPI_TOPIC_FORM_SUBMITS", "mkt.form_submits.v1", str,
+         "Form submit input topic.", "topics"),
+    Spec("topic_deal_updates", "KPI_TOPIC_DEAL_UPDATES", "mkt.deal_updates.v1", str,
+         "CRM deal update input topic.", "topics"),
+    Spec("topic_spend", "KPI_TOPIC_SPEND", "mkt.spend.v1", str,
+         "Marketing spend input topic.", "topics"),
+    Spec("topic_engagements", "KPI_TOPIC_ENGAGEMENTS", "mkt.engagements.v1", str,
+         "Off-site engagement input topic.", "topics"),
+    Spec("topic_snapshots", "KPI_TOPIC_SNAPSHOTS", "kpi.snapshots", str,
+         "Compacted topic of KPI snapshots (the product's main output).", "topics"),
+    Spec("topic_late", "KPI_TOPIC_LATE", "kpi.late_events", str,
+         "Where events judged late are sent, unchanged, with the watermark.", "topics"),
+    Spec("topic_lead_scores", "KPI_TOPIC_LEAD_SCORES", "mkt.lead_scores.v1", str,
+         "Contacts that crossed the MQL score threshold.", "topics"),
+    Spec("dlq_suffix", "KPI_DLQ_SUFFIX", ".dlq", str,
+         "Appended to an input topic's name to name its dead-letter topic.", "topics"),
+    # -- Time ----------------------------------------------------------------
+    Spec("allowed_lateness_ms", "KPI_ALLOWED_LATENESS", "10m", parse_duration_ms,
+         "How far behind its partition's watermark an event may be and still count.",
+         "time"),
+    Spec("idle_timeout_ms", "KPI_IDLE_TIMEOUT", "30s", parse_duration_ms,
+         "After this long without events a partition's watermark follows the wall clock.",
+         "time"),
+    Spec("max_future_skew_ms", "KPI_MAX_FUTURE_SKEW", "1h", parse_duration_ms,
+         "Events dated further than this ahead of the wall clock are rejected "
+         "(reason future_event).", "time"),
+    Spec("retention_1m_ms", "KPI_RETENTION_1M", "2d", parse_duration_ms,
+         "How long 1m buckets are kept (event time behind the watermark).", "time"),
+    Spec("retention_1h_ms", "KPI_RETENTION_1H", "90d", parse_duration_ms,
+         "How long 1h buckets are kept.", "time"),
+    Spec("retention_1d_ms", "KPI_RETENTION_1D", "730d", parse_duration_ms,
+         "How long 1d buckets are kept.", "time"),
+    Spec("visitor_ttl_ms", "KPI_VISITOR_TTL", "400d", parse_duration_ms,
+         "How long a visitor's first-seen record is kept (new vs returning users).", "time"),
+    # -- KPI definitions -----------------------------------------------------
+    Spec("reporting_currency", "KPI_REPORTING_CURRENCY", "EUR", _currency,
+         "Every amount is converted to this currency.", "kpi"),
+    Spec("fx_rates_file", "KPI_FX_RATES", "", _optional_path,
+         "JSON rate table (see streams/config/fx_rates.json); empty: the built-in table.",
+         "kpi"),
+    Spec("channel_rules_file", "KPI_CHANNEL_RULES", "", _optional_path,
+         "JSON channel rule table (see streams/config/channel_rules.json); empty: built-in.",
+         "kpi"),
+    Spec("session_timeout_ms", "KPI_SESSION_TIMEOUT", "30m", parse_duration_ms,
+         "Inactivity gap that ends a session.", "kpi"),
+    Spec("session_split_midnight", "KPI_SESSION_SPLIT_MIDNIGHT", "false", _bool,
+         "Start a new session at UTC midnight.", "kpi"),
+    Spec("session_split_campaign", "KPI_SESSION_SPLIT_CAMPAIGN", "false", _bool,
+         "Start a new session when the utm campaign changes.", "kpi"),
+    Spec("bounce_mode", "KPI_BOUNCE_MODE", "single_page", _choice("single_page", "not_engaged"),
+         "single_page: one page view and no conversion (UA); not_engaged: 1 - engagement "
+         "rate (GA4).", "kpi"),
+    Spec("engaged_ms", "KPI_ENGAGED_TIME", "10s", parse_duration_ms,
+         "Engagement time that makes a session engaged.", "kpi"),
+    Spec("attribution", "KPI_ATTRIBUTION", "first_touch",
+         _choice("first_touch", "last_touch", "last_non_direct", "linear",
+                 "position_based", "time_decay"),
+         "Attribution model for the channel of leads, deals and revenue.", "kpi"),
+    Spec("attribution_lookback_ms", "KPI_ATTRIBUTION_LOOKBACK", "30d", parse_duration_ms,
+         "Sessions this long before a lead are its touches.", "kpi"),
+    Spec("time_decay_half_life_ms", "KPI_TIME_DECAY_HALF_LIFE", "7d", parse_duration_ms,
+         "Half-life of the time_decay attribution model.", "kpi"),
+    Spec("lead_goals", "KPI_LEAD_GOALS",
+         "call_click,contact,content_download,demo_request,inquiry,newsletter_signup", _goals,
+         "Form goals that make a contact a lead.", "kpi"),
+    Spec("exclude_machine_opens", "KPI_EXCLUDE_MACHINE_OPENS", "true", _bool,
+         "Drop machine (privacy-proxy) opens before counting unique opens.", "kpi"),
+    Spec("default_margin", "KPI_DEFAULT_MARGIN", "1.0", _fraction,
+         "Gross profit = amount x this, for won deals without gross_profit (1.0: no "
+         "margin data, so ROI is computed on revenue).", "kpi"),
+    # -- Worker --------------------------------------------------------------
+    Spec("max_message_bytes", "KPI_MAX_MESSAGE_BYTES", "1048576", _positive_int,
+         "Input messages larger than this are rejected (reason too_large).", "worker"),
+    Spec("max_batch_events", "KPI_MAX_BATCH_EVENTS", "5000", _positive_int,
+         "A JSON array message with more events than this is rejected (too_large).",
+         "worker"),
+    Spec("flush_interval_ms", "KPI_FLUSH_INTERVAL", "250ms", parse_duration_ms,
+         "How often the worker writes state and partial aggregates.", "worker"),
+    Spec("take_messages", "KPI_TAKE_MESSAGES", "500", _positive_int,
+         "Kafka messages an agent processes per step.", "worker"),
+    Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "1s", parse_duration_ms,
+         "A changing KPI key is published at most this often (finals always are).", "worker"),
+    Spec("web_host", "KPI_WEB_HOST", "127.0.0.1", str,
+         "Address the worker's web server (wall, API, /metrics) binds to.", "worker"),
+    Spec("web_port", "KPI_WEB_PORT", "6066", _positive_int,
+         "Port of the worker's web server.", "worker"),
+    Spec("worker_id", "KPI_WORKER_ID", "", str,
+         "Name of this worker in logs and metrics; empty: host name and PID.", "worker"),
+    Spec("log_level", "KPI_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"),
+         "Log level.", "worker"),
+)
+
+_SPEC_BY_ATTR = {s.attr: s for s in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of one process. Build with :func:`load_settings`."""
+
+    kafka_bootstrap: str | None
+    kafka_home: Path | None
+    kafka_version: str
+    broker_port: int
+    controller_port: int
+    broker_heap: str
+    home: Path
+    security_protocol: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: Secret
+    ssl_cafile: Path | None
+    ssl_certfile: Path | None
+    ssl_keyfile: Path | None
+    ssl_key_password: Secret
+    namespace: str
+    input_partitions: int
+    kpi_partitions: int
+    replication_factor: int
+    topic_page_views: str
+    topic_email_events: str
+    topic_form_submits: str
+    topic_deal_updates: str
+    topic_spend: str
+    topic_engagements: str
+    topic_snapshots: str
+    topic_late: str
+    topic_lead_scores: str
+    dlq_suffix: str
+    allowed_lateness_ms: int
+    idle_timeout_ms: int
+    max_future_skew_ms: int
+    retention_1m_ms: int
+    retention_1h_ms: int
+    retention_1d_ms: int
+    visitor_ttl_ms: int
+    reporting_currency: str
+    fx_rates_file: Path | None
+    channel_rules_file: Path | None
+    session_timeout_ms: int
+    session_split_midnight: bool
+    session_split_campaign: bool
+    bounce_mode: str
+    engaged_ms: int
+    attribution: str
+    attribution_lookback_ms: int
+    time_decay_half_life_ms: int
+    lead_goals: tuple[str, ...]
+    exclude_machine_opens: bool
+    default_margin: float
+    max_message_bytes: int
+    max_batch_events: int
+    flush_interval_ms: int
+    take_messages: int
+    snapshot_interval_ms: int
+    web_host: str
+    web_port: int
+    worker_id: str
+    log_level: str
+    # not from the environment: tests may pin the wall clock of watermark logic
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap servers to use: the configured cluster or the local broker."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def uses_local_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    def prefixed(self, name: str) -> str:
+        """A topic or group name with the namespace prefix applied."""
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    @property
+    def consumer_group(self) -> str:
+        return self.prefixed("kpi-streams")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(env name, current value, help) for every setting; secrets masked."""
+        rows = []
+        for spec in SPECS:
+            value = getattr(self, spec.attr)
+            if spec.secret:
+                shown = "***" if value else ""
+            elif isinstance(value, tuple):
+                shown = ",".join(value)
+            elif value is None:
+                shown = ""
+            elif spec.parse is parse_duration_ms:
+                shown = format_duration_ms(value)
+            else:
+                shown = str(value).lower() if isinstance(value, bool) else str(value)
+            rows.append((spec.env, shown, spec.help))
+        return rows
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from ``env`` (default: ``os.environ``) plus explicit overrides.
+
+    Raises :class:`SettingsError` naming the variable and the reason when a value
+    cannot be parsed.
+    """
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        raw = source.get(spec.env, spec.default)
+        try:
+            values[spec.attr] = spec.parse(raw)
+        except ValueError as exc:
+            shown = "***" if spec.secret else repr(raw)
+            raise SettingsError(f"{spec.env}={shown}: {exc}") from exc
+    for key, value in overrides.items():
+        if key not in _SPEC_BY_ATTR and key != "extra":
+            raise SettingsError(f"unknown setting {key!r}")
+        values[key] = value
+    return Settings(**values)

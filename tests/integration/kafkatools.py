@@ -1,0 +1,47 @@
+"""Small Kafka helpers for integration tests: produce events or raw bytes, read topics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.kafka import ensure_topics, producer
+from streams.produce import BatchProducer
+from streams.readback import latest_snapshots, read_topic
+from streams.settings import Settings
+from streams.topics import Topics
+
+
+async def produce_events(settings: Settings, events: list[Any], batch_size: int = 200) -> None:
+    await ensure_topics(settings)
+    p = producer(settings)
+    await p.start()
+    try:
+        bp = BatchProducer(p, Topics(settings), settings.input_partitions, batch_size)
+        await bp.send(events)
+    finally:
+        await p.stop()
+
+
+async def produce_raw(settings: Settings, topic: str, values: list[bytes | None],
+                      partition: int = 0) -> None:
+    await ensure_topics(settings)
+    p = producer(settings)
+    await p.start()
+    try:
+        for value in values:
+            await p.send_and_wait(topic, value, key=b"raw", partition=partition)
+    finally:
+        await p.stop()
+
+
+async def read_json(settings: Settings, topic: str) -> list[tuple[bytes | None, Any]]:
+    out = []
+    for msg in await read_topic(settings, topic):
+        out.append((msg.key, None if msg.value is None else orjson.loads(msg.value)))
+    return out
+
+
+async def snapshots(settings: Settings) -> dict[str, Any]:
+    return await latest_snapshots(settings)
