@@ -54,9 +54,10 @@ async def latest_snapshots(settings: Settings, limit_s: float = 30.0) -> dict[st
     """key -> the snapshot with the highest revision (the truth for that key)."""
     out: dict[str, Any] = {}
     for msg in await read_topic(settings, Topics(settings).snapshots, limit_s):
-        if msg.value is None:
-            continue
         key = msg.key.decode()
+        if msg.value is None:
+            out.pop(key, None)  # a retracted key
+            continue
         doc = orjson.loads(msg.value)
         old = out.get(key)
         if old is None or doc["revision"] >= old["revision"]:

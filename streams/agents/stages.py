@@ -319,7 +319,7 @@ class MergeStage(StageRunner):
         finals = 0
         for key, doc in snapshots:
             part.outbox.append([self.topics.snapshots, None, key, doc])
-            finals += doc["final"]
+            finals += bool(doc and doc["final"])
         if snapshots:
             self.metrics.snapshots.labels("true").inc(finals)
             self.metrics.snapshots.labels("false").inc(len(snapshots) - finals)

@@ -40,6 +40,11 @@ def message_facts(campaign: str, events: list[EV], cfg: EmailConfig, sign: int,
     first_open: int | None = None
     first_click: int | None = None
     for t, _, kind, machine in events:
+        # every event touches its buckets, so a bucket with only (say) repeat opens still
+        # has snapshots (numerator 0) as the catalogue requires
+        for size, start in starts(t):
+            for d in dims:
+                add(out, (FAMILY, size, start, d), "ev", sign)
         comp = COUNTED.get(kind)
         if comp is not None:
             for size, start in starts(t):

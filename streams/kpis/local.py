@@ -35,9 +35,8 @@ class LocalPipeline:
                  retention: dict[str, int] | None = None) -> None:
         self.partitions = partitions
         self.kpi_partitions = kpi_partitions
-        self.web = [WebPartition(web or WebConfig(lateness_ms=lateness_ms,
-                                                  session_timeout_ms=session_timeout_ms))
-                    for _ in range(partitions)]
+        web = web or WebConfig(lateness_ms=lateness_ms, session_timeout_ms=session_timeout_ms)
+        self.web = [WebPartition(web) for _ in range(partitions)]
         self.email = [EmailPartition(email or EmailConfig(lateness_ms=lateness_ms))
                       for _ in range(partitions)]
         self.spend = [SpendPartition(spend or SpendConfig(lateness_ms=lateness_ms))
@@ -116,7 +115,10 @@ class LocalPipeline:
     def emit(self, wall_ms: int = 0) -> dict[str, dict[str, Any]]:
         for m in self.merge:
             for key, doc in m.emit(wall_ms):
-                self.snapshots[key] = doc
+                if doc is None:
+                    self.snapshots.pop(key, None)
+                else:
+                    self.snapshots[key] = doc
         return self.snapshots
 
     def finish(self, far_future_ms: int) -> dict[str, dict[str, Any]]:

@@ -161,9 +161,13 @@ class MergePartition:
         self.dirty.add(cell_store_key(key))
 
     # -- snapshots ----------------------------------------------------------------
-    def emit(self, now_wall_ms: int) -> list[tuple[str, dict[str, Any]]]:
-        """Snapshots of changed cells, cells that just became final, and their rolling views."""
-        out: list[tuple[str, dict[str, Any]]] = []
+    def emit(self, now_wall_ms: int) -> list[tuple[str, dict[str, Any] | None]]:
+        """Snapshots of changed cells, cells that just became final, and their rolling views.
+
+        A ``None`` document is a tombstone: the key no longer exists because every
+        contribution to it was retracted (a session that moved to another channel).
+        """
+        out: list[tuple[str, dict[str, Any] | None]] = []
         computed_at = _iso_ms(now_wall_ms)
         touched_rolling: set[tuple[str, int, str]] = set()
         candidates = set(self.pending)
@@ -177,7 +181,7 @@ class MergePartition:
             cell = maybe
             size, start, dim = key
             end = B.bucket_end(start, size)
-            newly_final = not cell.final and self.is_final(end, set(cell.comps))
+            newly_final = not cell.final and self.is_final(end, set(present(cell.comps)))
             if key not in self.pending and not newly_final:
                 continue
             if newly_final:
@@ -192,15 +196,22 @@ class MergePartition:
         return out
 
     def _cell_snapshots(self, key: CellKey, cell: Cell,
-                        computed_at: str) -> list[tuple[str, dict[str, Any]]]:
+                        computed_at: str) -> list[tuple[str, dict[str, Any] | None]]:
         size, start, dim = key
         end = B.bucket_end(start, size)
-        out = []
-        for kpi in kpis_for(dim, cell.comps):
-            rev = cell.revs.get(kpi.name, -1) + 1
+        live = present(cell.comps)
+        out: list[tuple[str, dict[str, Any] | None]] = []
+        kpis = kpis_for(dim, live)
+        for kpi in kpis:
+            rev = _next_rev(cell.revs.get(kpi.name))
             cell.revs[kpi.name] = rev
-            out.append(self._snapshot(kpi, size, start, end, dim, cell.comps, cell.final,
+            out.append(self._snapshot(kpi, size, start, end, dim, live, cell.final,
                                       rev, computed_at))
+        names = {k.name for k in kpis}
+        for name, rev in cell.revs.items():
+            if rev >= 0 and name not in names:
+                cell.revs[name] = -rev - 1  # retracted: remember the revision it reached
+                out.append((snapshot_key(name, size, start, dim), None))
         self.dirty.add(cell_store_key(key))
         return out
 
@@ -228,8 +239,11 @@ class MergePartition:
             cell = self.cells.get((base, start, dim))
             if cell is None:
                 continue
+            live = present(cell.comps)
+            if not live:
+                continue
             found = True
-            for family, comps in cell.comps.items():
+            for family, comps in live.items():
                 fam = merged.setdefault(family, {})
                 for comp, value in comps.items():
                     fam[comp] = fam.get(comp, 0) + value
@@ -244,7 +258,7 @@ class MergePartition:
         return merged, found
 
     def _rolling_snapshots(self, touched: set[tuple[str, int, str]],
-                           computed_at: str) -> list[tuple[str, dict[str, Any]]]:
+                           computed_at: str) -> list[tuple[str, dict[str, Any] | None]]:
         """Rolling views over changed base cells, and open views that became final."""
         now = self.event_time_now()
         if now is None:
@@ -262,22 +276,29 @@ class MergePartition:
             if not fin:
                 _, window, start_s, dim = skey.split("|", 3)
                 views.add((window, _parse_iso_s(start_s) + _window_len(window), dim))
-        out = []
+        out: list[tuple[str, dict[str, Any] | None]] = []
         for window, end, dim in sorted(views):
-            comps, found = self.rolling_comps(window, end, dim)
-            if not found:
-                continue
+            comps, _ = self.rolling_comps(window, end, dim)
             start = end - _window_len(window)
             final = self.is_final(end, set(comps))
             is_changed = (window, end, dim) in changed
-            for kpi in kpis_for(dim, comps):
+            kpis = kpis_for(dim, comps)
+            for kpi in kpis:
                 skey = snapshot_key(kpi.name, window, start, dim)
                 rev, was_final = self.rolling_revs.get(skey, [-1, 0])
-                if not is_changed and (was_final or not final):
+                if not is_changed and rev >= 0 and (was_final or not final):
                     continue  # nothing new to say about this view
-                self.rolling_revs[skey] = [rev + 1, int(final)]
+                rev = _next_rev(rev if skey in self.rolling_revs else None)
+                self.rolling_revs[skey] = [rev, int(final)]
                 out.append(self._snapshot(kpi, window, start, end, dim, comps, final,
-                                          rev + 1, computed_at))
+                                          rev, computed_at))
+            names = {k.name for k in kpis}
+            for name in _names_for(dim):
+                skey = snapshot_key(name, window, start, dim)
+                entry = self.rolling_revs.get(skey)
+                if entry is not None and entry[0] >= 0 and name not in names:
+                    self.rolling_revs[skey] = [-entry[0] - 1, 1]
+                    out.append((skey, None))
         if out:
             self.dirty.add("\x00rolling")
         return out
@@ -339,6 +360,25 @@ def _dims_doc_cached(dim: str) -> tuple[tuple[str, str], ...]:
 
 def _dims_doc(dim: str) -> dict[str, str]:
     return dict(_dims_doc_cached(dim))
+
+
+def present(comps: Comps) -> Comps:
+    """The families of a cell that still hold a non-zero component."""
+    return {f: c for f, c in comps.items() if any(c.values())}
+
+
+def _next_rev(rev: int | None) -> int:
+    """Next revision; a retracted key (negative) continues where it stopped."""
+    if rev is None:
+        return 0
+    return rev + 1 if rev >= 0 else -rev
+
+
+@lru_cache(maxsize=64)
+def _names_for(dim: str) -> tuple[str, ...]:
+    from .catalogue import BY_DIM, dim_name
+
+    return tuple(k.name for k in BY_DIM.get(dim_name(dim), ()))
 
 
 def _window_len(window: str) -> int:
