@@ -205,7 +205,8 @@ def start(settings: Settings, *, timeout: float = 90.0, quiet: bool = False) -> 
         cluster_id = _random_cluster_id()
         fmt = subprocess.run(
             [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}",
-             "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+             "kafka.tools.StorageTool", "format", "--standalone",
+             f"--cluster-id={cluster_id}",  # an id may start with "-"
              "-c", str(p.config)],
             capture_output=True, text=True, check=False)
         if fmt.returncode != 0:
