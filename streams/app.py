@@ -24,6 +24,9 @@ from .agents.runner import StageRunner
 from .agents.stages import InputStage, LeadStage, MergeStage
 from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
+from .kpis.catalogue import Modes
+from .outputs.collector import KpiCollector
+from .outputs.hub import SnapshotHub
 from .outputs.metrics import Metrics
 from .settings import Settings
 from .topics import Topics
@@ -39,6 +42,7 @@ class Pipeline:
     topics: Topics
     registry: CollectorRegistry
     metrics: Metrics
+    hub: SnapshotHub = field(default_factory=SnapshotHub)
     producer: AIOKafkaProducer | None = None
     runners: dict[str, StageRunner] = field(default_factory=dict)
     _started: bool = False
@@ -87,7 +91,13 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
     for kind in ("web", "email", "spend"):
         pipe.runners[kind] = InputStage(kind, topics, decoder, **common)
     pipe.runners["funnel"] = LeadStage(topics, **common)
-    pipe.runners["merge"] = MergeStage(topics, **common)
+    merge = MergeStage(topics, **common)
+    merge.publish = pipe.hub.publish
+    pipe.runners["merge"] = merge
+    registry.register(KpiCollector(
+        merge.procs, Modes(bounce=settings.bounce_mode, attribution=settings.attribution,
+                           machine_opens="excluded" if settings.exclude_machine_opens
+                           else "included"), settings.reporting_currency))
     return pipe
 
 

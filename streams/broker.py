@@ -187,7 +187,7 @@ def start(settings: Settings, *, timeout: float = 90.0, quiet: bool = False) -> 
         return settings.bootstrap
     p = paths(settings)
     if recorded_pid(settings) is not None:
-        _wait_ready(settings, p, None, timeout)
+        _wait_ready(settings, p, None, timeout, None)
         return settings.bootstrap
     if port_open("127.0.0.1", settings.broker_port):
         raise BrokerError(f"port {settings.broker_port} is taken by another process; set "
@@ -217,6 +217,7 @@ def start(settings: Settings, *, timeout: float = 90.0, quiet: bool = False) -> 
            f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
            "kafka.Kafka", str(p.config)]
     with p.log.open("ab") as log:
+        log_offset = log.tell()
         log.write(f"\n==== kpi-streams broker start {time.strftime('%F %T')} ====\n".encode())
     # start the JVM through a shell that backgrounds it and exits: the broker outlives
     # this command (it is a daemon), so no Python process object should own it
@@ -229,7 +230,7 @@ def start(settings: Settings, *, timeout: float = 90.0, quiet: bool = False) -> 
     except ValueError as exc:
         raise BrokerError(f"could not launch java: {launcher.stderr.strip()}") from exc
     p.pid.write_text(f"{pid}\n")
-    _wait_ready(settings, p, pid, timeout)
+    _wait_ready(settings, p, pid, timeout, log_offset)
     if not quiet:
         print(f"broker up on {settings.bootstrap} (pid {pid}, data {p.data})",
               file=sys.stderr)
@@ -243,13 +244,15 @@ def _random_cluster_id() -> str:
 
 
 def _wait_ready(settings: Settings, p: BrokerPaths, pid: int | None,
-                timeout: float) -> None:
+                timeout: float, log_offset: int | None) -> None:
+    """Wait for the port and, for a broker just launched, its "started" log line."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid is not None and (not _pid_alive(pid) or _is_zombie(pid)):
             raise BrokerError(f"the broker exited during start-up. Last lines of "
                               f"{p.log}:\n{tail(p.log)}")
-        if port_open("127.0.0.1", settings.broker_port) and _log_says_started(p):
+        if port_open("127.0.0.1", settings.broker_port) and (
+                log_offset is None or _log_says_started(p, log_offset)):
             return
         time.sleep(0.3)
     if pid is not None:
@@ -258,13 +261,15 @@ def _wait_ready(settings: Settings, p: BrokerPaths, pid: int | None,
                       f"{timeout:.0f}s. Last lines of {p.log}:\n{tail(p.log)}")
 
 
-def _log_says_started(p: BrokerPaths) -> bool:
+def _log_says_started(p: BrokerPaths, offset: int) -> bool:
     # the port opens before the broker has caught up with its own metadata; the log
     # line is the broker saying it is ready to serve requests
-    text = tail(p.log, 400)
-    marker = text.rfind("==== kpi-streams broker start")
-    return "Kafka Server started" in text[marker:] if marker >= 0 else (
-        "Kafka Server started" in text)
+    try:
+        with p.log.open("rb") as fh:
+            fh.seek(offset)
+            return b"Kafka Server started" in fh.read()
+    except OSError:
+        return False
 
 
 def _terminate(pid: int, grace: float) -> None:

@@ -143,7 +143,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     worker = faust.Worker(app, loglevel=s.log_level.upper(), quiet=True,
                           redirect_stdouts=False, override_logging=False)
-    worker.execute_from_commandline()
+    profile_to = os.environ.get("KPI_PROFILE")  # for bench/: where the time goes
+    if not profile_to:
+        worker.execute_from_commandline()
+        return 0
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        prof.disable()
+        prof.dump_stats(profile_to)
     return 0
 
 

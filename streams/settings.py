@@ -274,6 +274,9 @@ SPECS: tuple[Spec, ...] = (
          "Address the worker's web server (wall, API, /metrics) binds to.", "worker"),
     Spec("web_port", "KPI_WEB_PORT", "6066", _positive_int,
          "Port of the worker's web server.", "worker"),
+    Spec("alertmanager_url", "KPI_ALERTMANAGER_URL", "", str,
+         "Alertmanager whose firing alerts the wall shows (e.g. http://127.0.0.1:9093); "
+         "empty: no alert banner.", "worker"),
     Spec("worker_id", "KPI_WORKER_ID", "", str,
          "Name of this worker in logs and metrics; empty: host name and PID.", "worker"),
     Spec("log_level", "KPI_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"),
@@ -344,6 +347,7 @@ class Settings:
     snapshot_interval_ms: int
     web_host: str
     web_port: int
+    alertmanager_url: str
     worker_id: str
     log_level: str
     # not from the environment: tests may pin the wall clock of watermark logic

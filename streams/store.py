@@ -24,6 +24,7 @@ Inputs at or below the confirmed offsets are skipped when Faust redelivers them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -181,5 +182,8 @@ async def send_records(producer: AIOKafkaProducer, topic: str, partition: int,
                                  "one producer batch")
     if batch.record_count():
         futures.append(await producer.send_batch(batch, topic, partition=partition))
-    for fut in futures:
-        await fut
+    # wait for every batch, so that no failure goes unobserved, then raise the first
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -222,6 +222,8 @@ class StageRunner:
             try:
                 return await op()
             except KafkaError as exc:
+                if not exc.retriable:
+                    raise  # a bug or a misconfiguration: fail loudly, do not spin
                 attempt += 1
                 # a broker restart is an expected event: say it plainly, no stack trace
                 log.warning("%s: cannot %s (%s: %s); retry %d in %.1fs", self.stage, what,

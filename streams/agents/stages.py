@@ -295,6 +295,7 @@ class MergeStage(StageRunner):
             currency=s.reporting_currency)
         self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.last_emit: dict[int, int] = {}
+        self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
 
     def new_processor(self, partition: int) -> Any:
         return MergePartition(self.cfg)
@@ -323,11 +324,14 @@ class MergeStage(StageRunner):
         if snapshots:
             self.metrics.snapshots.labels("true").inc(finals)
             self.metrics.snapshots.labels("false").inc(len(snapshots) - finals)
+            if self.publish is not None:
+                self.publish([doc for _, doc in snapshots if doc is not None])
 
     def tick_part(self, part: Part, wall: int) -> None:
         if wall - part.last_prune_wall >= PRUNE_EVERY_MS:
             part.last_prune_wall = wall
-            part.proc.expire()
+            for key, doc in part.proc.expire():  # tombstones: the topic stays bounded
+                part.outbox.append([self.topics.snapshots, None, key, doc])
         self._maybe_emit(part, wall)
         if part.proc.dirty:
             part.dirty |= part.proc.dirty

@@ -184,3 +184,20 @@ def _clean(x: float) -> float:
 def applies(kpi: KPI, dim_key: str, comps: Comps) -> bool:
     """Whether a snapshot of ``kpi`` exists for a cell with these components."""
     return dim_name(dim_key) in kpi.dims and not kpi.families.isdisjoint(comps)
+
+
+DIM_LABELS = {"": "total", "channel": "channel", "device": "device", "campaign": "campaign",
+              "goal": "goal", "page_type": "page_type", "grade": "grade"}
+UNIT_LABELS = {"CURRENCY": "reporting currency", "count": "count", "ratio": "fraction",
+               "pages": "pages/session", "s": "seconds", "days": "days"}
+
+
+def reference_rows() -> list[str]:
+    """The README's KPI reference table, one markdown row per KPI (tested for drift)."""
+    rows = []
+    for k in KPIS:
+        dims = ", ".join(DIM_LABELS[d] for d in sorted(k.dims, key=lambda d: (d != "", d)))
+        modes = ", ".join(k.modes) or "—"
+        rows.append(f"| `{k.name}` | {k.kind} | {k.formula} | {UNIT_LABELS[k.unit]} | "
+                    f"{dims} | {modes} |")
+    return rows

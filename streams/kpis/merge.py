@@ -8,6 +8,9 @@ and rolling views (24h = the last 24 hour cells) are computed locally.
 Partials carry their source and a sequence number; a partial seen before is
 ignored, so a stage-1 replay after a crash cannot count twice. Partials also
 carry their source partitions' watermarks, from which cell finality follows.
+
+Every KPI of a cell (or rolling view) is published together, so one revision
+counter per cell serves all its keys: each publication raises it by one.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from typing import Any
 from datasketches import hll_sketch, hll_union
 
 from . import buckets as B
-from .catalogue import KPI, KPIS, Comps, Modes, evaluate, kpis_for
-from .deltas import MICRO
+from .catalogue import BY_DIM, KPI, KPIS, Comps, Modes, dim_name, evaluate, kpis_for
 
 CellKey = tuple[str, int, str]  # (size, start, dim)
+ViewKey = tuple[str, int, str]  # (window, end, dim)
 HLL_LG_K = 14  # relative standard error ~0.8 %; the contract allows 2 %
 SESSION_FAMILIES = frozenset({"web", "lead"})
+Snapshot = tuple[str, dict[str, Any] | None]  # (key, document or None for a tombstone)
+NEVER = 1 << 62
 
 
 @lru_cache(maxsize=1 << 16)
@@ -55,26 +60,31 @@ class MergeConfig:
 @dataclass
 class Cell:
     comps: Comps = field(default_factory=dict)
-    revs: dict[str, int] = field(default_factory=dict)
+    rev: int = -1  # revision of the last publication (-1: never published)
+    fams: list[str] = field(default_factory=list)  # families present when last published
     final: bool = False
     sketch: Any = None  # hll_sketch of distinct users (web family)
 
     def to_json(self) -> dict[str, Any]:
         sk = None if self.sketch is None else base64.b64encode(
             self.sketch.serialize_compact()).decode()
-        return {"c": self.comps, "r": self.revs, "f": self.final, "h": sk}
+        return {"c": self.comps, "r": self.rev, "p": self.fams, "f": self.final, "h": sk}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Cell:
         sk = None if d.get("h") is None else hll_sketch.deserialize(base64.b64decode(d["h"]))
-        return cls(d["c"], d["r"], d["f"], sk)
+        return cls(d["c"], d["r"], d["p"], d["f"], sk)
 
 
 def cell_store_key(key: CellKey) -> str:
     return f"{key[0]}|{key[1]}|{key[2]}"
 
 
-def parse_store_key(text: str) -> CellKey:
+def view_store_key(key: ViewKey) -> str:
+    return f"r|{key[0]}|{key[1]}|{key[2]}"
+
+
+def parse_store_key(text: str) -> tuple[str, int, str]:
     size, start, dim = text.split("|", 2)
     return (size, int(start), dim)
 
@@ -85,32 +95,42 @@ class MergePartition:
     def __init__(self, cfg: MergeConfig) -> None:
         self.cfg = cfg
         self.cells: dict[CellKey, Cell] = {}
+        self.views: dict[ViewKey, list[Any]] = {}  # rolling view -> [rev, final, fams]
         self.src_wm: dict[str, int | None] = {}  # "topic/partition" -> watermark
         self.applied: dict[str, list[int]] = {}  # source -> last [sequence, piece] applied
-        self.rolling_revs: dict[str, list[int]] = {}  # snapshot key -> [revision, final]
         self.pending: set[CellKey] = set()  # changed since the last emission
-        self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
+        self.open_cells: set[CellKey] = set()  # not final yet
         self.dirty: set[str] = set()  # store keys to persist
+        self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
+        self._lows: dict[str, int] | None = None
 
     # -- watermarks and finality -------------------------------------------------
-    def topic_ready(self, topic: str, deadline: int) -> bool:
-        for p in range(self.cfg.partitions):
-            name = f"{topic}/{p}"
-            if name not in self.src_wm:
-                return False  # not heard from yet: cannot vouch for it
-            wm = self.src_wm[name]
-            if wm is not None and wm < deadline:
-                return False
-        return True
+    def _topic_lows(self) -> dict[str, int]:
+        """Per input topic, the watermark every one of its partitions has passed."""
+        lows: dict[str, int] = {}
+        topics = {t for ts in self.cfg.feeds.values() for t in ts}
+        for topic in topics:
+            low = NEVER
+            for p in range(self.cfg.partitions):
+                name = f"{topic}/{p}"
+                if name not in self.src_wm:
+                    low = -NEVER  # not heard from yet: cannot vouch for it
+                    break
+                wm = self.src_wm[name]
+                if wm is not None:  # a partition without events does not hold back
+                    low = min(low, wm)
+            lows[topic] = low
+        return lows
 
-    def is_final(self, end: int, families: set[str] | frozenset[str]) -> bool:
+    def is_final(self, end: int, families: Any) -> bool:
         if not families:
             return False
+        lows = self._lows if self._lows is not None else self._topic_lows()
         deadline = end + self.cfg.lateness_ms
-        if families & SESSION_FAMILIES:
+        if not SESSION_FAMILIES.isdisjoint(families):
             deadline += self.cfg.session_timeout_ms
-        topics = {t for f in families for t in self.cfg.feeds.get(f, ())}
-        return bool(topics) and all(self.topic_ready(t, deadline) for t in topics)
+        topics = [t for f in families for t in self.cfg.feeds.get(f, ())]
+        return bool(topics) and all(lows.get(t, -NEVER) >= deadline for t in topics)
 
     def event_time_now(self) -> int | None:
         marks = [w for w in self.src_wm.values() if w is not None]
@@ -140,6 +160,7 @@ class MergePartition:
                 if size in expiry and B.bucket_end(start, size) < expiry[size]:
                     continue  # past retention: do not bring an expired bucket back
                 cell = self.cells[key] = Cell()
+                self.open_cells.add(key)
             fam = cell.comps.setdefault(family, {})
             for comp, value in comps.items():
                 fam[comp] = fam.get(comp, 0) + value
@@ -161,73 +182,80 @@ class MergePartition:
         self.dirty.add(cell_store_key(key))
 
     # -- snapshots ----------------------------------------------------------------
-    def emit(self, now_wall_ms: int) -> list[tuple[str, dict[str, Any] | None]]:
+    def emit(self, now_wall_ms: int) -> list[Snapshot]:
         """Snapshots of changed cells, cells that just became final, and their rolling views.
 
         A ``None`` document is a tombstone: the key no longer exists because every
         contribution to it was retracted (a session that moved to another channel).
         """
-        out: list[tuple[str, dict[str, Any] | None]] = []
-        computed_at = _iso_ms(now_wall_ms)
-        touched_rolling: set[tuple[str, int, str]] = set()
-        candidates = set(self.pending)
-        for ckey, c in self.cells.items():
-            if not c.final:
-                candidates.add(ckey)
-        for key in sorted(candidates):
-            maybe = self.cells.get(key)
-            if maybe is None:
-                continue
-            cell = maybe
-            size, start, dim = key
-            end = B.bucket_end(start, size)
-            newly_final = not cell.final and self.is_final(end, set(present(cell.comps)))
-            if key not in self.pending and not newly_final:
-                continue
-            if newly_final:
-                cell.final = True
-                self.dirty.add(cell_store_key(key))
-            out += self._cell_snapshots(key, cell, computed_at)
-            for window in self.cfg.rolling:
-                if B.ROLLING[window][0] == size:
-                    touched_rolling.add((window, start, dim))
-        self.pending.clear()
-        out += self._rolling_snapshots(touched_rolling, computed_at)
-        return out
+        self._lows = self._topic_lows()
+        try:
+            out: list[Snapshot] = []
+            computed_at = _iso_ms(now_wall_ms)
+            todo = set(self.pending)
+            for key in list(self.open_cells):
+                cell = self.cells.get(key)
+                if cell is None:
+                    self.open_cells.discard(key)
+                    continue
+                fams = present(cell.comps)
+                if self.is_final(B.bucket_end(key[1], key[0]), fams):
+                    cell.final = True
+                    self.open_cells.discard(key)
+                    todo.add(key)
+            touched: set[tuple[str, int, str]] = set()
+            for key in sorted(todo):
+                cell = self.cells.get(key)
+                if cell is None:
+                    continue
+                out += self._cell_snapshots(key, cell, computed_at)
+                for window in self.cfg.rolling:
+                    if B.ROLLING[window][0] == key[0]:
+                        touched.add((window, key[1], key[2]))
+            self.pending.clear()
+            out += self._rolling_snapshots(touched, computed_at)
+            return out
+        finally:
+            self._lows = None
 
-    def _cell_snapshots(self, key: CellKey, cell: Cell,
-                        computed_at: str) -> list[tuple[str, dict[str, Any] | None]]:
+    def _publish(self, keys: tuple[str, int, int, str], comps: Comps, rev_state: Any,
+                 final: bool, computed_at: str) -> list[Snapshot]:
+        """Snapshots of one cell or view, and tombstones for KPIs that disappeared."""
+        window, start, end, dim = keys
+        kpis = kpis_for(dim, comps)
+        out: list[Snapshot] = [self._snapshot(k, window, start, end, dim, comps, final,
+                                              rev_state, computed_at) for k in kpis]
+        live = {k.name for k in kpis}
+        return out + [(snapshot_key(name, window, start, dim), None)
+                      for name in _names_for_families(dim, tuple(rev_state[1]))
+                      if name not in live]
+
+    def _cell_snapshots(self, key: CellKey, cell: Cell, computed_at: str) -> list[Snapshot]:
         size, start, dim = key
-        end = B.bucket_end(start, size)
         live = present(cell.comps)
-        out: list[tuple[str, dict[str, Any] | None]] = []
-        kpis = kpis_for(dim, live)
-        for kpi in kpis:
-            rev = _next_rev(cell.revs.get(kpi.name))
-            cell.revs[kpi.name] = rev
-            out.append(self._snapshot(kpi, size, start, end, dim, live, cell.final,
-                                      rev, computed_at))
-        names = {k.name for k in kpis}
-        for name, rev in cell.revs.items():
-            if rev >= 0 and name not in names:
-                cell.revs[name] = -rev - 1  # retracted: remember the revision it reached
-                out.append((snapshot_key(name, size, start, dim), None))
+        cell.rev += 1
+        out = self._publish((size, start, B.bucket_end(start, size), dim), live,
+                            (cell.rev, cell.fams), cell.final, computed_at)
+        cell.fams = sorted(live)
         self.dirty.add(cell_store_key(key))
         return out
 
     def _snapshot(self, kpi: KPI, window: str, start: int, end: int, dim: str, comps: Comps,
-                  final: bool, rev: int, computed_at: str) -> tuple[str, dict[str, Any]]:
+                  final: bool, rev_state: Any, computed_at: str) -> Snapshot:
+        doc = self._doc(kpi, window, start, end, dim, comps, final, rev_state[0], computed_at)
+        return snapshot_key(kpi.name, window, start, dim), doc
+
+    def _doc(self, kpi: KPI, window: str, start: int, end: int, dim: str, comps: Comps,
+             final: bool, rev: int, computed_at: str) -> dict[str, Any]:
         value, num, den = evaluate(kpi, comps, self.cfg.modes)
         unit = self.cfg.currency if kpi.unit == "CURRENCY" else kpi.unit
-        dims = _dims_doc(dim)
-        doc = {
+        return {
             "kpi": kpi.name, "bucket": window, "window_start": iso_s(start),
-            "window_end": iso_s(end), "dims": dims, "value": value, "numerator": num,
-            "denominator": den, "unit": unit, "final": final,
+            "window_end": iso_s(end), "dims": _dims_doc(dim), "value": value,
+            "numerator": num, "denominator": den, "unit": unit, "final": final,
             "mode": dict(self._mode_docs[kpi.name]), "computed_at": computed_at,
             "schema_version": 1, "revision": rev,
         }
-        return snapshot_key(kpi.name, window, start, dim), doc
 
     def rolling_comps(self, window: str, end: int, dim: str) -> tuple[Comps, bool]:
         """Merged components of a rolling view and whether any member has data."""
@@ -258,12 +286,12 @@ class MergePartition:
         return merged, found
 
     def _rolling_snapshots(self, touched: set[tuple[str, int, str]],
-                           computed_at: str) -> list[tuple[str, dict[str, Any] | None]]:
+                           computed_at: str) -> list[Snapshot]:
         """Rolling views over changed base cells, and open views that became final."""
         now = self.event_time_now()
         if now is None:
             return []
-        changed: set[tuple[str, int, str]] = set()
+        changed: set[ViewKey] = set()
         for window, start, dim in touched:
             base = B.ROLLING[window][0]
             # views ending after the bucket that holds "now" lie in the future
@@ -271,36 +299,72 @@ class MergePartition:
             for end in B.rolling_ends_covering(window, start):
                 if end <= current_end:
                     changed.add((window, end, dim))
-        views = set(changed)
-        for skey, (_, fin) in self.rolling_revs.items():
-            if not fin:
-                _, window, start_s, dim = skey.split("|", 3)
-                views.add((window, _parse_iso_s(start_s) + _window_len(window), dim))
-        out: list[tuple[str, dict[str, Any] | None]] = []
-        for window, end, dim in sorted(views):
-            comps, _ = self.rolling_comps(window, end, dim)
-            start = end - _window_len(window)
+        todo = set(changed)
+        for vkey, (_, fin, fams) in self.views.items():
+            if not fin and self.is_final(vkey[1], fams):
+                todo.add(vkey)
+        out: list[Snapshot] = []
+        for vkey in sorted(todo):
+            window, end, dim = vkey
+            comps, found = self.rolling_comps(window, end, dim)
+            state = self.views.get(vkey)
+            if not found and state is None:
+                continue
             final = self.is_final(end, set(comps))
-            is_changed = (window, end, dim) in changed
-            kpis = kpis_for(dim, comps)
-            for kpi in kpis:
-                skey = snapshot_key(kpi.name, window, start, dim)
-                rev, was_final = self.rolling_revs.get(skey, [-1, 0])
-                if not is_changed and rev >= 0 and (was_final or not final):
-                    continue  # nothing new to say about this view
-                rev = _next_rev(rev if skey in self.rolling_revs else None)
-                self.rolling_revs[skey] = [rev, int(final)]
-                out.append(self._snapshot(kpi, window, start, end, dim, comps, final,
-                                          rev, computed_at))
-            names = {k.name for k in kpis}
-            for name in _names_for(dim):
-                skey = snapshot_key(name, window, start, dim)
-                entry = self.rolling_revs.get(skey)
-                if entry is not None and entry[0] >= 0 and name not in names:
-                    self.rolling_revs[skey] = [-entry[0] - 1, 1]
-                    out.append((skey, None))
-        if out:
-            self.dirty.add("\x00rolling")
+            rev = 0 if state is None else state[0] + 1
+            prev_fams = [] if state is None else state[2]
+            start = end - _window_len(window)
+            out += self._publish((window, start, end, dim), comps, (rev, prev_fams), final,
+                                 computed_at)
+            self.views[vkey] = [rev, final, sorted(comps)]
+            self.dirty.add(view_store_key(vkey))
+        return out
+
+    # -- reading without publishing -----------------------------------------------------
+    def view(self, *, kpis: set[str] | None = None, windows: set[str] | None = None,
+             dims: set[str] | None = None, start_ms: int | None = None,
+             end_ms: int | None = None, computed_at_ms: int = 0) -> list[dict[str, Any]]:
+        """Current snapshots of stored cells (and rolling views ending at "now").
+
+        Read-only: revisions are the last published ones, nothing is marked dirty.
+        ``dims`` holds dim keys (``""`` for the total, ``"channel=email"``).
+        """
+        computed_at = _iso_ms(computed_at_ms)
+        out: list[dict[str, Any]] = []
+        for (size, start, dim), cell in self.cells.items():
+            if windows is not None and size not in windows:
+                continue
+            if dims is not None and dim not in dims:
+                continue
+            if (start_ms is not None and start < start_ms) or (
+                    end_ms is not None and start >= end_ms):
+                continue
+            live = present(cell.comps)
+            for kpi in kpis_for(dim, live):
+                if kpis is not None and kpi.name not in kpis:
+                    continue
+                out.append(self._doc(kpi, size, start, B.bucket_end(start, size), dim, live,
+                                     cell.final, max(cell.rev, 0), computed_at))
+        now = self.event_time_now()
+        if now is None:
+            return out
+        for window in self.cfg.rolling:
+            if windows is not None and window not in windows:
+                continue
+            base = B.ROLLING[window][0]
+            end = B.floor(now, base) + B.BUCKETS[base]
+            view_dims = {d for (_, _, d) in self.cells} if dims is None else dims
+            for dim in sorted(view_dims):
+                comps, found = self.rolling_comps(window, end, dim)
+                if not found:
+                    continue
+                start = end - _window_len(window)
+                state = self.views.get((window, end, dim), [0, False, []])
+                for kpi in kpis_for(dim, comps):
+                    if kpis is not None and kpi.name not in kpis:
+                        continue
+                    out.append(self._doc(kpi, window, start, end, dim, comps,
+                                         bool(state[1]), max(state[0], 0), computed_at))
         return out
 
     # -- expiry -----------------------------------------------------------------
@@ -310,40 +374,52 @@ class MergePartition:
             return {}
         return {size: low - keep for size, keep in self.cfg.retention.items()}
 
-    def expire(self) -> int:
-        """Delete cells past retention (by event time); returns how many went."""
+    def expire(self) -> list[Snapshot]:
+        """Delete cells and rolling views past retention (by event time).
+
+        Returns tombstones for their keys on the KPI topic, so the compacted topic
+        stays as bounded as the state.
+        """
         horizons = self._expiry_horizons()
         if not horizons:
-            return 0
-        gone = [k for k in self.cells
-                if k[0] in horizons and B.bucket_end(k[1], k[0]) < horizons[k[0]]
-                and self.cells[k].final]
-        for k in gone:
-            del self.cells[k]
-            self.pending.discard(k)
-            self.dirty.add(cell_store_key(k))
-        oldest = horizons.get("1d")
-        if oldest is not None:
-            stale = [s for s in self.rolling_revs
-                     if _parse_iso_s(s.split("|")[2]) < oldest - 31 * B.DAY]
-            for s in stale:
-                del self.rolling_revs[s]
-            if stale:
-                self.dirty.add("\x00rolling")
-        return len(gone)
+            return []
+        out: list[Snapshot] = []
+        gone = [k for k, c in self.cells.items()
+                if k[0] in horizons and B.bucket_end(k[1], k[0]) < horizons[k[0]] and c.final]
+        for size, start, dim in gone:
+            cell = self.cells.pop((size, start, dim))
+            self.pending.discard((size, start, dim))
+            self.dirty.add(cell_store_key((size, start, dim)))
+            out += [(snapshot_key(n, size, start, dim), None)
+                    for n in _names_for_families(dim, tuple(cell.fams))]
+        for vkey in [v for v, s in self.views.items() if s[1]]:
+            window, end, dim = vkey
+            base = B.ROLLING[window][0]
+            if base in horizons and end < horizons[base]:
+                state = self.views.pop(vkey)
+                self.dirty.add(view_store_key(vkey))
+                start = end - _window_len(window)
+                out += [(snapshot_key(n, window, start, dim), None)
+                        for n in _names_for_families(dim, tuple(state[2]))]
+        return out
 
     # -- persistence ------------------------------------------------------------
     def dump(self, key: str) -> Any:
-        if key == "\x00rolling":
-            return self.rolling_revs
+        if key.startswith("r|"):
+            window, end, dim = parse_store_key(key[2:])
+            return self.views.get((window, end, dim))
         cell = self.cells.get(parse_store_key(key))
         return None if cell is None else cell.to_json()
 
     def load(self, key: str, value: Any) -> None:
-        if key == "\x00rolling":
-            self.rolling_revs = value
-        else:
-            self.cells[parse_store_key(key)] = Cell.from_json(value)
+        if key.startswith("r|"):
+            window, end, dim = parse_store_key(key[2:])
+            self.views[(window, end, dim)] = value
+            return
+        ckey = parse_store_key(key)
+        cell = self.cells[ckey] = Cell.from_json(value)
+        if not cell.final:
+            self.open_cells.add(ckey)
 
     def meta(self) -> dict[str, Any]:
         return {"src_wm": self.src_wm, "applied": self.applied}
@@ -367,18 +443,11 @@ def present(comps: Comps) -> Comps:
     return {f: c for f, c in comps.items() if any(c.values())}
 
 
-def _next_rev(rev: int | None) -> int:
-    """Next revision; a retracted key (negative) continues where it stopped."""
-    if rev is None:
-        return 0
-    return rev + 1 if rev >= 0 else -rev
-
-
-@lru_cache(maxsize=64)
-def _names_for(dim: str) -> tuple[str, ...]:
-    from .catalogue import BY_DIM, dim_name
-
-    return tuple(k.name for k in BY_DIM.get(dim_name(dim), ()))
+@lru_cache(maxsize=4096)
+def _names_for_families(dim: str, families: tuple[str, ...]) -> tuple[str, ...]:
+    """Names of the KPIs a cell with these families publishes for this dim."""
+    fams = set(families)
+    return tuple(k.name for k in BY_DIM.get(dim_name(dim), ()) if not k.families.isdisjoint(fams))
 
 
 def _window_len(window: str) -> int:
@@ -386,14 +455,7 @@ def _window_len(window: str) -> int:
     return B.BUCKETS[base] * n
 
 
-def _parse_iso_s(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp()) * 1000
-
-
 def _iso_ms(ms: int) -> str:
     from ..events import iso_ms
 
     return iso_ms(ms)
-
-
-__all__ = ["MICRO", "Cell", "MergeConfig", "MergePartition", "snapshot_key"]

@@ -1,24 +1,109 @@
-"""The worker's read-only web server: /metrics, /api/health (and, later, the wall).
+"""The worker's read-only web server: the wall, the KPI API, health and /metrics.
 
-Bound to ``KPI_WEB_HOST`` (127.0.0.1 unless configured otherwise). Only GET
-routes exist; nothing here can change state.
+Bound to ``KPI_WEB_HOST`` (127.0.0.1 unless configured otherwise). Every route
+is GET (aiohttp answers 405 to anything else); nothing here changes state.
+
+    /                    the monitoring wall (static files, no CDN)
+    /api/kpis            current snapshots, filtered
+    /api/kpis/stream     server-sent events of snapshots as they are published
+    /api/health          ok / restoring, and which partitions each stage owns
+    /api/alerts          firing alerts from KPI_ALERTMANAGER_URL (for the wall)
+    /api/openapi.json    the OpenAPI document of the above
+    /metrics             Prometheus text format
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+import orjson
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .openapi import document
+
 log = logging.getLogger(__name__)
+WALL_DIR = Path(__file__).resolve().parent / "wall"
+KEEPALIVE_S = 15.0
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def parse_kpi_query(q: Any) -> dict[str, Any]:
+    """Filters of /api/kpis: kpi, bucket (repeatable or comma lists), channel, device,
+    campaign, dim ("total" or name=value), from/to (RFC 3339), final, limit."""
+    from ..kpis.buckets import ALL_WINDOWS
+    from ..kpis.catalogue import BY_NAME
+    from ..schemas import parse_rfc3339_ms
+
+    def many(name: str) -> set[str] | None:
+        values = [v for raw in q.getall(name, []) for v in raw.split(",") if v]
+        return set(values) or None
+
+    kpis = many("kpi")
+    if kpis:
+        unknown = kpis - set(BY_NAME)
+        if unknown:
+            raise ValueError(f"unknown kpi {sorted(unknown)}")
+    windows = many("bucket")
+    if windows and windows - set(ALL_WINDOWS):
+        raise ValueError(f"bucket must be one of {', '.join(ALL_WINDOWS)}")
+    dims: set[str] | None = None
+    for name in ("channel", "device", "campaign", "page_type", "goal"):
+        for value in many(name) or ():
+            dims = (dims or set()) | {f"{name}={value}"}
+    for value in many("dim") or ():
+        dims = (dims or set()) | {"" if value == "total" else value}
+    bounds = {}
+    for name in ("from", "to"):
+        if name in q:
+            try:
+                bounds[name] = parse_rfc3339_ms(q[name])
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+    final = None
+    if "final" in q:
+        if q["final"] not in ("true", "false"):
+            raise ValueError("final must be true or false")
+        final = q["final"] == "true"
+    try:
+        limit = int(q.get("limit", "5000"))
+    except ValueError as exc:
+        raise ValueError("limit must be an integer") from exc
+    if not 1 <= limit <= 100_000:
+        raise ValueError("limit must be between 1 and 100000")
+    return {"view": {"kpis": kpis, "windows": windows, "dims": dims,
+                     "start_ms": bounds.get("from"), "end_ms": bounds.get("to")},
+            "final": final, "limit": limit}
+
+
+def snapshot_filter(query: dict[str, Any]) -> Any:
+    view = query["view"]
+
+    def accept(doc: dict[str, Any]) -> bool:
+        if view["kpis"] and doc["kpi"] not in view["kpis"]:
+            return False
+        if view["windows"] and doc["bucket"] not in view["windows"]:
+            return False
+        if view["dims"] is not None:
+            dim = ",".join(f"{k}={v}" for k, v in doc["dims"].items())
+            if dim not in view["dims"]:
+                return False
+        return query["final"] is None or doc["final"] == query["final"]
+
+    return accept
 
 
 def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application:
     started = started_at or time.time()
     app = web.Application()
+    settings = pipe.settings
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(pipe.registry)
@@ -35,13 +120,92 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
                "rebalancing": pipe.rebalancing}
         return web.json_response(doc)
 
-    app.router.add_get("/metrics", metrics)
+    async def kpis(request: web.Request) -> web.Response:
+        try:
+            query = parse_kpi_query(request.query)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        docs = []
+        now_ms = int(time.time() * 1000)
+        for proc in pipe.merge.procs():
+            docs += proc.view(**query["view"], computed_at_ms=now_ms)
+        if query["final"] is not None:
+            docs = [d for d in docs if d["final"] == query["final"]]
+        docs.sort(key=lambda d: (d["kpi"], d["bucket"], d["window_start"],
+                                 sorted(d["dims"].items())))
+        limit = query["limit"]
+        return web.json_response({"count": len(docs), "snapshots": docs[-limit:]},
+                                 dumps=_dumps)
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        try:
+            query = parse_kpi_query(request.query)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        sub = pipe.hub.subscribe(snapshot_filter(query))
+        try:
+            await resp.write(b": connected\n\n")
+            while True:
+                try:
+                    doc = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                batch = [doc]
+                while not sub.queue.empty() and len(batch) < 500:
+                    batch.append(sub.queue.get_nowait())
+                payload = b"".join(b"event: snapshot\ndata: " + orjson.dumps(d) + b"\n\n"
+                                   for d in batch)
+                await resp.write(payload)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            pipe.hub.unsubscribe(sub)
+        return resp
+
+    async def alerts(_: web.Request) -> web.Response:
+        url = settings.alertmanager_url
+        if not url:
+            return web.json_response({"configured": False, "alerts": []})
+        try:
+            async with ClientSession(timeout=ClientTimeout(total=3)) as session, \
+                    session.get(url.rstrip("/") + "/api/v2/alerts",
+                                params={"active": "true", "silenced": "false",
+                                        "inhibited": "false"}) as resp:
+                raw = await resp.json()
+        except (ClientError, TimeoutError, ValueError) as exc:
+            return web.json_response({"configured": True, "alerts": [],
+                                      "error": f"Alertmanager unreachable: {exc}"})
+        firing = [{"name": a.get("labels", {}).get("alertname", "?"),
+                   "severity": a.get("labels", {}).get("severity", ""),
+                   "summary": a.get("annotations", {}).get("summary", ""),
+                   "since": a.get("startsAt")} for a in raw
+                  if a.get("status", {}).get("state") == "active"]
+        return web.json_response({"configured": True, "alerts": firing})
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(document(), dumps=_dumps)
+
+    async def wall(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(WALL_DIR / "index.html")
+
+    app.router.add_get("/", wall)
+    app.router.add_static("/static/", WALL_DIR, show_index=False)
+    app.router.add_get("/api/kpis", kpis)
+    app.router.add_get("/api/kpis/stream", stream)
     app.router.add_get("/api/health", health)
+    app.router.add_get("/api/alerts", alerts)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -1,0 +1,276 @@
+"""Throughput of the pipeline against its ceiling and its floor, measured in one run.
+
+    .venv/bin/python bench/run.py [--events 200000] [--single-events 40000]
+
+Same broker, same simulated events, same machine, one after the other:
+
+  (a) ceiling   bare aiokafka getmany + orjson decode of the batched messages
+  (b) floor     a Faust agent that does nothing, on single-event messages
+  (c) pipeline  kpi-streams worker, end to end, on single-event messages and on
+                batched messages (arrays of up to 500 events per message)
+
+The pipeline is timed from its first event to the moment the last input event
+is accounted for (accepted, duplicate, late or rejected) *and* every page view
+has reached the merged 1d total in stage 3. Figures are ratios against (a) and
+(b) from the same run, because these machines are shared and noisy. Results go
+to bench/results/<timestamp>.json. Set KAFKA_BOOTSTRAP to use another cluster;
+otherwise the local broker is started if needed. KPI_PROFILE=FILE makes the
+pipeline worker write a cProfile of itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams import broker  # noqa: E402
+from streams.kafka import consumer, ensure_topics, producer  # noqa: E402
+from streams.produce import BatchProducer  # noqa: E402
+from streams.schemas import parse_rfc3339_ms  # noqa: E402
+from streams.settings import load_settings  # noqa: E402
+from streams.simulate import DAY, Options, generate  # noqa: E402
+from streams.topics import Topics, TopicSpec  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def simulated(n: int, seed: int) -> list[dict[str, Any]]:
+    start = parse_rfc3339_ms("2026-10-05T00:00:00Z")
+    events: list[dict[str, Any]] = []
+    t = start
+    while len(events) < n:
+        for batch in generate(t, t + DAY, Options(seed=seed, sessions_per_day=20_000,
+                                                  email_list=4000)):
+            events += batch
+        t += DAY
+        seed += 1
+    return events[:n]
+
+
+async def produce(settings: Any, events: list[dict[str, Any]], batch_size: int) -> int:
+    await ensure_topics(settings)
+    p = producer(settings, linger_ms=20)
+    await p.start()
+    try:
+        bp = BatchProducer(p, Topics(settings), settings.input_partitions, batch_size)
+        for i in range(0, len(events), 20_000):
+            await bp.send(events[i:i + 20_000])
+        return bp.messages
+    finally:
+        await p.stop()
+
+
+async def produce_floor(settings: Any, topic: str, events: list[dict[str, Any]]) -> None:
+    await ensure_topics(settings, [TopicSpec(topic, settings.input_partitions)])
+    p = producer(settings, linger_ms=20)
+    await p.start()
+    try:
+        futures = [await p.send(topic, orjson.dumps(e)) for e in events]
+        for f in futures:
+            await f
+    finally:
+        await p.stop()
+
+
+async def ceiling(settings: Any) -> dict[str, float]:
+    """(a) getmany + orjson over every input partition, from the beginning."""
+    topics = Topics(settings)
+    c = consumer(settings, max_partition_fetch_bytes=8 * 1024 * 1024,
+                 fetch_max_bytes=64 * 1024 * 1024)
+    await c.start()
+    try:
+        tps = []
+        for name in topics.inputs.values():
+            for p in range(settings.input_partitions):
+                tps.append(TopicPartition(name, p))
+        c.assign(tps)
+        ends = await c.end_offsets(tps)
+        await c.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        events = 0
+        started = time.perf_counter()
+        while remaining:
+            batch = await c.getmany(timeout_ms=500, max_records=100_000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    doc = orjson.loads(m.value)
+                    events += len(doc) if isinstance(doc, list) else 1
+                if msgs and msgs[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        seconds = time.perf_counter() - started
+        return {"events": events, "seconds": seconds, "events_per_s": events / seconds}
+    finally:
+        await c.stop()
+
+
+def floor(settings: Any, topic: str, n: int) -> dict[str, float]:
+    """(b) a Faust agent that does nothing."""
+    group = f"{settings.namespace}-floor-agent"  # not the topic name: Faust then stalls
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "faust_floor.py"),
+                             settings.bootstrap, group, topic, str(n)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the agent prints one JSON line when it has seen n
+            if '{"messages"' in line:  # Faust's terminal codes may precede it
+                doc = orjson.loads(line[line.index("{"):])
+                return {"events": doc["messages"], "seconds": doc["seconds"],
+                        "events_per_s": doc["messages"] / doc["seconds"]}
+        raise RuntimeError(f"the floor agent exited with {proc.wait()} before finishing")
+    finally:
+        proc.kill()  # Faust does not stop promptly from inside an agent; we are done
+        proc.wait()
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return bytes(resp.read())
+
+
+def _accounted(port: int) -> float:
+    total = 0.0
+    for line in _get(f"http://127.0.0.1:{port}/metrics").decode().splitlines():
+        if line.startswith("kpi_streams_events_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _merged_pageviews(port: int) -> float:
+    doc = orjson.loads(_get(f"http://127.0.0.1:{port}/api/kpis?kpi=pageviews&bucket=1d"
+                            "&dim=total&limit=100000"))
+    return sum(s["numerator"] for s in doc["snapshots"])
+
+
+def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int,
+             log: Path) -> dict[str, float]:
+    """(c) the worker, from its first event to the last, through stage 3."""
+    port = free_port()
+    wenv = {**os.environ, **env, "KPI_WEB_PORT": str(port), "KPI_LOG_LEVEL": "warning"}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=wenv,
+                                stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        first = last_in = None
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited; see {log}")
+            try:
+                accounted = _accounted(port)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            now = time.perf_counter()
+            if first is None and accounted > 0:
+                first = now
+            if last_in is None and accounted >= n_events:
+                last_in = now
+            if last_in is not None and _merged_pageviews(port) >= n_pageviews:
+                done = now
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"pipeline did not finish; see {log}")
+        assert first is not None and last_in is not None
+        return {"events": n_events, "seconds": done - first,
+                "events_per_s": n_events / (done - first),
+                "stage1_seconds": last_in - first}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000,
+                    help="events for the batched runs (default 200000)")
+    ap.add_argument("--single-events", type=int, default=40_000,
+                    help="events for the single-event runs (default 40000)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    base = load_settings()
+    broker.start(base, quiet=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    ns_b, ns_s = f"bench{stamp}b", f"bench{stamp}s"
+    env_common = {"KAFKA_BOOTSTRAP": base.bootstrap}
+    sb = load_settings({**os.environ, **env_common, "KPI_NAMESPACE": ns_b})
+    ss = load_settings({**os.environ, **env_common, "KPI_NAMESPACE": ns_s})
+
+    print(f"simulating {args.events} events ...", file=sys.stderr)
+    events = simulated(args.events, args.seed)
+    single = events[:args.single_events]
+
+    def distinct_pageviews(evs: list[dict[str, Any]]) -> int:
+        return len({e["event_id"] for e in evs if e["event_type"] == "page_view"})
+
+    print("producing ...", file=sys.stderr)
+    msgs_b = asyncio.run(produce(sb, events, 500))
+    msgs_s = asyncio.run(produce(ss, single, 1))
+    floor_topic = f"{ns_s}.floor"
+    asyncio.run(produce_floor(ss, floor_topic, single))
+
+    results: dict[str, Any] = {}
+    print("(a) ceiling ...", file=sys.stderr)
+    results["a_ceiling"] = asyncio.run(ceiling(sb))
+    print("(b) Faust floor ...", file=sys.stderr)
+    results["b_faust_floor"] = floor(ss, floor_topic, len(single))
+    logs = ROOT / "bench" / "results"
+    logs.mkdir(parents=True, exist_ok=True)
+    print("(c) pipeline, batched messages ...", file=sys.stderr)
+    results["c_pipeline_batched"] = pipeline(sb, {**env_common, "KPI_NAMESPACE": ns_b},
+                                             len(events), distinct_pageviews(events),
+                                             logs / f"{stamp}-batched.log")
+    print("(c) pipeline, single-event messages ...", file=sys.stderr)
+    results["c_pipeline_single"] = pipeline(ss, {**env_common, "KPI_NAMESPACE": ns_s},
+                                            len(single), distinct_pageviews(single),
+                                            logs / f"{stamp}-single.log")
+    a = results["a_ceiling"]["events_per_s"]
+    b = results["b_faust_floor"]["events_per_s"]
+    cb = results["c_pipeline_batched"]["events_per_s"]
+    cs = results["c_pipeline_single"]["events_per_s"]
+    results["ratios"] = {"c_batched/a": cb / a, "c_batched/b": cb / b,
+                         "c_single/a": cs / a, "c_single/b": cs / b}
+    results["meta"] = {"timestamp": stamp, "events": len(events), "single_events": len(single),
+                       "messages_batched": msgs_b, "messages_single": msgs_s,
+                       "python": platform.python_version(), "cpus": os.cpu_count(),
+                       "partitions": sb.input_partitions, "bootstrap": sb.bootstrap}
+    out = args.out or logs / f"{stamp}.json"
+    out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+    print(f"\n{'run':34} {'events':>9} {'seconds':>8} {'events/s':>10}")
+    for name in ("a_ceiling", "b_faust_floor", "c_pipeline_batched", "c_pipeline_single"):
+        r = results[name]
+        print(f"{name:34} {r['events']:>9.0f} {r['seconds']:>8.2f} {r['events_per_s']:>10,.0f}")
+    for name, ratio in results["ratios"].items():
+        print(f"{name:34} {ratio:>8.3f}")
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

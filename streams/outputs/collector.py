@@ -1,0 +1,143 @@
+"""KPI gauges for Prometheus, read out of the merge state at scrape time.
+
+Nothing is stored twice: a scrape walks the cells this worker owns and yields
+gauge families. Labels are bounded: ``kpi`` (the catalogue), ``window``
+(1m, 1h, 1d, 15m, 24h, 7d, 30d), ``period`` (``current``: the bucket holding
+the event-time "now"; ``last_final``: the newest final bucket; ``rolling``:
+the rolling view ending with the current bucket), ``channel`` and ``device``
+(empty for the total). Campaigns, goals and page types stay on the KPI topic
+and the API: they are unbounded or too many for a time series database.
+
+One family per unit, so every metric name carries its unit:
+``kpi_streams_kpi_ratio``, ``_count``, ``_currency`` (label ``currency``),
+``_seconds`` and ``_pages``. A KPI whose value is null has no sample.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..kpis import buckets as B
+from ..kpis.catalogue import KPIS, Modes, evaluate, kpis_for
+from ..kpis.merge import MergePartition, present
+
+BUCKET_WINDOWS = ("1m", "1h", "1d")
+ROLLING_WINDOWS = ("15m", "24h", "7d", "30d")
+UNIT_FAMILY = {"ratio": "ratio", "count": "count", "CURRENCY": "currency", "s": "seconds",
+               "pages": "pages", "days": "days"}
+PROM_DIMS = ("channel", "device")
+
+
+def _labels(dim: str) -> tuple[str, str]:
+    if not dim:
+        return "", ""
+    name, value = dim.split("=", 1)
+    return (value, "") if name == "channel" else ("", value)
+
+
+class KpiCollector(Collector):
+    """Yields the KPI gauges and the event-time health gauges of the merge stage."""
+
+    def __init__(self, procs: Callable[[], list[MergePartition]], modes: Modes,
+                 currency: str, clock: Callable[[], float] = time.time) -> None:
+        self.procs = procs
+        self.modes = modes
+        self.currency = currency
+        self.clock = clock
+
+    def describe(self) -> Iterable[Any]:
+        return []  # collected lazily: do not evaluate at registration
+
+    def collect(self) -> Iterable[Any]:
+        families = {
+            unit: GaugeMetricFamily(
+                f"kpi_streams_kpi_{name}",
+                f"KPI values in {name} (see the KPI reference in README.md).",
+                labels=["kpi", "window", "period", "channel", "device",
+                        *(["currency"] if name == "currency" else [])])
+            for unit, name in UNIT_FAMILY.items()}
+        final_age = GaugeMetricFamily(
+            "kpi_streams_last_final_bucket_age_seconds",
+            "Wall-clock seconds since the end of the newest final bucket (total dim).",
+            labels=["window"])
+        wm_ts = GaugeMetricFamily(
+            "kpi_streams_watermark_timestamp_seconds",
+            "Lowest watermark of each input, as seen by the merge stage (event time).",
+            labels=["input"])
+        wm_delay = GaugeMetricFamily(
+            "kpi_streams_watermark_delay_seconds",
+            "Wall clock minus the lowest watermark of each input (large while replaying "
+            "history, by design).", labels=["input"])
+        now_wall = self.clock()
+        procs = self.procs()
+        newest_final: dict[str, int] = {}
+        marks: dict[str, int] = {}
+        for proc in procs:
+            self._collect_proc(proc, families, newest_final)
+            for name, wm in proc.src_wm.items():
+                if wm is None:
+                    continue
+                topic = name.rsplit("/", 1)[0]
+                marks[topic] = min(wm, marks.get(topic, wm))
+        for window, end in newest_final.items():
+            final_age.add_metric([window], max(0.0, now_wall - end / 1000))
+        for topic, wm in sorted(marks.items()):
+            wm_ts.add_metric([topic], wm / 1000)
+            wm_delay.add_metric([topic], max(0.0, now_wall - wm / 1000))
+        yield from families.values()
+        yield final_age
+        yield wm_ts
+        yield wm_delay
+
+    def _collect_proc(self, proc: MergePartition, families: dict[str, GaugeMetricFamily],
+                      newest_final: dict[str, int]) -> None:
+        now = proc.event_time_now()
+        if now is None:
+            return
+        by_dim: dict[str, dict[str, dict[int, Any]]] = {}
+        for (size, start, dim), cell in proc.cells.items():
+            if dim and dim.split("=", 1)[0] not in PROM_DIMS:
+                continue
+            by_dim.setdefault(dim, {}).setdefault(size, {})[start] = cell
+        for dim, sizes in by_dim.items():
+            channel, device = _labels(dim)
+            for size in BUCKET_WINDOWS:
+                cells = sizes.get(size, {})
+                current = B.floor(now, size)
+                if current in cells:
+                    self._add(families, dim, size, "current", present(cells[current].comps),
+                              channel, device)
+                finals = [s for s, c in cells.items() if c.final]
+                if finals:
+                    last = max(finals)
+                    self._add(families, dim, size, "last_final",
+                              present(cells[last].comps), channel, device)
+                    if not dim:
+                        newest_final[size] = max(newest_final.get(size, 0),
+                                                 B.bucket_end(last, size))
+            for window in ROLLING_WINDOWS:
+                base = B.ROLLING[window][0]
+                end = B.floor(now, base) + B.BUCKETS[base]
+                comps, found = proc.rolling_comps(window, end, dim)
+                if found:
+                    self._add(families, dim, window, "rolling", comps, channel, device)
+
+    def _add(self, families: dict[str, GaugeMetricFamily], dim: str, window: str,
+             period: str, comps: Any, channel: str, device: str) -> None:
+        for kpi in kpis_for(dim, comps):
+            value, _, _ = evaluate(kpi, comps, self.modes)
+            if value is None:
+                continue
+            unit = UNIT_FAMILY[kpi.unit]
+            labels = [kpi.name, window, period, channel, device]
+            if unit == "currency":
+                labels.append(self.currency)
+            families[kpi.unit].add_metric(labels, value)
+
+
+__all__ = ["KPIS", "KpiCollector"]

@@ -1,0 +1,111 @@
+"""The OpenAPI 3.1 document of the worker's read-only HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..kpis.buckets import ALL_WINDOWS
+from ..kpis.catalogue import KPIS
+
+
+def _list_param(name: str, description: str, enum: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if enum:
+        schema = {"type": "string",
+                  "pattern": "^(" + "|".join(enum) + ")(,(" + "|".join(enum) + "))*$"}
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+def document() -> dict[str, Any]:
+    kpis = [k.name for k in KPIS]
+    filters = [
+        _list_param("kpi", "KPI names, comma separated or repeated.", kpis),
+        _list_param("bucket", "Buckets or rolling views.", list(ALL_WINDOWS)),
+        _list_param("channel", "Only these channels (the channel dim)."),
+        _list_param("device", "Only these devices (the device dim)."),
+        _list_param("campaign", "Only these campaigns (the campaign dim)."),
+        _list_param("dim", "Dim keys: `total`, or `name=value`."),
+        {"name": "from", "in": "query", "required": False,
+         "description": "Buckets starting at or after this time (RFC 3339).",
+         "schema": {"type": "string", "format": "date-time"}},
+        {"name": "to", "in": "query", "required": False,
+         "description": "Buckets starting before this time (RFC 3339).",
+         "schema": {"type": "string", "format": "date-time"}},
+        {"name": "final", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["true", "false"]}},
+    ]
+    snapshot_ref = {"$ref": "#/components/schemas/Snapshot"}
+    error = {"description": "Bad query", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "string"}}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "kpi-streams worker API", "version": __version__,
+                 "description": "Read-only access to the KPIs this worker holds. Every "
+                                "route is GET; nothing here changes state."},
+        "paths": {
+            "/api/kpis": {"get": {
+                "summary": "Current snapshots, filtered",
+                "parameters": [*filters, {
+                    "name": "limit", "in": "query", "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}],
+                "responses": {
+                    "200": {"description": "Snapshots in the KPI topic's format",
+                            "content": {"application/json": {"schema": {
+                                "type": "object", "required": ["count", "snapshots"],
+                                "properties": {"count": {"type": "integer"},
+                                               "snapshots": {"type": "array",
+                                                             "items": snapshot_ref}}}}}},
+                    "400": error}}},
+            "/api/kpis/stream": {"get": {
+                "summary": "Server-sent events: each snapshot as it is published",
+                "parameters": filters[:6],
+                "responses": {
+                    "200": {"description": "`event: snapshot` with a JSON snapshot as data",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "400": error}}},
+            "/api/health": {"get": {
+                "summary": "Worker health and partition ownership",
+                "responses": {"200": {"description": "ok or restoring", "content": {
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["status", "stages"],
+                        "properties": {"status": {"enum": ["ok", "restoring"]},
+                                       "uptime_s": {"type": "number"},
+                                       "rebalancing": {"type": "boolean"},
+                                       "stages": {"type": "object"}}}}}}}}},
+            "/api/alerts": {"get": {
+                "summary": "Firing alerts from the configured Alertmanager",
+                "responses": {"200": {"description": "Alerts (empty when not configured)",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object",
+                                          "required": ["configured", "alerts"],
+                                          "properties": {
+                                              "configured": {"type": "boolean"},
+                                              "alerts": {"type": "array"}}}}}}}}},
+            "/api/openapi.json": {"get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object"}}}}}}},
+        },
+        "components": {"schemas": {"Snapshot": {
+            "type": "object",
+            "required": ["kpi", "bucket", "window_start", "window_end", "dims", "value",
+                         "numerator", "denominator", "unit", "final", "mode",
+                         "computed_at", "schema_version", "revision"],
+            "properties": {
+                "kpi": {"type": "string", "enum": kpis},
+                "bucket": {"type": "string", "enum": list(ALL_WINDOWS)},
+                "window_start": {"type": "string", "format": "date-time"},
+                "window_end": {"type": "string", "format": "date-time"},
+                "dims": {"type": "object", "additionalProperties": {"type": "string"}},
+                "value": {"type": ["number", "null"]},
+                "numerator": {"type": "number"}, "denominator": {"type": "number"},
+                "unit": {"type": "string"}, "final": {"type": "boolean"},
+                "mode": {"type": "object", "additionalProperties": {"type": "string"}},
+                "computed_at": {"type": "string", "format": "date-time"},
+                "schema_version": {"type": "integer"},
+                "revision": {"type": "integer", "minimum": 0}}}}},
+    }

@@ -1,0 +1,186 @@
+// The monitoring wall: hourly totals from /api/kpis, then live updates over SSE.
+// Values are recomputed here from numerators and denominators (never by
+// averaging ratios), for the last 24 hours of event time and the 24 before.
+"use strict";
+
+const TILES = [
+  // kpi, label, kind (leading/lagging), better ("up" or "down")
+  ["leads", "Leads", "leading", "up"],
+  ["visitor_conversion_rate", "Visitor conversion rate", "leading", "up"],
+  ["bounce_rate", "Bounce rate", "leading", "down"],
+  ["cpl", "Cost per lead", "lagging", "down"],
+  ["spend", "Spend", "lagging", "none"],
+  ["revenue", "Revenue", "lagging", "up"],
+  ["win_rate", "Win rate", "lagging", "up"],
+  ["cac", "Customer acquisition cost", "lagging", "down"],
+];
+const CHANNEL_KPIS = ["sessions", "leads", "visitor_conversion_rate", "spend", "cpl",
+                      "revenue"];
+const HOUR = 3600e3;
+
+const hourly = new Map();   // kpi -> Map(windowStartMs -> snapshot)  (total, 1h)
+const channels = new Map(); // channel -> Map(kpi -> snapshot)         (24h rolling, newest)
+let units = {};
+let dirty = true;
+
+function tileKpis() { return TILES.map(t => t[0]); }
+
+function fmt(value, unit) {
+  if (value === null || value === undefined || !isFinite(value)) return "—";
+  if (unit === "ratio") return (value * 100).toFixed(value < 0.1 ? 2 : 1) + " %";
+  if (unit === "count") return Math.round(value).toLocaleString("en-US");
+  if (unit && /^[A-Z]{3}$/.test(unit)) {
+    try {
+      return new Intl.NumberFormat("en-US", {style: "currency", currency: unit,
+        maximumFractionDigits: value >= 100 ? 0 : 2}).format(value);
+    } catch (e) { return value.toFixed(2) + " " + unit; }
+  }
+  return value.toFixed(2);
+}
+
+function keep(doc) {
+  units[doc.kpi] = doc.unit;
+  if (doc.bucket === "1h" && Object.keys(doc.dims).length === 0) {
+    if (!hourly.has(doc.kpi)) hourly.set(doc.kpi, new Map());
+    const t = Date.parse(doc.window_start);
+    const old = hourly.get(doc.kpi).get(t);
+    if (!old || old.revision <= doc.revision || doc.computed_at >= old.computed_at) {
+      hourly.get(doc.kpi).set(t, doc);
+    }
+  } else if (doc.bucket === "24h" && doc.dims.channel) {
+    const ch = doc.dims.channel;
+    if (!channels.has(ch)) channels.set(ch, new Map());
+    const old = channels.get(ch).get(doc.kpi);
+    if (!old || old.window_start < doc.window_start ||
+        (old.window_start === doc.window_start && old.revision <= doc.revision)) {
+      channels.get(ch).set(doc.kpi, doc);
+    }
+  }
+  dirty = true;
+}
+
+function latestHour() {
+  let latest = null;
+  for (const series of hourly.values()) {
+    for (const t of series.keys()) if (latest === null || t > latest) latest = t;
+  }
+  return latest;
+}
+
+function sumWindow(kpi, from, to) {
+  const series = hourly.get(kpi);
+  if (!series) return null;
+  let num = 0, den = 0, seen = false;
+  for (const [t, doc] of series) {
+    if (t >= from && t < to) { num += doc.numerator; den += doc.denominator; seen = true; }
+  }
+  return seen ? {num, den, value: den ? num / den : null} : null;
+}
+
+function sparkPoints(kpi, now) {
+  const series = hourly.get(kpi);
+  const vals = [];
+  for (let i = 23; i >= 0; i--) {
+    const doc = series && series.get(now - i * HOUR);
+    vals.push(doc && doc.value !== null ? doc.value : null);
+  }
+  const real = vals.filter(v => v !== null);
+  if (real.length < 2) return "";
+  const lo = Math.min(...real), hi = Math.max(...real), span = hi - lo || 1;
+  return vals.map((v, i) => v === null ? null :
+      `${(i / 23 * 300).toFixed(1)},${(44 - (v - lo) / span * 40).toFixed(1)}`)
+    .filter(Boolean).join(" ");
+}
+
+function buildTiles() {
+  for (const [kpi, label, kind] of TILES) {
+    const el = document.createElement("div");
+    el.className = "tile nodata";
+    el.id = "tile-" + kpi;
+    el.dataset.kpi = kpi;
+    el.innerHTML = `<div class="label">${label}</div><div class="value">—</div>
+      <div class="delta">no data yet</div>
+      <svg viewBox="0 0 300 46" preserveAspectRatio="none"><polyline points=""/></svg>`;
+    document.getElementById("tiles-" + kind).appendChild(el);
+  }
+}
+
+function render() {
+  if (!dirty) return;
+  dirty = false;
+  const last = latestHour();
+  if (last === null) return;
+  const now = last;  // the newest hour with data: event time, not the wall clock
+  document.getElementById("asof").textContent =
+    "data as of " + new Date(now + HOUR).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  for (const [kpi, , , better] of TILES) {
+    const el = document.getElementById("tile-" + kpi);
+    const cur = sumWindow(kpi, now - 23 * HOUR, now + HOUR);
+    const prev = sumWindow(kpi, now - 47 * HOUR, now - 23 * HOUR);
+    if (!cur) continue;
+    el.classList.remove("nodata");
+    el.querySelector(".value").textContent = fmt(cur.value, units[kpi]);
+    const delta = el.querySelector(".delta");
+    if (prev && prev.value && cur.value !== null) {
+      const change = (cur.value - prev.value) / Math.abs(prev.value);
+      const arrow = change > 0 ? "▲" : change < 0 ? "▼" : "■";
+      delta.textContent = `${arrow} ${(Math.abs(change) * 100).toFixed(1)} % vs previous 24 h`;
+      const good = better === "up" ? change > 0 : better === "down" ? change < 0 : null;
+      delta.className = "delta" + (good === null || change === 0 ? "" : good ? " good" : " bad");
+    } else {
+      delta.textContent = "no previous period";
+      delta.className = "delta";
+    }
+    el.querySelector("polyline").setAttribute("points", sparkPoints(kpi, now));
+    el.dataset.value = cur.value === null ? "" : String(cur.value);
+  }
+  const body = document.querySelector("#channels tbody");
+  const rows = [...channels.entries()]
+    .sort((a, b) => (b[1].get("sessions")?.value || 0) - (a[1].get("sessions")?.value || 0));
+  body.innerHTML = rows.map(([ch, byKpi]) => "<tr><td>" + ch + "</td>" + CHANNEL_KPIS.map(k => {
+    const d = byKpi.get(k);
+    return "<td>" + (d ? fmt(d.value, d.unit) : "—") + "</td>";
+  }).join("") + "</tr>").join("");
+}
+
+async function load() {
+  const hourlyUrl = `/api/kpis?kpi=${tileKpis().join(",")}&bucket=1h&dim=total&limit=100000`;
+  const chUrl = `/api/kpis?kpi=${CHANNEL_KPIS.join(",")}&bucket=24h&limit=100000`;
+  for (const url of [hourlyUrl, chUrl]) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) (await res.json()).snapshots.forEach(keep);
+    } catch (e) { /* the worker may be starting; SSE will fill in */ }
+  }
+  render();
+}
+
+function live() {
+  const kpis = [...new Set([...tileKpis(), ...CHANNEL_KPIS])].join(",");
+  const es = new EventSource(`/api/kpis/stream?kpi=${kpis}&bucket=1h,24h`);
+  const conn = document.getElementById("conn");
+  es.onopen = () => { conn.className = "conn up"; };
+  es.onerror = () => { conn.className = "conn down"; };
+  es.addEventListener("snapshot", ev => keep(JSON.parse(ev.data)));
+}
+
+async function pollAlerts() {
+  const box = document.getElementById("alerts");
+  try {
+    const res = await fetch("/api/alerts");
+    const doc = await res.json();
+    if (doc.alerts.length) {
+      box.innerHTML = doc.alerts.map(a =>
+        `<div class="alert">⚠ ${a.name}<small>${a.summary || ""}</small></div>`).join("");
+      box.hidden = false;
+    } else {
+      box.hidden = true;
+    }
+  } catch (e) { /* keep the last state */ }
+}
+
+buildTiles();
+load().then(live);
+pollAlerts();
+setInterval(render, 1000);
+setInterval(pollAlerts, 5000);
