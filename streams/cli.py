@@ -177,7 +177,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if end <= start:
         raise SystemExit("--to must be after --from")
     if args.incident:
-        opts.incident_start = start + (end - start) // 2
+        opts.incident_start = _parse_time(args.incident_at) if args.incident_at else \
+            start + (end - start) // 2
         opts.incident_duration_ms = args.incident_minutes * 60_000
     if args.out:
         out = Path(args.out)
@@ -530,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inject an anomaly (historical: in the middle of the span)")
     p.add_argument("--incident-after", type=int, default=120,
                    help="live: seconds until the incident starts (default 120)")
+    p.add_argument("--incident-at", help="historical: when the incident starts (default: "
+                   "the middle of the span)")
     p.add_argument("--incident-minutes", type=int, default=120,
                    help="how long the incident lasts (default 120)")
     p.add_argument("--sessions-per-day", type=float, default=4000.0,

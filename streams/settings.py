@@ -120,6 +120,15 @@ def _currency(text: str) -> str:
     return value
 
 
+def _windows(text: str) -> tuple[str, ...]:
+    allowed = ("1m", "1h", "1d", "15m", "24h", "7d", "30d", "1mo")
+    values = tuple(w.strip() for w in text.split(",") if w.strip())
+    unknown = [w for w in values if w not in allowed]
+    if unknown:
+        raise ValueError(f"unknown window(s) {unknown}; use {', '.join(allowed)}")
+    return values
+
+
 def _goals(text: str) -> tuple[str, ...]:
     return tuple(sorted({g.strip() for g in text.split(",") if g.strip()}))
 
@@ -270,6 +279,9 @@ SPECS: tuple[Spec, ...] = (
          "Kafka messages an agent processes per step.", "worker"),
     Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "1s", parse_duration_ms,
          "A changing KPI key is published at most this often (finals always are).", "worker"),
+    Spec("publish_windows", "KPI_PUBLISH_WINDOWS", "1m,1h,1d,15m,24h,7d,30d", _windows,
+         "Buckets and rolling views published on the KPI topic (all are still computed "
+         "and served by the API and /metrics). 1m and 15m are the chatty ones.", "worker"),
     Spec("web_host", "KPI_WEB_HOST", "127.0.0.1", str,
          "Address the worker's web server (wall, API, /metrics) binds to.", "worker"),
     Spec("web_port", "KPI_WEB_PORT", "6066", _positive_int,
@@ -345,6 +357,7 @@ class Settings:
     flush_interval_ms: int
     take_messages: int
     snapshot_interval_ms: int
+    publish_windows: tuple[str, ...]
     web_host: str
     web_port: int
     alertmanager_url: str

@@ -9,6 +9,12 @@ import pytest
 
 from streams.events import Decoder
 from streams.settings import Settings, load_settings
+from tests.fixtures_kafka import (  # noqa: F401  (fixtures for integration and e2e tests)
+    kafka_bootstrap,
+    kafka_env,
+    pytest_runtest_makereport,
+    workers,
+)
 
 NOW = 1_795_460_000_000  # 2026-11-23T18:53:20Z, the "wall clock" of unit tests
 _ids = itertools.count()

@@ -50,7 +50,8 @@ class Part:
     seq: int = 0
     offsets: dict[str, int] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
-    outbox: list[OutItem] = field(default_factory=list)
+    outbox: list[OutItem] = field(default_factory=list)  # persisted with the flush
+    after: list[OutItem] = field(default_factory=list)  # sent after it, not persisted
     last_flush_wall: int = 0
     last_prune_wall: int = 0
     changed: bool = False  # something to report (watermark moved, inputs applied)
@@ -97,6 +98,10 @@ class StageRunner:
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
         return {}
+
+    def restore_outbox(self, part: Part, items: list[OutItem]) -> None:
+        """The last confirmed flush's persisted outputs, found at restore."""
+        part.outbox = items
 
     def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
         return None
@@ -145,7 +150,7 @@ class StageRunner:
             part.offsets = dict(restored.meta.get("offsets", {}))
             self.load_meta_extra(part, restored.meta, wall)
             # outputs of the last confirmed flush may not have been sent: send again
-            part.outbox = list(restored.outbox)
+            self.restore_outbox(part, list(restored.outbox))
         # keys whose newest record is an orphan: write the confirmed value again
         part.dirty |= restored.orphans
         part.changed = True
@@ -190,7 +195,7 @@ class StageRunner:
             for part in self.parts.values():
                 self.tick_part(part, wall)
                 stale = wall - part.last_flush_wall > 5_000
-                if part.changed or part.dirty or part.outbox or stale:
+                if part.changed or part.dirty or part.outbox or part.after or stale:
                     due.append(part)
             await self._flush_parts(due, wall)
 
@@ -206,10 +211,13 @@ class StageRunner:
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
         await self._retrying("write state", lambda: part.writer.write(updates, items, meta))
-        await self._retrying("send outputs", lambda: self.send_outputs(items))
+        # items with an empty topic are notes to our own restore, not messages
+        sendable = [i for i in items if i[0]] + part.after
+        await self._retrying("send outputs", lambda: self.send_outputs(sendable))
         self.metrics.flushed_keys.labels(self.stage).inc(len(updates))
         part.dirty.clear()
         part.outbox = []
+        part.after = []
         part.changed = False
         part.last_flush_wall = wall
         self.metrics.flush_seconds.labels(self.stage).observe(time.perf_counter() - started)

@@ -28,6 +28,7 @@ from .runner import OutItem, Part, StageRunner, dim_partition, now_ms
 
 PARTIAL_MAX_ITEMS = 4000  # keys or hashes per partial message, to stay well under 1 MB
 PRUNE_EVERY_MS = 30_000
+EMIT_MAX_CELLS = 2_000  # cells published per emission round (bounds flush size and latency)
 
 
 def web_config(s: Any) -> WebConfig:
@@ -311,16 +312,29 @@ class MergeStage(StageRunner):
         part.dirty |= part.proc.dirty
         part.proc.dirty.clear()
 
-    def _maybe_emit(self, part: Part, wall: int, force: bool = False) -> None:
+    def _maybe_emit(self, part: Part, wall: int) -> None:
         last = self.last_emit.get(part.partition, 0)
-        if not force and wall - last < self.settings.snapshot_interval_ms:
+        # a backlog (a replay of history) is worked off round after round; live
+        # changes are published at most once per snapshot interval
+        if wall - last < self.settings.snapshot_interval_ms and \
+                len(part.proc.pending) < EMIT_MAX_CELLS:
             return
         self.last_emit[part.partition] = wall
-        snapshots = part.proc.emit(wall)
+        snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS)
+        if part.proc.pending:
+            part.changed = True  # more to publish: the next tick continues
         finals = 0
+        publish = self.settings.publish_windows
         for key, doc in snapshots:
-            part.outbox.append([self.topics.snapshots, None, key, doc])
+            if key.split("|", 2)[1] not in publish:
+                continue
+            # snapshots are derived from cells, so they are not persisted with the flush;
+            # the keys of what was published are, and a restore publishes them again
+            part.after.append([self.topics.snapshots, None, key, doc])
             finals += bool(doc and doc["final"])
+        if snapshots:
+            part.outbox.append(["", None, "republish",
+                                [list(part.proc.emitted_cells), list(part.proc.emitted_views)]])
         if snapshots:
             self.metrics.snapshots.labels("true").inc(finals)
             self.metrics.snapshots.labels("false").inc(len(snapshots) - finals)
@@ -331,7 +345,8 @@ class MergeStage(StageRunner):
         if wall - part.last_prune_wall >= PRUNE_EVERY_MS:
             part.last_prune_wall = wall
             for key, doc in part.proc.expire():  # tombstones: the topic stays bounded
-                part.outbox.append([self.topics.snapshots, None, key, doc])
+                if key.split("|", 2)[1] in self.settings.publish_windows:
+                    part.outbox.append([self.topics.snapshots, None, key, doc])
         self._maybe_emit(part, wall)
         if part.proc.dirty:
             part.dirty |= part.proc.dirty
@@ -340,6 +355,16 @@ class MergeStage(StageRunner):
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
         return part.proc.meta()
+
+    def restore_outbox(self, part: Part, items: list[OutItem]) -> None:
+        keep = []
+        for item in items:
+            if item[0] == "" and item[2] == "republish":
+                cells, views = item[3]
+                part.proc.republish(cells, views)
+            else:
+                keep.append(item)
+        part.outbox = keep
 
     def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
         part.proc.load_meta(meta)

@@ -103,6 +103,9 @@ class MergePartition:
         self.dirty: set[str] = set()  # store keys to persist
         self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
         self._lows: dict[str, int] | None = None
+        self.views_todo: set[ViewKey] = set()  # rolling views to publish again
+        self.emitted_cells: list[CellKey] = []
+        self.emitted_views: list[ViewKey] = []
 
     # -- watermarks and finality -------------------------------------------------
     def _topic_lows(self) -> dict[str, int]:
@@ -182,29 +185,35 @@ class MergePartition:
         self.dirty.add(cell_store_key(key))
 
     # -- snapshots ----------------------------------------------------------------
-    def emit(self, now_wall_ms: int) -> list[Snapshot]:
+    def emit(self, now_wall_ms: int, max_cells: int | None = None) -> list[Snapshot]:
         """Snapshots of changed cells, cells that just became final, and their rolling views.
 
         A ``None`` document is a tombstone: the key no longer exists because every
         contribution to it was retracted (a session that moved to another channel).
+        At most ``max_cells`` cells are published per call (oldest first); the rest
+        stay pending for the next call, so a replay of history does not build one
+        enormous batch of snapshots. ``emitted_cells`` and ``emitted_views`` say what
+        this call published.
         """
         self._lows = self._topic_lows()
         try:
             out: list[Snapshot] = []
             computed_at = _iso_ms(now_wall_ms)
-            todo = set(self.pending)
             for key in list(self.open_cells):
                 cell = self.cells.get(key)
                 if cell is None:
                     self.open_cells.discard(key)
                     continue
-                fams = present(cell.comps)
-                if self.is_final(B.bucket_end(key[1], key[0]), fams):
+                if self.is_final(B.bucket_end(key[1], key[0]), present(cell.comps)):
                     cell.final = True
                     self.open_cells.discard(key)
-                    todo.add(key)
+                    self.pending.add(key)
+            todo = sorted(self.pending, key=lambda k: (k[1], k[0], k[2]))
+            if max_cells is not None:
+                todo = todo[:max_cells]
             touched: set[tuple[str, int, str]] = set()
-            for key in sorted(todo):
+            for key in todo:
+                self.pending.discard(key)
                 cell = self.cells.get(key)
                 if cell is None:
                     continue
@@ -212,11 +221,19 @@ class MergePartition:
                 for window in self.cfg.rolling:
                     if B.ROLLING[window][0] == key[0]:
                         touched.add((window, key[1], key[2]))
-            self.pending.clear()
+            self.emitted_cells = todo
             out += self._rolling_snapshots(touched, computed_at)
             return out
         finally:
             self._lows = None
+
+    def republish(self, cells: list[Any], views: list[Any]) -> None:
+        """Publish these again at the next emission (their snapshots may have been lost)."""
+        for size, start, dim in cells:
+            if (size, start, dim) in self.cells:
+                self.pending.add((size, start, dim))
+        for window, end, dim in views:
+            self.views_todo.add((window, end, dim))
 
     def _publish(self, keys: tuple[str, int, int, str], comps: Comps, rev_state: Any,
                  final: bool, computed_at: str) -> list[Snapshot]:
@@ -289,6 +306,7 @@ class MergePartition:
                            computed_at: str) -> list[Snapshot]:
         """Rolling views over changed base cells, and open views that became final."""
         now = self.event_time_now()
+        self.emitted_views = []
         if now is None:
             return []
         changed: set[ViewKey] = set()
@@ -299,7 +317,8 @@ class MergePartition:
             for end in B.rolling_ends_covering(window, start):
                 if end <= current_end:
                     changed.add((window, end, dim))
-        todo = set(changed)
+        todo = changed | self.views_todo
+        self.views_todo = set()
         for vkey, (_, fin, fams) in self.views.items():
             if not fin and self.is_final(vkey[1], fams):
                 todo.add(vkey)
@@ -318,6 +337,7 @@ class MergePartition:
                                  computed_at)
             self.views[vkey] = [rev, final, sorted(comps)]
             self.dirty.add(view_store_key(vkey))
+        self.emitted_views = sorted(todo)
         return out
 
     # -- reading without publishing -----------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from streams.kafka import ensure_topics
 from streams.topics import Topics
 from tests.conftest import REMOVE, event
-from tests.integration.conftest import WorkerProcess, run, settings_from, wait_for
+from tests.fixtures_kafka import WorkerProcess, run, settings_from, wait_for
 from tests.integration.kafkatools import produce_events, produce_raw, read_json, snapshots
 
 pytestmark = pytest.mark.kafka

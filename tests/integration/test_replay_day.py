@@ -12,8 +12,8 @@ from streams.events import Decoder
 from streams.produce import partition_for
 from streams.schemas import parse_rfc3339_ms
 from streams.simulate import Options, generate
+from tests.fixtures_kafka import WorkerProcess, run, settings_from, wait_for
 from tests.integration.batch import recompute
-from tests.integration.conftest import WorkerProcess, run, settings_from, wait_for
 from tests.integration.kafkatools import produce_events, snapshots
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
