@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from .agents.runner import StageRunner
@@ -165,6 +166,33 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
         await pipe.start()
         for runner in pipe.runners.values():
             await runner.tick()
+
+    lag_probe: dict[str, Any] = {}
+
+    @app.timer(interval=10.0, name="kpi-streams.lag")
+    async def measure_lag() -> None:
+        if pipe.rebalancing:
+            return
+        probe = lag_probe.get("c")
+        if probe is None:
+            probe = lag_probe["c"] = consumer(settings)
+            await probe.start()
+        for name, runner in pipe.runners.items():
+            tps = [TopicPartition(t, p) for t in runner.input_topics for p in runner.assigned]
+            if not tps:
+                runner.metrics.consumer_lag.labels(name).set(0)
+                continue
+            try:
+                ends = await probe.end_offsets(tps)
+            except KafkaError as exc:
+                log.warning("lag: cannot read end offsets (%s)", exc)
+                return
+            lag = 0
+            for tp, end in ends.items():
+                part = runner.parts.get(tp.partition)
+                done = part.offsets.get(f"{tp.topic}/{tp.partition}", -1) if part else -1
+                lag += max(0, end - 1 - done)
+            runner.metrics.consumer_lag.labels(name).set(lag)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:

@@ -240,6 +240,9 @@ async def _simulate_live(args: argparse.Namespace, opts: Any) -> int:
     opts.sessions_per_day = args.rate / 2.5 * 86_400 / 1.05
     now = time.time_ns() // 1_000_000
     warmup = int(args.warmup_hours * 3_600_000)
+    live_intensity = opts.sessions_per_day
+    if args.warmup_sessions_per_day:
+        opts.sessions_per_day = args.warmup_sessions_per_day
     world = World(now - warmup, opts)
     if args.incident:
         opts.incident_start = now + args.incident_after * 1000
@@ -264,6 +267,7 @@ async def _simulate_live(args: argparse.Namespace, opts: Any) -> int:
         while not stop.is_set():
             now = time.time_ns() // 1_000_000
             batch = world.advance(now)
+            opts.sessions_per_day = live_intensity  # the warm-up is history; now live
             if out is not None:
                 out.write(b"".join(orjson.dumps(ev) + b"\n" for ev in batch))
                 out.flush()
@@ -499,10 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("up", "Start the local broker, a worker and live simulated traffic (the demo).",
             cmd_up)
-    p.add_argument("--rate", type=float, default=150.0, help="simulated events per second "
-                   "(default 150)")
-    p.add_argument("--warmup-hours", type=float, default=6.0,
-                   help="simulate this much history first (default 6)")
+    p.add_argument("--rate", type=float, default=20.0, help="simulated events per second "
+                   "(default 20)")
+    p.add_argument("--warmup-hours", type=float, default=2.0,
+                   help="simulate this much history first (default 2)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--incident", choices=["cpl-spike", "bounce-spike", "traffic-drop"])
     p.add_argument("--incident-after", type=int, default=300,
@@ -544,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 0)")
     p.add_argument("--warmup-hours", type=float, default=0.0,
                    help="live: simulate this much history before going live")
+    p.add_argument("--warmup-sessions-per-day", type=float, default=0.0,
+                   help="live: traffic volume of the warm-up history (default: as live)")
     p.add_argument("--duration", type=float, default=0.0,
                    help="live: stop after this many seconds (default: run until Ctrl-C)")
     p.add_argument("--batch-size", type=int, default=500,

@@ -350,7 +350,10 @@ class World:
                      partial(self._deal_stage, deal=deal, stage="lost"))
 
     def _seed_world(self, start: int) -> None:
-        """Customers that predate the span renew (or churn) during it."""
+        """Customers that predate the span renew (or churn) during it; and a span that
+        starts in the morning of a newsletter day still sees that day's newsletter."""
+        if start % DAY < 9 * HOUR and start % DAY:
+            self._plan_email_campaign(start - start % DAY)
         for _ in range(self.o.installed_base):
             customer = self._id("cu")
             due = start + int(self.rng.uniform(0, 60) * DAY)

@@ -17,6 +17,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -31,6 +32,11 @@ from ..store import StateWriter, restore, send_records
 log = logging.getLogger(__name__)
 
 OutItem = list[Any]  # [topic, partition | None, key | None, value (JSON-able)]
+
+
+@lru_cache(maxsize=1 << 16)
+def _murmur2(key: bytes) -> int:
+    return int(murmur2(key) & 0x7FFFFFFF)
 
 
 def now_ms() -> int:
@@ -92,8 +98,9 @@ class StageRunner:
     def tick_part(self, part: Part, wall: int) -> None:
         """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
 
-    def heartbeat(self, part: Part) -> list[OutItem]:
-        """Outputs every flush carries even without data (watermarks downstream)."""
+    def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
+        """Outputs of a flush beyond its outbox: partial aggregates, and with ``full``
+        (the timer's flushes) a watermark report to every downstream partition."""
         return []
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
@@ -181,7 +188,7 @@ class StageRunner:
                 self.process(part, wall)
                 part.changed = True
                 touched.append(part)
-            await self._flush_parts(touched, wall)
+            await self._flush_parts(touched, wall, full=False)
         for ev in events:
             await ack(ev)
 
@@ -197,16 +204,16 @@ class StageRunner:
                 stale = wall - part.last_flush_wall > 5_000
                 if part.changed or part.dirty or part.outbox or part.after or stale:
                     due.append(part)
-            await self._flush_parts(due, wall)
+            await self._flush_parts(due, wall, full=True)
 
-    async def _flush_parts(self, parts: list[Part], wall: int) -> None:
-        for part in parts:
-            await self._flush(part, wall)
+    async def _flush_parts(self, parts: list[Part], wall: int, full: bool) -> None:
+        # partitions are independent: their flushes wait for the broker together
+        await asyncio.gather(*(self._flush(part, wall, full) for part in parts))
 
-    async def _flush(self, part: Part, wall: int) -> None:
+    async def _flush(self, part: Part, wall: int, full: bool) -> None:
         started = time.perf_counter()
         part.seq += 1
-        items = part.outbox + self.heartbeat(part)
+        items = part.outbox + self.heartbeat(part, full)
         updates = {key: part.proc.dump(key) for key in part.dirty}
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
@@ -265,4 +272,4 @@ class StageRunner:
             return 0
         # the Java client's default partitioner, so our keyed outputs land where a
         # producer of the same key would put them (co-partitioning with input topics)
-        return (murmur2(key) & 0x7FFFFFFF) % n
+        return _murmur2(key) % n

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from typing import Any
 
@@ -42,8 +43,10 @@ def web_config(s: Any) -> WebConfig:
 
 def partial_messages(topic: str, partitions: int, src: str, seq: int,
                      wm: dict[str, int | None], deltas: Deltas,
-                     sketches: dict[Any, set[int]]) -> list[OutItem]:
-    """Split one flush's deltas by stage-3 partition; every partition gets a heartbeat."""
+                     sketches: dict[Any, set[int]], full: bool = True) -> list[OutItem]:
+    """Split one flush's deltas by stage-3 partition. With ``full`` every partition
+    gets a message (a watermark heartbeat if nothing else); otherwise only those
+    with data do, and they carry the watermark too."""
     by_part_d: dict[int, list[Any]] = defaultdict(list)
     by_part_h: dict[int, list[Any]] = defaultdict(list)
     for (family, size, start, dim), comps in deltas.items():
@@ -54,6 +57,8 @@ def partial_messages(topic: str, partitions: int, src: str, seq: int,
     items: list[OutItem] = []
     for p in range(partitions):
         d, h = by_part_d.get(p, []), by_part_h.get(p, [])
+        if not (full or d or h):
+            continue
         pieces = _split(d, h)
         for i, (dd, hh) in enumerate(pieces):
             items.append([topic, p, None, {"src": src, "seq": seq, "part": i, "wm": wm,
@@ -158,13 +163,13 @@ class InputStage(StageRunner):
         return {f"{t}/{part.partition}": (clocks[t].wm if t in clocks else None)
                 for t in self.input_topics}
 
-    def heartbeat(self, part: Part) -> list[OutItem]:
+    def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
         src = f"{self.kind}/{part.partition}"
         wm = self.watermarks(part)
         items = partial_messages(self.topics.partials, self.settings.kpi_partitions, src,
-                                 part.seq, wm, acc.deltas, acc.sketches)
-        if self.kind == "web":
+                                 part.seq, wm, acc.deltas, acc.sketches, full)
+        if self.kind == "web" and full:
             # stage 2 reports its own watermark from these; one per leads partition
             for p in range(self.settings.input_partitions):
                 items.append([self.topics.leads, p, None, {"hb": src, "wm": wm}])
@@ -194,6 +199,12 @@ class InputStage(StageRunner):
         for p in partitions:
             self.items.pop(p, None)
             self.acc.pop(p, None)
+
+
+def snapshot_partition(key: str, partitions: int) -> int:
+    """Partition of a KPI snapshot key on the KPI topic (stable; crc32, not murmur2,
+    because nothing else produces these keys and it is much cheaper in Python)."""
+    return zlib.crc32(key.encode()) % partitions
 
 
 def type_name(rec: Any) -> str:
@@ -250,11 +261,11 @@ class LeadStage(StageRunner):
         marks = [w for w in (known[s] for s in self.web_sources) if w is not None]
         return {f"{self.topics.leads}/{part.partition}": min(marks) if marks else None}
 
-    def heartbeat(self, part: Part) -> list[OutItem]:
+    def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
         return partial_messages(self.topics.partials, self.settings.kpi_partitions,
                                 f"funnel/{part.partition}", part.seq,
-                                self.output_watermark(part), acc.deltas, {})
+                                self.output_watermark(part), acc.deltas, {}, full)
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
         return {"src_wm": self.src_wm[part.partition]}
@@ -297,6 +308,7 @@ class MergeStage(StageRunner):
         self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.last_emit: dict[int, int] = {}
         self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
+        self.publish_windows = frozenset(s.publish_windows)
 
     def new_processor(self, partition: int) -> Any:
         return MergePartition(self.cfg)
@@ -320,17 +332,16 @@ class MergeStage(StageRunner):
                 len(part.proc.pending) < EMIT_MAX_CELLS:
             return
         self.last_emit[part.partition] = wall
-        snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS)
+        snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS,
+                                   publish=self.publish_windows)
         if part.proc.pending:
             part.changed = True  # more to publish: the next tick continues
         finals = 0
-        publish = self.settings.publish_windows
+        topic, n = self.topics.snapshots, self.settings.kpi_partitions
         for key, doc in snapshots:
-            if key.split("|", 2)[1] not in publish:
-                continue
             # snapshots are derived from cells, so they are not persisted with the flush;
             # the keys of what was published are, and a restore publishes them again
-            part.after.append([self.topics.snapshots, None, key, doc])
+            part.after.append([topic, snapshot_partition(key, n), key, doc])
             finals += bool(doc and doc["final"])
         if snapshots:
             part.outbox.append(["", None, "republish",
@@ -344,9 +355,10 @@ class MergeStage(StageRunner):
     def tick_part(self, part: Part, wall: int) -> None:
         if wall - part.last_prune_wall >= PRUNE_EVERY_MS:
             part.last_prune_wall = wall
+            topic, n = self.topics.snapshots, self.settings.kpi_partitions
             for key, doc in part.proc.expire():  # tombstones: the topic stays bounded
-                if key.split("|", 2)[1] in self.settings.publish_windows:
-                    part.outbox.append([self.topics.snapshots, None, key, doc])
+                if key.split("|", 2)[1] in self.publish_windows:
+                    part.outbox.append([topic, snapshot_partition(key, n), key, doc])
         self._maybe_emit(part, wall)
         if part.proc.dirty:
             part.dirty |= part.proc.dirty

@@ -28,6 +28,16 @@ def add(out: Deltas, key: AggKey, component: str, value: int) -> None:
         comps[component] = comps.get(component, 0) + value
 
 
+def add_many(out: Deltas, key: AggKey, comps: dict[str, int]) -> None:
+    """Add several non-zero components to one key."""
+    cur = out.get(key)
+    if cur is None:
+        out[key] = dict(comps)
+        return
+    for comp, value in comps.items():
+        cur[comp] = cur.get(comp, 0) + value
+
+
 def merge_into(out: Deltas, other: Deltas, sign: int = 1) -> None:
     for key, comps in other.items():
         target = out.get(key)

@@ -104,6 +104,7 @@ class MergePartition:
         self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
         self._lows: dict[str, int] | None = None
         self.views_todo: set[ViewKey] = set()  # rolling views to publish again
+        self._publish_windows: Any = None
         self.emitted_cells: list[CellKey] = []
         self.emitted_views: list[ViewKey] = []
 
@@ -185,7 +186,8 @@ class MergePartition:
         self.dirty.add(cell_store_key(key))
 
     # -- snapshots ----------------------------------------------------------------
-    def emit(self, now_wall_ms: int, max_cells: int | None = None) -> list[Snapshot]:
+    def emit(self, now_wall_ms: int, max_cells: int | None = None,
+             publish: Any = None) -> list[Snapshot]:
         """Snapshots of changed cells, cells that just became final, and their rolling views.
 
         A ``None`` document is a tombstone: the key no longer exists because every
@@ -193,8 +195,10 @@ class MergePartition:
         At most ``max_cells`` cells are published per call (oldest first); the rest
         stay pending for the next call, so a replay of history does not build one
         enormous batch of snapshots. ``emitted_cells`` and ``emitted_views`` say what
-        this call published.
+        this call published. ``publish`` limits the documents built to these windows
+        (the others are still advanced: revisions, finality).
         """
+        self._publish_windows = publish
         self._lows = self._topic_lows()
         try:
             out: list[Snapshot] = []
@@ -239,6 +243,8 @@ class MergePartition:
                  final: bool, computed_at: str) -> list[Snapshot]:
         """Snapshots of one cell or view, and tombstones for KPIs that disappeared."""
         window, start, end, dim = keys
+        if self._publish_windows is not None and window not in self._publish_windows:
+            return []
         kpis = kpis_for(dim, comps)
         out: list[Snapshot] = [self._snapshot(k, window, start, end, dim, comps, final,
                                               rev_state, computed_at) for k in kpis]

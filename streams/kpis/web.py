@@ -26,7 +26,7 @@ import orjson
 from ..records import FormSubmit, PageView
 from . import attribution
 from .buckets import BUCKETS, DAY, starts
-from .deltas import Deltas, add, dim, prune_zero
+from .deltas import Deltas, add, add_many, dim, prune_zero
 from .stage import StageOutput
 from .watermark import ClockedPartition
 
@@ -89,9 +89,9 @@ class Visitor:
     touches: list[tuple[int, str]] = field(default_factory=list)  # pruned session starts
     leads: dict[str, str] = field(default_factory=dict)  # form event_id -> emitted signature
 
-    def seen(self, event_id: str) -> bool:
-        return any(p[1] == event_id for p in self.pvs) or any(
-            f[1] == event_id for f in self.forms)
+    def ids(self) -> set[str]:
+        """Event ids kept for this visitor (what deduplication compares against)."""
+        return {p[1] for p in self.pvs} | {f[1] for f in self.forms}
 
     def to_json(self) -> dict[str, Any]:
         return {"f": self.first, "p": self.pvs, "s": self.forms, "h": self.touches,
@@ -141,20 +141,21 @@ def _session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas) -> None:
     engaged_time = max(duration, sum(p[5] for p in s.pvs))
     engaged = 1 if (engaged_time >= cfg.engaged_ms or n >= 2 or converted) else 0
     bounced = 1 if (n == 1 and not converted) else 0
+    comps = {c: v for c, v in (("se", sign), ("sp", sign * n), ("bo", sign * bounced),
+                                ("en", sign * engaged), ("du", sign * duration),
+                                ("sc", sign * converted)) if v}
     for size, start in starts(s.start):
         for d in dims:
-            key = (FAMILY, size, start, d)
-            add(out, key, "se", sign)
-            add(out, key, "sp", sign * n)
-            add(out, key, "bo", sign * bounced)
-            add(out, key, "en", sign * engaged)
-            add(out, key, "du", sign * duration)
-            add(out, key, "sc", sign * converted)
-    pv_dims = dims[:3]
+            add_many(out, (FAMILY, size, start, d), comps)
+    # page views by their own bucket (a session can span several)
+    per_bucket: dict[tuple[str, int], int] = {}
     for pv in s.pvs:
-        for size, start in starts(pv[0]):
-            for d in pv_dims:
-                add(out, (FAMILY, size, start, d), "pv", sign)
+        for b in starts(pv[0]):
+            per_bucket[b] = per_bucket.get(b, 0) + 1
+    pv_dims = dims[:3]
+    for (size, start), count in per_bucket.items():
+        for d in pv_dims:
+            add(out, (FAMILY, size, start, d), "pv", sign * count)
     for f in s.forms:
         _conversion(f, dims, sign, out)
 
@@ -203,20 +204,27 @@ class WebPartition(ClockedPartition):
         out = StageOutput()
         touched: dict[str, Visitor | None] = {}
         old_state: dict[str, Visitor] = {}
+        seen_ids: dict[str, set[str]] = {}  # per visitor, built once per batch
         lateness = self.cfg.lateness_ms
         for topic, rec in items:
             vid = rec.visitor_id
             v = self.visitors.get(vid)
             et = "page_view" if isinstance(rec, PageView) else "form_submit"
-            if v is not None and v.seen(rec.event_id):
-                out.count(et, "duplicate")
-                continue
+            if v is not None:
+                ids = seen_ids.get(vid)
+                if ids is None:
+                    ids = seen_ids[vid] = v.ids()
+                if rec.event_id in ids:
+                    out.count(et, "duplicate")
+                    continue
             if not self.admit(out, topic, rec, et, lateness, wall_ms):
                 continue
             if v is None:
                 v = self.visitors[vid] = Visitor()
             if vid not in old_state:
                 old_state[vid] = Visitor(v.first, list(v.pvs), list(v.forms), v.touches, v.leads)
+            if vid in seen_ids:
+                seen_ids[vid].add(rec.event_id)
             if isinstance(rec, PageView):
                 pv: PV = (rec.t, rec.event_id, rec.page_type, rec.channel, rec.device,
                           rec.engaged_ms, rec.campaign)

@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..kpis import buckets as B
-from ..kpis.catalogue import KPIS, Modes, evaluate, kpis_for
+from ..kpis.catalogue import Modes, evaluate, kpis_for
 from ..kpis.merge import MergePartition, present
 
 BUCKET_WINDOWS = ("1m", "1h", "1d")
@@ -99,27 +99,32 @@ class KpiCollector(Collector):
         now = proc.event_time_now()
         if now is None:
             return
-        by_dim: dict[str, dict[str, dict[int, Any]]] = {}
+        currents = {size: B.floor(now, size) for size in BUCKET_WINDOWS}
+        # one pass over the cells: the current cell and the newest final cell per
+        # (dim, size); nothing else is evaluated, so a scrape stays cheap
+        current: dict[tuple[str, str], Any] = {}
+        last_final: dict[tuple[str, str], tuple[int, Any]] = {}
+        dims: set[str] = set()
         for (size, start, dim), cell in proc.cells.items():
             if dim and dim.split("=", 1)[0] not in PROM_DIMS:
                 continue
-            by_dim.setdefault(dim, {}).setdefault(size, {})[start] = cell
-        for dim, sizes in by_dim.items():
+            dims.add(dim)
+            if start == currents.get(size):
+                current[(dim, size)] = cell
+            if cell.final:
+                best = last_final.get((dim, size))
+                if best is None or start > best[0]:
+                    last_final[(dim, size)] = (start, cell)
+        for (dim, size), cell in current.items():
             channel, device = _labels(dim)
-            for size in BUCKET_WINDOWS:
-                cells = sizes.get(size, {})
-                current = B.floor(now, size)
-                if current in cells:
-                    self._add(families, dim, size, "current", present(cells[current].comps),
-                              channel, device)
-                finals = [s for s, c in cells.items() if c.final]
-                if finals:
-                    last = max(finals)
-                    self._add(families, dim, size, "last_final",
-                              present(cells[last].comps), channel, device)
-                    if not dim:
-                        newest_final[size] = max(newest_final.get(size, 0),
-                                                 B.bucket_end(last, size))
+            self._add(families, dim, size, "current", present(cell.comps), channel, device)
+        for (dim, size), (start, cell) in last_final.items():
+            channel, device = _labels(dim)
+            self._add(families, dim, size, "last_final", present(cell.comps), channel, device)
+            if not dim:
+                newest_final[size] = max(newest_final.get(size, 0), B.bucket_end(start, size))
+        for dim in dims:
+            channel, device = _labels(dim)
             for window in ROLLING_WINDOWS:
                 base = B.ROLLING[window][0]
                 end = B.floor(now, base) + B.BUCKETS[base]
@@ -140,4 +145,4 @@ class KpiCollector(Collector):
             families[kpi.unit].add_metric(labels, value)
 
 
-__all__ = ["KPIS", "KpiCollector"]
+__all__ = ["KpiCollector"]

@@ -29,6 +29,7 @@ class Metrics:
     partitions_owned: Gauge
     snapshots: Counter
     replayed_partials: Counter
+    consumer_lag: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -69,4 +70,8 @@ class Metrics:
                                       "Partial aggregates ignored because they were "
                                       "already applied (replays after a restart).",
                                       registry=registry),
+            consumer_lag=Gauge(f"{NS}_consumer_lag_messages",
+                               "Messages on this worker's input partitions not processed "
+                               "yet (log end offset minus processed offset).", ["stage"],
+                               registry=registry),
         )

@@ -1,0 +1,79 @@
+"""The monitoring wall in a real headless Chromium, fed by live simulated traffic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_kafka import ROOT, WorkerProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "artifacts"
+
+
+def test_wall_fills_in_and_updates_live(kafka_env: dict[str, str], tmp_path: Path,
+                                        workers: list[WorkerProcess]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (./dev deps installs it)")
+    env = {**kafka_env, "KPI_SNAPSHOT_INTERVAL": "500ms"}
+    w = WorkerProcess(env, tmp_path).start()
+    workers.append(w)
+    w.wait_healthy()
+    sim_log = (tmp_path / "simulator.log").open("wb")
+    sim = subprocess.Popen([sys.executable, "-m", "streams.cli", "simulate", "--rate", "20",
+                            "--warmup-hours", "26", "--warmup-sessions-per-day", "2500",
+                            "--seed", "5"],
+                           env={**w.env}, stdout=sim_log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                      "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(w.url("/"))
+            assert page.title().startswith("kpi-streams")
+            # tiles are grouped by leading and lagging
+            assert page.locator("#tiles-leading .tile").count() == 3
+            assert page.locator("#tiles-lagging .tile").count() == 5
+            for kpi in ("leads", "bounce_rate", "visitor_conversion_rate", "cpl", "spend"):
+                page.wait_for_selector(f"#tile-{kpi}:not(.nodata)", timeout=120_000)
+            page.wait_for_function("document.querySelector('#conn').classList.contains('up')",
+                                   timeout=30_000)
+            page.wait_for_selector("#channels tbody tr", timeout=60_000)
+            first = page.locator("#tile-leads").get_attribute("data-value")
+            first_visits = page.locator("#channels tbody").inner_text()
+            # values change while the simulator runs, without a reload
+            deadline = time.monotonic() + 120
+            changed = False
+            while time.monotonic() < deadline:
+                page.wait_for_timeout(2000)
+                now = page.locator("#tile-leads").get_attribute("data-value")
+                if now != first or page.locator("#channels tbody").inner_text() != \
+                        first_visits:
+                    changed = True
+                    break
+            assert changed, "the wall did not change while traffic flowed"
+            sparkline = page.locator("#tile-bounce_rate polyline").get_attribute("points")
+            assert sparkline and len(sparkline.split()) >= 2
+            assert "%" in page.locator("#tile-bounce_rate .value").inner_text()
+            assert "€" in page.locator("#tile-spend .value").inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "wall.png"), full_page=True)
+            assert errors == []
+            browser.close()
+    finally:
+        sim.terminate()
+        sim.wait(timeout=20)
+        sim_log.close()
