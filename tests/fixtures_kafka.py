@@ -27,7 +27,7 @@ import pytest
 from streams import broker
 from streams.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 
 

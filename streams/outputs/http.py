@@ -8,6 +8,7 @@ is GET (aiohttp answers 405 to anything else); nothing here changes state.
     /api/kpis/stream     server-sent events of snapshots as they are published
     /api/health          ok / restoring, and which partitions each stage owns
     /api/alerts          firing alerts from KPI_ALERTMANAGER_URL (for the wall)
+    /api/catalogue       every KPI: name, kind (leading/lagging), definition, unit, dims
     /api/openapi.json    the OpenAPI document of the above
     /metrics             Prometheus text format
 """
@@ -187,6 +188,14 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
                   if a.get("status", {}).get("state") == "active"]
         return web.json_response({"configured": True, "alerts": firing})
 
+    async def catalogue(_: web.Request) -> web.Response:
+        from ..kpis.catalogue import KPIS
+
+        return web.json_response({"kpis": [
+            {"name": k.name, "kind": k.kind, "definition": k.formula,
+             "unit": settings.reporting_currency if k.unit == "CURRENCY" else k.unit,
+             "dims": sorted(k.dims), "modes": list(k.modes)} for k in KPIS]})
+
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(document(), dumps=_dumps)
 
@@ -199,6 +208,7 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
     app.router.add_get("/api/kpis/stream", stream)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/alerts", alerts)
+    app.router.add_get("/api/catalogue", catalogue)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     return app

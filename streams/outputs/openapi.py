@@ -84,6 +84,22 @@ def document() -> dict[str, Any]:
                                           "properties": {
                                               "configured": {"type": "boolean"},
                                               "alerts": {"type": "array"}}}}}}}}},
+            "/api/catalogue": {"get": {
+                "summary": "Every KPI: name, leading or lagging, definition, unit, dims",
+                "responses": {"200": {"description": "The KPI catalogue", "content": {
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["kpis"],
+                        "properties": {"kpis": {"type": "array", "items": {
+                            "type": "object",
+                            "required": ["name", "kind", "definition", "unit", "dims"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "kind": {"enum": ["leading", "lagging"]},
+                                "definition": {"type": "string"},
+                                "unit": {"type": "string"},
+                                "dims": {"type": "array", "items": {"type": "string"}},
+                                "modes": {"type": "array",
+                                          "items": {"type": "string"}}}}}}}}}}}}},
             "/api/openapi.json": {"get": {
                 "summary": "This document",
                 "responses": {"200": {"description": "OpenAPI 3.1",

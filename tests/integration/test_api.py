@@ -131,4 +131,4 @@ def test_openapi_contract_holds(fed_worker: WorkerProcess) -> None:
             failures.append(f"{operation.method} {operation.path}: {exc!r}")
     assert not failures, "\n\n".join(failures)
     # (schemathesis leaves out the operation that serves the document itself)
-    assert {"/api/kpis", "/api/health", "/api/alerts"} <= tested
+    assert {"/api/kpis", "/api/health", "/api/alerts", "/api/catalogue"} <= tested

@@ -22,8 +22,9 @@ const hourly = new Map();   // kpi -> Map(windowStartMs -> snapshot)  (total, 1h
 const channels = new Map(); // channel -> Map(kpi -> snapshot)         (24h rolling, newest)
 let units = {};
 let dirty = true;
+let known = new Set();  // KPIs this worker computes (/api/catalogue)
 
-function tileKpis() { return TILES.map(t => t[0]); }
+function tileKpis() { return TILES.map(t => t[0]).filter(k => known.has(k)); }
 
 function fmt(value, unit) {
   if (value === null || value === undefined || !isFinite(value)) return "—";
@@ -144,8 +145,17 @@ function render() {
 }
 
 async function load() {
+  try {
+    const cat = await (await fetch("/api/catalogue")).json();
+    known = new Set(cat.kpis.map(k => k.name));
+  } catch (e) { /* retried by the reload below */ }
+  for (const [kpi] of TILES) {
+    if (!known.has(kpi)) document.querySelector(`#tile-${kpi} .delta`).textContent =
+      "not computed by this worker";
+  }
   const hourlyUrl = `/api/kpis?kpi=${tileKpis().join(",")}&bucket=1h&dim=total&limit=100000`;
-  const chUrl = `/api/kpis?kpi=${CHANNEL_KPIS.join(",")}&bucket=24h&limit=100000`;
+  const chKpis = CHANNEL_KPIS.filter(k => known.has(k));
+  const chUrl = `/api/kpis?kpi=${chKpis.join(",")}&bucket=24h&limit=100000`;
   for (const url of [hourlyUrl, chUrl]) {
     try {
       const res = await fetch(url);
@@ -156,7 +166,7 @@ async function load() {
 }
 
 function live() {
-  const kpis = [...new Set([...tileKpis(), ...CHANNEL_KPIS])].join(",");
+  const kpis = [...new Set([...tileKpis(), ...CHANNEL_KPIS])].filter(k => known.has(k)).join(",");
   const es = new EventSource(`/api/kpis/stream?kpi=${kpis}&bucket=1h,24h`);
   const conn = document.getElementById("conn");
   es.onopen = () => { conn.className = "conn up"; };
