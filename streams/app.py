@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from .agents.runner import StageRunner
-from .agents.stages import InputStage, LeadStage, MergeStage
+from .agents.stages import CustomerStage, FunnelStage, InputStage, MergeStage
 from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
 from .kpis.catalogue import Modes
@@ -91,7 +91,8 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
     pipe = Pipeline(settings, topics, registry, metrics)
     for kind in ("web", "email", "spend"):
         pipe.runners[kind] = InputStage(kind, topics, decoder, **common)
-    pipe.runners["funnel"] = LeadStage(topics, **common)
+    pipe.runners["funnel"] = FunnelStage(topics, decoder, **common)
+    pipe.runners["customers"] = CustomerStage(topics, **common)
     merge = MergeStage(topics, **common)
     merge.publish = pipe.hub.publish
     pipe.runners["merge"] = merge

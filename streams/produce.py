@@ -27,9 +27,14 @@ def event_key(ev: dict[str, Any]) -> str:
     field = EVENT_KEY_FIELD.get(ev.get("event_type", ""), "")
     value = ev.get(field) if field else None
     if value is None:
-        # spend without a channel is unallocated; anything else without its key field
-        # is invalid and will be rejected by the worker, on whatever partition
-        return "unallocated" if ev.get("event_type") == "spend" else str(ev.get("event_id"))
+        # spend without a channel is unallocated; a deal without a contact goes by its
+        # deal id (all its updates must meet in one place); anything else without its
+        # key field is invalid and will be rejected by the worker, on whatever partition
+        if ev.get("event_type") == "spend":
+            return "unallocated"
+        if ev.get("event_type") == "deal_update" and ev.get("deal_id") is not None:
+            return str(ev["deal_id"])
+        return str(ev.get("event_id"))
     return str(value)
 
 

@@ -93,6 +93,11 @@ class Topics:
         """Stage 1 -> stage 2: lead candidates keyed by contact_id."""
         return self.settings.prefixed("kpi-streams.leads")
 
+    @property
+    def customers(self) -> str:
+        """Funnel stage -> customer stage: closed deals keyed by customer_id."""
+        return self.settings.prefixed("kpi-streams.customers")
+
     def state(self, stage: str) -> str:
         """Compacted changelog of one stage's per-key state."""
         return self.settings.prefixed(f"kpi-streams.state.{stage}")
@@ -114,6 +119,7 @@ class Topics:
             TopicSpec(self.lead_scores, n_in, compacted=True),
             TopicSpec(self.partials, n_kpi, config={"retention.ms": str(7 * 86_400_000)}),
             TopicSpec(self.leads, n_in, config={"retention.ms": str(7 * 86_400_000)}),
+            TopicSpec(self.customers, n_in, config={"retention.ms": str(7 * 86_400_000)}),
         ]
         for stage in STATE_STAGES:
             parts = n_kpi if stage == "merge" else n_in
@@ -121,4 +127,5 @@ class Topics:
         return specs
 
 
-STATE_STAGES: tuple[str, ...] = ("web", "email", "spend", "funnel", "engagement", "merge")
+STATE_STAGES: tuple[str, ...] = ("web", "email", "spend", "funnel", "customers", "engagement",
+                                  "merge")

@@ -15,10 +15,11 @@ from typing import Any
 
 import orjson
 
-from ..events import Decoder, dead_letter_record
+from ..events import Decoder, Reject, dead_letter_record, iso_ms
+from ..kpis.customers import CustomerPartition
 from ..kpis.deltas import Deltas
 from ..kpis.email import EmailConfig, EmailPartition
-from ..kpis.leads import LeadConfig, LeadPartition
+from ..kpis.funnel import FunnelConfig, FunnelPartition
 from ..kpis.merge import MergeConfig, MergePartition
 from ..kpis.spend import SpendConfig, SpendPartition
 from ..kpis.stage import StageOutput
@@ -213,59 +214,35 @@ def type_name(rec: Any) -> str:
             "Engagement": "engagement"}[type(rec).__name__]
 
 
-class LeadStage(StageRunner):
-    """Stage 2: leads per contact, from stage-1 candidates."""
+class DerivedStage(StageRunner):
+    """A stage fed by another stage: its watermark is the lowest its sources reported.
 
-    stage = "funnel"
+    Upstream stages send heartbeats ``{"hb": src, "wm": {...}}`` after their data, on
+    the same partition, so when a heartbeat says "W" every record behind W is here.
+    """
 
-    def __init__(self, topics: Topics, **kw: Any) -> None:
-        self.topics = topics
-        super().__init__(state_topic=topics.state("funnel"), input_topics=[topics.leads],
-                         **kw)
-        self.cfg = LeadConfig(attribution=kw["settings"].attribution)
-        self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        self.acc: dict[int, StageOutput] = {}
+    sources: list[str]  # "topic/partition" names that must all have reported
+    own_name: str  # the name this stage reports its partitions' watermarks under
+
+    def _init_sources(self) -> None:
         self.src_wm: dict[int, dict[str, int | None]] = defaultdict(dict)
-        web = [topics.input("page_view"), topics.input("form_submit")]
-        self.web_sources = [f"{t}/{p}" for t in web
-                            for p in range(kw["settings"].input_partitions)]
 
-    def new_processor(self, partition: int) -> Any:
-        return LeadPartition(self.cfg)
-
-    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
-               wall: int) -> None:
-        doc = orjson.loads(value) if value else None
-        if not isinstance(doc, dict):
-            return
-        if "hb" in doc:
-            known = self.src_wm[part.partition]
-            for name, wm in doc["wm"].items():
-                old = known.get(name)
-                if name not in known or (wm is not None and (old is None or wm > old)):
-                    known[name] = wm
-            part.changed = True
-            return
-        self.items[part.partition].append(doc)
-
-    def process(self, part: Part, wall: int) -> None:
-        out = part.proc.process(self.items.pop(part.partition, []))
-        part.dirty |= out.dirty
-        acc = self.acc.setdefault(part.partition, StageOutput())
-        acc.absorb(StageOutput(deltas=out.deltas))
-
-    def output_watermark(self, part: Part) -> dict[str, int | None]:
+    def note_heartbeat(self, part: Part, doc: dict[str, Any]) -> None:
         known = self.src_wm[part.partition]
-        if any(s not in known for s in self.web_sources):
-            return {}  # not heard from every web partition yet: vouch for nothing
-        marks = [w for w in (known[s] for s in self.web_sources) if w is not None]
-        return {f"{self.topics.leads}/{part.partition}": min(marks) if marks else None}
+        for name, wm in doc["wm"].items():
+            old = known.get(name)
+            if name not in known or (wm is not None and (old is None or wm > old)):
+                known[name] = wm
+        part.changed = True
 
-    def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
-        acc = self.acc.pop(part.partition, None) or StageOutput()
-        return partial_messages(self.topics.partials, self.settings.kpi_partitions,
-                                f"funnel/{part.partition}", part.seq,
-                                self.output_watermark(part), acc.deltas, {}, full)
+    def output_watermark(self, part: Part, own: list[int | None] | None = None
+                         ) -> dict[str, int | None]:
+        known = self.src_wm[part.partition]
+        if any(s not in known for s in self.sources):
+            return {}  # not heard from every source yet: vouch for nothing
+        marks = [w for w in (known[s] for s in self.sources) if w is not None]
+        marks += [w for w in own or () if w is not None]
+        return {f"{self.own_name}/{part.partition}": min(marks) if marks else None}
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
         return {"src_wm": self.src_wm[part.partition]}
@@ -273,10 +250,166 @@ class LeadStage(StageRunner):
     def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
         self.src_wm[part.partition] = dict(meta.get("src_wm", {}))
 
+
+class FunnelStage(DerivedStage):
+    """Stage 2: per contact, lead candidates (from stage 1) and deal updates (input)."""
+
+    stage = "funnel"
+
+    def __init__(self, topics: Topics, decoder: Decoder, **kw: Any) -> None:
+        self.topics = topics
+        self.decoder = decoder
+        s = kw["settings"]
+        self.deal_topic = topics.input("deal_update")
+        super().__init__(state_topic=topics.state("funnel"),
+                         input_topics=[topics.leads, self.deal_topic], **kw)
+        self.cfg = FunnelConfig(attribution=s.attribution, lateness_ms=s.allowed_lateness_ms,
+                                default_margin=s.default_margin)
+        self.cands: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.deals: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+        self.acc: dict[int, StageOutput] = {}
+        self._init_sources()
+        web = [topics.input("page_view"), topics.input("form_submit")]
+        self.sources = [f"{t}/{p}" for t in web for p in range(s.input_partitions)]
+        self.own_name = topics.leads
+
+    def new_processor(self, partition: int) -> Any:
+        return FunnelPartition(self.cfg)
+
+    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
+               wall: int) -> None:
+        if topic == self.deal_topic:
+            records, rejects = self.decoder.decode(value, "deal_update", wall)
+            self.deals[part.partition] += [(topic, r) for r in records]
+            if rejects:
+                self._reject(part, topic, offset, rejects, wall)
+            return
+        doc = orjson.loads(value) if value else None
+        if not isinstance(doc, dict):
+            return
+        if "hb" in doc:
+            self.note_heartbeat(part, doc)
+        else:
+            self.cands[part.partition].append(doc)
+
+    def _reject(self, part: Part, topic: str, offset: int, rejects: list[Any],
+                wall: int) -> None:
+        dlq = self.topics.dlq(topic)
+        for rej in rejects:
+            self.metrics.rejected.labels("deal_update", rej.reason).inc()
+            self.metrics.events.labels("deal_update", "rejected").inc()
+            part.outbox.append([dlq, 0, f"{topic}/{part.partition}/{offset}",
+                                dead_letter_record(rej, topic, part.partition, offset, wall)])
+        self.metrics.dlq_records.labels("deal_update").inc(len(rejects))
+
+    def process(self, part: Part, wall: int) -> None:
+        out = part.proc.process(self.deals.pop(part.partition, []),
+                                self.cands.pop(part.partition, []), wall)
+        for (et, outcome), n in out.counts.items():
+            self.metrics.events.labels(et, outcome).inc(n)
+        for rec, wm in out.late:
+            doc = {"event": rec.raw, "watermark": wm, "topic": self.deal_topic,
+                   "partition": part.partition}
+            part.outbox.append([self.topics.late, None, rec.event_id, doc])
+            self.metrics.late_records.labels("deal_update").inc()
+        for (t, eid, stage, _, _), deal_id, _key in out.rejected_updates:
+            original = orjson.dumps({"event_id": eid, "deal_id": deal_id, "stage": stage,
+                                     "occurred_at": iso_ms(t)})
+            rej = Reject("impossible_transition", "stage",
+                         f"deal {deal_id} closed twice ({stage} after the other close); "
+                         "the earlier close counts", original, event_id=eid)
+            self._reject(part, self.deal_topic, -1, [rej], wall)
+        for fact in out.customers:
+            part.outbox.append([self.topics.customers, None, fact["customer_id"], fact])
+        part.dirty |= out.dirty
+        self.acc.setdefault(part.partition, StageOutput()).absorb(
+            StageOutput(deltas=out.deltas))
+
+    def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
+        acc = self.acc.pop(part.partition, None) or StageOutput()
+        deal_clock = part.proc.clocks.get(self.deal_topic)
+        own = [deal_clock.wm if deal_clock else None]
+        wm = self.output_watermark(part, own)
+        items = partial_messages(self.topics.partials, self.settings.kpi_partitions,
+                                 f"funnel/{part.partition}", part.seq, wm, acc.deltas, {},
+                                 full)
+        if full:
+            for p in range(self.settings.input_partitions):
+                items.append([self.topics.customers, p, None,
+                              {"hb": f"funnel/{part.partition}", "wm": wm}])
+        return items
+
+    def tick_part(self, part: Part, wall: int) -> None:
+        for clock in part.proc.clocks.values():
+            if clock.idle_advance(wall, self.settings.idle_timeout_ms):
+                part.changed = True
+
+    def meta_extra(self, part: Part) -> dict[str, Any]:
+        return {**super().meta_extra(part),
+                "clocks": {t: c.to_json() for t, c in part.proc.clocks.items()}}
+
+    def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
+        super().load_meta_extra(part, meta, wall)
+        for topic, data in meta.get("clocks", {}).items():
+            clock = PartitionClock.from_json(data)
+            if clock.last_wall is not None:
+                clock.last_wall = wall
+            part.proc.clocks[topic] = clock
+
     async def on_revoked(self, partitions: set[int]) -> None:
         await super().on_revoked(partitions)
         for p in partitions:
-            self.items.pop(p, None)
+            self.cands.pop(p, None)
+            self.deals.pop(p, None)
+            self.acc.pop(p, None)
+            self.src_wm.pop(p, None)
+
+
+class CustomerStage(DerivedStage):
+    """Per customer: new customers and churn, from the funnel stage's closed deals."""
+
+    stage = "customers"
+
+    def __init__(self, topics: Topics, **kw: Any) -> None:
+        self.topics = topics
+        super().__init__(state_topic=topics.state("customers"),
+                         input_topics=[topics.customers], **kw)
+        self.facts: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.acc: dict[int, StageOutput] = {}
+        self._init_sources()
+        self.sources = [f"{topics.leads}/{p}"
+                        for p in range(kw["settings"].input_partitions)]
+        self.own_name = topics.customers
+
+    def new_processor(self, partition: int) -> Any:
+        return CustomerPartition()
+
+    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
+               wall: int) -> None:
+        doc = orjson.loads(value) if value else None
+        if not isinstance(doc, dict):
+            return
+        if "hb" in doc:
+            self.note_heartbeat(part, doc)
+        else:
+            self.facts[part.partition].append(doc)
+
+    def process(self, part: Part, wall: int) -> None:
+        out = part.proc.process(self.facts.pop(part.partition, []))
+        part.dirty |= out.dirty
+        self.acc.setdefault(part.partition, StageOutput()).absorb(
+            StageOutput(deltas=out.deltas))
+
+    def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
+        acc = self.acc.pop(part.partition, None) or StageOutput()
+        return partial_messages(self.topics.partials, self.settings.kpi_partitions,
+                                f"customers/{part.partition}", part.seq,
+                                self.output_watermark(part), acc.deltas, {}, full)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        await super().on_revoked(partitions)
+        for p in partitions:
+            self.facts.pop(p, None)
             self.acc.pop(p, None)
             self.src_wm.pop(p, None)
 
@@ -297,7 +430,8 @@ class MergeStage(StageRunner):
             feeds={"web": (topics.input("page_view"), topics.input("form_submit")),
                    "email": (topics.input("email_event"),),
                    "spend": (topics.input("spend"),),
-                   "lead": (topics.leads,)},
+                   "lead": (topics.leads,), "funnel": (topics.leads,),
+                   "cust": (topics.customers,)},
             partitions=s.input_partitions, lateness_ms=s.allowed_lateness_ms,
             session_timeout_ms=s.session_timeout_ms,
             retention={"1m": s.retention_1m_ms, "1h": s.retention_1h_ms,
@@ -385,4 +519,4 @@ class MergeStage(StageRunner):
         return [p.proc for p in self.parts.values()]
 
 
-__all__ = ["InputStage", "LeadStage", "MergeStage", "now_ms"]
+__all__ = ["CustomerStage", "FunnelStage", "InputStage", "MergeStage", "now_ms"]

@@ -10,6 +10,7 @@ The README's KPI reference is checked against this table by the test suite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,17 @@ from .deltas import MICRO
 
 Term = tuple[str, str, float]  # (family, component, coefficient)
 Comps = dict[str, dict[str, int]]  # family -> component -> value
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a cell alone does not hold: active customers (in millionths) at its start
+    and end, its length, and the attribution model of the run."""
+
+    start_active: float
+    end_active: float
+    length_ms: int
+    model: str
 
 WEB_DIMS = frozenset({"", "channel", "device"})
 MONEY = "CURRENCY"  # placeholder for the reporting currency
@@ -35,17 +47,24 @@ class KPI:
     variants: dict[str, tuple[tuple[Term, ...], tuple[Term, ...] | None]] = field(
         default_factory=dict)  # mode value -> (num, den) replacing the defaults
     session_based: bool = False
+    # KPIs that need more than one cell's sums (active customers at the bucket's start
+    # and end) compute (numerator, denominator) from the cell and a context
+    fn: Callable[[Comps, Context], tuple[float, float]] | None = None
+    uses: tuple[str, ...] = ()  # families read by ``fn``
     families: frozenset[str] = field(init=False)
+    every_model: bool = field(init=False)  # kept under every attribution model (revenue)
 
     def __post_init__(self) -> None:
         terms = list(self.num) + list(self.den or ())
         for num, den in self.variants.values():
             terms += list(num) + list(den or ())
-        object.__setattr__(self, "families", frozenset(f for f, _, _ in terms))
+        fams = {f for f, _, _ in terms} | set(self.uses)
+        object.__setattr__(self, "families", frozenset(fams))
+        object.__setattr__(self, "every_model", any("{model}" in c for _, c, _ in terms))
 
 
 def _t(spec: str, coef: float = 1.0) -> Term:
-    family, comp = spec.split(".")
+    family, comp = spec.split(".", 1)
     return (family, comp, coef)
 
 
@@ -125,7 +144,111 @@ KPIS: tuple[KPI, ...] = (
        modes=("attribution",)),
     _k("cpl", _t("spend.cost", M), _t("lead.le", M), MONEY, {"", "channel"}, "lagging",
        "spend / leads (total includes unallocated spend)", modes=("attribution",)),
+    # -- funnel and revenue (section 7) ---------------------------------------------
+    *[_k(name, _t(f"funnel.{comp}", M), None, "count", {"", "channel"}, kind,
+         f"deals entering {stage} in the bucket (once per deal)", modes=("attribution",))
+      for name, comp, stage, kind in (
+          ("mqls", "mql", "mql", "leading"), ("sals", "sal", "sal", "leading"),
+          ("sqls", "sql", "sql", "leading"),
+          ("opportunities", "opp", "opportunity", "leading"),
+          ("won_deals", "won", "won", "lagging"), ("lost_deals", "lost", "lost", "lagging"))],
+    _k("lead_to_mql_rate", _t("lead.l2m", M), _t("lead.le", M), "ratio", {"", "channel"},
+       "leading", "of the leads created in the bucket, the share whose contact has a deal "
+       "that reached mql (so far)", modes=("attribution",)),
+    _k("mql_to_sql_rate", _t("funnel.m2s", M), _t("funnel.mql", M), "ratio", {"", "channel"},
+       "leading", "of the deals entering mql in the bucket, the share that reached sql",
+       modes=("attribution",)),
+    _k("sql_to_opportunity_rate", _t("funnel.s2o", M), _t("funnel.sql", M), "ratio",
+       {"", "channel"}, "leading",
+       "of the deals entering sql in the bucket, the share that reached opportunity",
+       modes=("attribution",)),
+    _k("win_rate", _t("funnel.won", M), [_t("funnel.won", M), _t("funnel.lost", M)], "ratio",
+       {"", "channel"}, "lagging", "won / (won + lost), by close time, renewals included",
+       modes=("attribution",)),
+    _k("revenue", _t("funnel.rev@{model}", M), None, MONEY, {"", "channel"}, "lagging",
+       "amount of deals won in the bucket", modes=("attribution",)),
+    _k("new_revenue", _t("funnel.nrev", M), None, MONEY, {"", "channel"}, "lagging",
+       "revenue of new_business deals", modes=("attribution",)),
+    _k("avg_revenue_per_sale", _t("funnel.rev@{model}", M), _t("funnel.won", M), MONEY,
+       {"", "channel"}, "lagging", "revenue / won_deals", modes=("attribution",)),
+    _k("gross_profit", _t("funnel.gp", M), None, MONEY, {"", "channel"}, "lagging",
+       "given gross_profit of won deals, else amount x KPI_DEFAULT_MARGIN",
+       modes=("attribution",)),
+    _k("avg_sales_cycle_days", _t("funnel.cyc", M / 86_400_000), _t("funnel.won", M), "days",
+       {"", "channel"}, "lagging", "mean(won time - created_at) of deals won in the bucket",
+       modes=("attribution",)),
+    _k("cost_per_opportunity", _t("spend.cost", M), _t("funnel.opp", M), MONEY,
+       {"", "channel"}, "lagging", "spend / opportunities", modes=("attribution",)),
+    _k("roas", _t("funnel.arev@{model}", M), _t("spend.media", M), "ratio",
+       {"", "channel"}, "lagging", "attributed revenue / media spend",
+       modes=("attribution",)),
+    _k("marketing_roi", [_t("funnel.agp@{model}", M), _t("spend.cost", -M)],
+       _t("spend.cost", M), "ratio", {"", "channel"}, "lagging",
+       "(attributed gross profit - spend) / spend", modes=("attribution",)),
+    # -- customers (section 8) -------------------------------------------------------
+    _k("new_customers", _t("cust.nc", M), None, "count", {"", "channel"}, "lagging",
+       "customers whose first new_business deal is won in the bucket",
+       modes=("attribution",)),
+    _k("cac", _t("spend.cost", M), _t("cust.nc", M), MONEY, {"", "channel"}, "lagging",
+       "spend / new_customers (total includes unallocated spend)", modes=("attribution",)),
 )
+
+def _comp(comps: Comps, family: str, comp: str) -> float:
+    return comps.get(family, {}).get(comp, 0) * M
+
+
+def _active(comps: Comps, ctx: Context) -> tuple[float, float]:
+    return ctx.end_active * M, 1.0
+
+
+def _retention(comps: Comps, ctx: Context) -> tuple[float, float]:
+    return (ctx.end_active * M - _comp(comps, "cust", "nc")), ctx.start_active * M
+
+
+def _churn(comps: Comps, ctx: Context) -> tuple[float, float]:
+    return _comp(comps, "cust", "ch"), ctx.start_active * M
+
+
+def _ltv_parts(comps: Comps, ctx: Context) -> tuple[float | None, float | None]:
+    months = 30 * 86_400_000 / ctx.length_ms
+    end, start = ctx.end_active * M, ctx.start_active * M
+    gp = _comp(comps, "funnel", "gp")
+    margin = gp / end * months if end else None
+    churn = _comp(comps, "cust", "ch") / start * months if start else None
+    return margin, churn
+
+
+def _ltv(comps: Comps, ctx: Context) -> tuple[float, float]:
+    margin, churn = _ltv_parts(comps, ctx)
+    if margin is None or not churn:
+        return (margin or 0.0), 0.0  # undefined: value null
+    return margin, churn
+
+
+def _ltv_to_cac(comps: Comps, ctx: Context) -> tuple[float, float]:
+    margin, churn = _ltv_parts(comps, ctx)
+    nc = _comp(comps, "cust", "nc")
+    cac = _comp(comps, "spend", "cost") / nc if nc else None
+    if margin is None or not churn or not cac:
+        return 0.0, 0.0
+    return margin / churn, cac
+
+
+KPIS = (*KPIS,
+        _k("active_customers", [], None, "count", {"", "channel"}, "lagging",
+           "customers active at the bucket's end (+1 at the first won new_business deal, "
+           "-1 at a lost renewal)", fn=_active, uses=("cust",), modes=("attribution",)),
+        _k("customer_retention_rate", [], None, "ratio", {"", "channel"}, "lagging",
+           "(E - N) / S: active at the end, minus new ones, over active at the start",
+           fn=_retention, uses=("cust",), modes=("attribution",)),
+        _k("churn_rate", [], None, "ratio", {"", "channel"}, "lagging",
+           "churned / active at the bucket's start", fn=_churn, uses=("cust",),
+           modes=("attribution",)),
+        _k("ltv", [], None, MONEY, {"", "channel"}, "lagging",
+           "(gross profit won / active at end) / (churned / active at start), both per "
+           "30 days", fn=_ltv, uses=("cust", "funnel"), modes=("attribution",)),
+        _k("ltv_to_cac", [], None, "ratio", {"", "channel"}, "lagging", "ltv / cac",
+           fn=_ltv_to_cac, uses=("cust", "funnel", "spend"), modes=("attribution",)))
 
 BY_NAME: dict[str, KPI] = {k.name: k for k in KPIS}
 # dim name ("" for the total) -> the KPIs computed for it, in catalogue order
@@ -143,9 +266,11 @@ def kpis_for(dim_key: str, comps: Comps) -> list[KPI]:
     return [k for k in BY_DIM.get(dim_name(dim_key), ()) if not k.families.isdisjoint(comps)]
 
 
-def combine(terms: tuple[Term, ...], comps: Comps) -> float:
+def combine(terms: tuple[Term, ...], comps: Comps, model: str = "first_touch") -> float:
     total = 0.0
     for family, comp, coef in terms:
+        if "{" in comp:
+            comp = comp.replace("{model}", model)
         total += comps.get(family, {}).get(comp, 0) * coef
     return total
 
@@ -162,15 +287,25 @@ class Modes:
         return {m: getattr(self, m) for m in kpi.modes}
 
 
-def evaluate(kpi: KPI, comps: Comps, modes: Modes) -> tuple[float | None, float, float]:
-    """(value, numerator, denominator) of ``kpi`` for one cell's components."""
+def evaluate(kpi: KPI, comps: Comps, modes: Modes,
+             context: Callable[[], Context] | None = None) -> tuple[float | None, float, float]:
+    """(value, numerator, denominator) of ``kpi`` for one cell's components.
+
+    ``context`` is called only for the KPIs that need one (customer KPIs).
+    """
+    if kpi.fn is not None:
+        ctx = context() if context is not None else Context(0.0, 0.0, 86_400_000,
+                                                             modes.attribution)
+        num, den = kpi.fn(comps, ctx)
+        value = None if den == 0 else num / den
+        return value, _clean(num), _clean(den)
     num_terms, den_terms = kpi.num, kpi.den
     for mode in kpi.modes:
         variant = kpi.variants.get(getattr(modes, mode))
         if variant is not None:
             num_terms, den_terms = variant
-    num = combine(num_terms, comps)
-    den = 1.0 if den_terms is None else combine(den_terms, comps)
+    num = combine(num_terms, comps, modes.attribution)
+    den = 1.0 if den_terms is None else combine(den_terms, comps, modes.attribution)
     value = None if den == 0 else num / den
     return value, _clean(num), _clean(den)
 

@@ -13,17 +13,18 @@ from typing import Any
 
 from ..events import Decoder
 from ..produce import partition_for
-from ..records import EmailEvent, FormSubmit, PageView, Spend
+from ..records import DealUpdate, EmailEvent, FormSubmit, PageView, Spend
 from .catalogue import Modes
+from .customers import CustomerPartition
 from .email import EmailConfig, EmailPartition
-from .leads import LeadConfig, LeadPartition
+from .funnel import FunnelConfig, FunnelPartition
 from .merge import MergeConfig, MergePartition
 from .spend import SpendConfig, SpendPartition
 from .stage import StageOutput
 from .web import WebConfig, WebPartition
 
 TOPIC = {PageView: "page_views", FormSubmit: "form_submits", EmailEvent: "email_events",
-         Spend: "spend"}
+         Spend: "spend", DealUpdate: "deal_updates"}
 
 
 class LocalPipeline:
@@ -32,7 +33,9 @@ class LocalPipeline:
                  spend: SpendConfig | None = None, attribution: str = "first_touch",
                  modes: Modes | None = None, lateness_ms: int = 600_000,
                  session_timeout_ms: int = 1_800_000,
-                 retention: dict[str, int] | None = None) -> None:
+                 retention: dict[str, int] | None = None, default_margin: float = 1.0,
+                 publish: set[str] | None = None) -> None:
+        self.publish = publish  # windows to build snapshots for (None: all)
         self.partitions = partitions
         self.kpi_partitions = kpi_partitions
         web = web or WebConfig(lateness_ms=lateness_ms, session_timeout_ms=session_timeout_ms)
@@ -41,13 +44,16 @@ class LocalPipeline:
                       for _ in range(partitions)]
         self.spend = [SpendPartition(spend or SpendConfig(lateness_ms=lateness_ms))
                       for _ in range(partitions)]
-        self.leads = [LeadPartition(LeadConfig(attribution)) for _ in range(partitions)]
+        self.funnel = [FunnelPartition(FunnelConfig(attribution, lateness_ms, default_margin))
+                       for _ in range(partitions)]
+        self.customers = [CustomerPartition() for _ in range(partitions)]
         cfg_kw: dict[str, Any] = {}
         if retention is not None:
             cfg_kw["retention"] = retention
         self.merge_cfg = MergeConfig(
             feeds={"web": ("page_views", "form_submits"), "email": ("email_events",),
-                   "spend": ("spend",), "lead": ("leads",)},
+                   "spend": ("spend",), "lead": ("leads",), "funnel": ("leads",),
+                   "cust": ("customers",)},
             partitions=partitions, lateness_ms=lateness_ms,
             session_timeout_ms=session_timeout_ms,
             modes=modes or Modes(attribution=attribution), **cfg_kw)
@@ -55,6 +61,7 @@ class LocalPipeline:
         self.seq = 0
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.late: list[Any] = []
+        self.rejected_updates: list[Any] = []
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
 
     def feed(self, records: list[Any], wall_ms: int = 0) -> None:
@@ -63,10 +70,12 @@ class LocalPipeline:
         for rec in records:
             topic = TOPIC.get(type(rec))
             if topic is None:
-                continue  # deals and engagements: not part of these stages
+                continue  # engagements: not part of these stages
             key = {"page_views": "visitor_id", "form_submits": "visitor_id",
-                   "email_events": "message_id", "spend": "channel"}[topic]
-            kv = getattr(rec, key) or "unallocated"
+                   "email_events": "message_id", "spend": "channel",
+                   "deal_updates": "contact_id"}[topic]
+            kv = getattr(rec, key) or (rec.deal_id if topic == "deal_updates"
+                                       else "unallocated")
             by_part[(topic, partition_for(kv, self.partitions))].append((topic, rec))
         lead_cands: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for p in range(self.partitions):
@@ -85,10 +94,24 @@ class LocalPipeline:
         for p in range(self.partitions):
             web_marks.update(self._wm(self.web[p], p, ("page_views", "form_submits")))
         marks = [w for w in web_marks.values() if w is not None]
-        lead_wm = min(marks) if marks else None
+        facts: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        funnel_marks = []
         for q in range(self.partitions):
-            out = self.leads[q].process(lead_cands.get(q, []))
-            self._route(f"funnel/{q}", out, {f"leads/{q}": lead_wm})
+            out = self.funnel[q].process(by_part.get(("deal_updates", q), []),
+                                         lead_cands.get(q, []), wall_ms)
+            deal_wm = self._wm(self.funnel[q], q, ("deal_updates",))[f"deal_updates/{q}"]
+            own = [w for w in [*marks, deal_wm] if w is not None]
+            wm = min(own) if own else None
+            funnel_marks.append(wm)
+            self._route(f"funnel/{q}", out, {f"leads/{q}": wm})
+            self.rejected_updates += out.rejected_updates
+            for fact in out.customers:
+                facts[partition_for(fact["customer_id"], self.partitions)].append(fact)
+        known = [w for w in funnel_marks if w is not None]
+        cust_wm = min(known) if known else None
+        for q in range(self.partitions):
+            out = self.customers[q].process(facts.get(q, []))
+            self._route(f"customers/{q}", out, {f"customers/{q}": cust_wm})
 
     def _wm(self, proc: Any, p: int, topics: tuple[str, ...]) -> dict[str, int | None]:
         return {f"{t}/{p}": (proc.clocks[t].wm if t in proc.clocks else None) for t in topics}
@@ -114,7 +137,7 @@ class LocalPipeline:
 
     def emit(self, wall_ms: int = 0) -> dict[str, dict[str, Any]]:
         for m in self.merge:
-            for key, doc in m.emit(wall_ms):
+            for key, doc in m.emit(wall_ms, publish=self.publish):
                 if doc is None:
                     self.snapshots.pop(key, None)
                 else:
@@ -126,7 +149,8 @@ class LocalPipeline:
         for m in self.merge:
             for name in list(m.src_wm):
                 m.src_wm[name] = far_future_ms
-            for t in ("page_views", "form_submits", "email_events", "spend", "leads"):
+            for t in ("page_views", "form_submits", "email_events", "spend", "leads",
+                      "customers", "deal_updates"):
                 for p in range(self.partitions):
                     m.src_wm[f"{t}/{p}"] = far_future_ms
         return self.emit()

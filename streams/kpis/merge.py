@@ -24,7 +24,7 @@ from typing import Any
 from datasketches import hll_sketch, hll_union
 
 from . import buckets as B
-from .catalogue import BY_DIM, KPI, KPIS, Comps, Modes, dim_name, evaluate, kpis_for
+from .catalogue import BY_DIM, KPI, KPIS, Comps, Context, Modes, dim_name, evaluate, kpis_for
 
 CellKey = tuple[str, int, str]  # (size, start, dim)
 ViewKey = tuple[str, int, str]  # (window, end, dim)
@@ -107,6 +107,10 @@ class MergePartition:
         self._publish_windows: Any = None
         self.emitted_cells: list[CellKey] = []
         self.emitted_views: list[ViewKey] = []
+        # net new customers (millionths) per dim and bucket, and what expired 1d cells
+        # held: active customers at any time is a running sum (kpi-catalogue section 8)
+        self._cust: dict[str, dict[str, dict[int, int]]] = {}
+        self._cust_base: dict[str, int] = {}
 
     # -- watermarks and finality -------------------------------------------------
     def _topic_lows(self) -> dict[str, int]:
@@ -168,6 +172,11 @@ class MergePartition:
             fam = cell.comps.setdefault(family, {})
             for comp, value in comps.items():
                 fam[comp] = fam.get(comp, 0) + value
+            if family == "cust":
+                net = comps.get("nc", 0) - comps.get("ch", 0)
+                if net:
+                    by_start = self._cust.setdefault(dim, {}).setdefault(size, {})
+                    by_start[start] = by_start.get(start, 0) + net
             self._touch(key)
         for _family, size, start, dim, hashes in partial.get("h", ()):
             key = (size, start, dim)
@@ -180,6 +189,25 @@ class MergePartition:
                 cell.sketch.update(h)
             self._touch(key)
         return True
+
+    def active_at(self, dim: str, t: int) -> float:
+        """Active customers (millionths) at time ``t``: whole days, then hours, then
+        minutes, each from the finest buckets that cover the stretch exactly."""
+        sizes = self._cust.get(dim)
+        total = float(self._cust_base.get(dim, 0))
+        if not sizes:
+            return total
+        day0, hour0 = t - t % B.DAY, t - t % B.HOUR
+        total += sum(v for s, v in sizes.get("1d", {}).items() if s + B.DAY <= day0)
+        total += sum(v for s, v in sizes.get("1h", {}).items()
+                     if day0 <= s and s + B.HOUR <= hour0)
+        total += sum(v for s, v in sizes.get("1m", {}).items()
+                     if hour0 <= s and s + B.MINUTE <= t)
+        return total
+
+    def context(self, dim: str, start: int, end: int) -> Context:
+        return Context(self.active_at(dim, start), self.active_at(dim, end), end - start,
+                       self.cfg.modes.attribution)
 
     def _touch(self, key: CellKey) -> None:
         self.pending.add(key)
@@ -269,14 +297,19 @@ class MergePartition:
         return snapshot_key(kpi.name, window, start, dim), doc
 
     def _doc(self, kpi: KPI, window: str, start: int, end: int, dim: str, comps: Comps,
-             final: bool, rev: int, computed_at: str) -> dict[str, Any]:
-        value, num, den = evaluate(kpi, comps, self.cfg.modes)
+             final: bool, rev: int, computed_at: str,
+             modes: Modes | None = None) -> dict[str, Any]:
+        if modes is None or not kpi.every_model:
+            modes = self.cfg.modes  # other KPIs exist only under the configured model
+        value, num, den = evaluate(kpi, comps, modes,
+                                   lambda: self.context(dim, start, end))
         unit = self.cfg.currency if kpi.unit == "CURRENCY" else kpi.unit
         return {
             "kpi": kpi.name, "bucket": window, "window_start": iso_s(start),
             "window_end": iso_s(end), "dims": _dims_doc(dim), "value": value,
             "numerator": num, "denominator": den, "unit": unit, "final": final,
-            "mode": dict(self._mode_docs[kpi.name]), "computed_at": computed_at,
+            "mode": (dict(self._mode_docs[kpi.name]) if modes is self.cfg.modes
+                     else modes.for_kpi(kpi)), "computed_at": computed_at,
             "schema_version": 1, "revision": rev,
         }
 
@@ -316,7 +349,10 @@ class MergePartition:
         if now is None:
             return []
         changed: set[ViewKey] = set()
+        publish = self._publish_windows
         for window, start, dim in touched:
+            if publish is not None and window not in publish:
+                continue  # not published: nothing to track (the API computes it on demand)
             base = B.ROLLING[window][0]
             # views ending after the bucket that holds "now" lie in the future
             current_end = B.floor(now, base) + B.BUCKETS[base]
@@ -349,7 +385,8 @@ class MergePartition:
     # -- reading without publishing -----------------------------------------------------
     def view(self, *, kpis: set[str] | None = None, windows: set[str] | None = None,
              dims: set[str] | None = None, start_ms: int | None = None,
-             end_ms: int | None = None, computed_at_ms: int = 0) -> list[dict[str, Any]]:
+             end_ms: int | None = None, computed_at_ms: int = 0,
+             modes: Modes | None = None) -> list[dict[str, Any]]:
         """Current snapshots of stored cells (and rolling views ending at "now").
 
         Read-only: revisions are the last published ones, nothing is marked dirty.
@@ -370,7 +407,7 @@ class MergePartition:
                 if kpis is not None and kpi.name not in kpis:
                     continue
                 out.append(self._doc(kpi, size, start, B.bucket_end(start, size), dim, live,
-                                     cell.final, max(cell.rev, 0), computed_at))
+                                     cell.final, max(cell.rev, 0), computed_at, modes))
         now = self.event_time_now()
         if now is None:
             return out
@@ -390,7 +427,8 @@ class MergePartition:
                     if kpis is not None and kpi.name not in kpis:
                         continue
                     out.append(self._doc(kpi, window, start, end, dim, comps,
-                                         bool(state[1]), max(state[0], 0), computed_at))
+                                         bool(state[1]), max(state[0], 0), computed_at,
+                                         modes))
         return out
 
     # -- expiry -----------------------------------------------------------------
@@ -414,6 +452,9 @@ class MergePartition:
                 if k[0] in horizons and B.bucket_end(k[1], k[0]) < horizons[k[0]] and c.final]
         for size, start, dim in gone:
             cell = self.cells.pop((size, start, dim))
+            net = self._cust.get(dim, {}).get(size, {}).pop(start, 0)
+            if size == "1d" and net:
+                self._cust_base[dim] = self._cust_base.get(dim, 0) + net
             self.pending.discard((size, start, dim))
             self.dirty.add(cell_store_key((size, start, dim)))
             out += [(snapshot_key(n, size, start, dim), None)
@@ -446,13 +487,20 @@ class MergePartition:
         cell = self.cells[ckey] = Cell.from_json(value)
         if not cell.final:
             self.open_cells.add(ckey)
+        cust = cell.comps.get("cust")
+        if cust:
+            net = cust.get("nc", 0) - cust.get("ch", 0)
+            if net:
+                self._cust.setdefault(ckey[2], {}).setdefault(ckey[0], {})[ckey[1]] = net
 
     def meta(self) -> dict[str, Any]:
-        return {"src_wm": self.src_wm, "applied": self.applied}
+        return {"src_wm": self.src_wm, "applied": self.applied,
+                "cust_base": self._cust_base}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.src_wm = dict(meta.get("src_wm", {}))
         self.applied = dict(meta.get("applied", {}))
+        self._cust_base = dict(meta.get("cust_base", {}))
 
 
 @lru_cache(maxsize=4096)

@@ -15,6 +15,8 @@ class StageOutput:
     deltas: Deltas = field(default_factory=dict)
     sketches: dict[AggKey, set[int]] = field(default_factory=dict)
     leads: list[dict[str, Any]] = field(default_factory=list)  # to stage 2, keyed by contact
+    customers: list[dict[str, Any]] = field(default_factory=list)  # to the customer stage
+    rejected_updates: list[Any] = field(default_factory=list)  # valid alone, not together
     late: list[tuple[Any, int | None]] = field(default_factory=list)  # (record, watermark)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (input, outcome)
     dirty: set[str] = field(default_factory=set)
@@ -31,6 +33,8 @@ class StageOutput:
         for key, hashes in other.sketches.items():
             self.sketches.setdefault(key, set()).update(hashes)
         self.leads += other.leads
+        self.customers += other.customers
+        self.rejected_updates += other.rejected_updates
         self.late += other.late
         for ckey, n in other.counts.items():
             self.counts[ckey] = self.counts.get(ckey, 0) + n

@@ -117,10 +117,13 @@ class KpiCollector(Collector):
                     last_final[(dim, size)] = (start, cell)
         for (dim, size), cell in current.items():
             channel, device = _labels(dim)
-            self._add(families, dim, size, "current", present(cell.comps), channel, device)
+            start = currents[size]
+            self._add(families, dim, size, "current", present(cell.comps), channel, device,
+                      lambda d=dim, s=start, z=size: proc.context(d, s, B.bucket_end(s, z)))
         for (dim, size), (start, cell) in last_final.items():
             channel, device = _labels(dim)
-            self._add(families, dim, size, "last_final", present(cell.comps), channel, device)
+            self._add(families, dim, size, "last_final", present(cell.comps), channel, device,
+                      lambda d=dim, s=start, z=size: proc.context(d, s, B.bucket_end(s, z)))
             if not dim:
                 newest_final[size] = max(newest_final.get(size, 0), B.bucket_end(start, size))
         for dim in dims:
@@ -130,12 +133,14 @@ class KpiCollector(Collector):
                 end = B.floor(now, base) + B.BUCKETS[base]
                 comps, found = proc.rolling_comps(window, end, dim)
                 if found:
-                    self._add(families, dim, window, "rolling", comps, channel, device)
+                    length = B.BUCKETS[base] * B.ROLLING[window][1]
+                    self._add(families, dim, window, "rolling", comps, channel, device,
+                              lambda d=dim, e=end, n=length: proc.context(d, e - n, e))
 
     def _add(self, families: dict[str, GaugeMetricFamily], dim: str, window: str,
-             period: str, comps: Any, channel: str, device: str) -> None:
+             period: str, comps: Any, channel: str, device: str, context: Any) -> None:
         for kpi in kpis_for(dim, comps):
-            value, _, _ = evaluate(kpi, comps, self.modes)
+            value, _, _ = evaluate(kpi, comps, self.modes, context)
             if value is None:
                 continue
             unit = UNIT_FAMILY[kpi.unit]

@@ -16,6 +16,7 @@ is GET (aiohttp answers 405 to anything else); nothing here changes state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -73,6 +74,12 @@ def parse_kpi_query(q: Any) -> dict[str, Any]:
         if q["final"] not in ("true", "false"):
             raise ValueError("final must be true or false")
         final = q["final"] == "true"
+    attribution = q.get("attribution")
+    if attribution is not None:
+        from ..kpis.attribution import MODELS
+
+        if attribution not in MODELS:
+            raise ValueError(f"attribution must be one of {', '.join(MODELS)}")
     try:
         limit = int(q.get("limit", "5000"))
     except ValueError as exc:
@@ -81,7 +88,7 @@ def parse_kpi_query(q: Any) -> dict[str, Any]:
         raise ValueError("limit must be between 1 and 100000")
     return {"view": {"kpis": kpis, "windows": windows, "dims": dims,
                      "start_ms": bounds.get("from"), "end_ms": bounds.get("to")},
-            "final": final, "limit": limit}
+            "final": final, "limit": limit, "attribution": attribution}
 
 
 def snapshot_filter(query: dict[str, Any]) -> Any:
@@ -128,8 +135,12 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
             return web.json_response({"error": str(exc)}, status=400)
         docs = []
         now_ms = int(time.time() * 1000)
+        modes = None
+        if query["attribution"]:
+            # revenue is attributed under every model; this re-reads the cells under one
+            modes = dataclasses.replace(pipe.merge.cfg.modes, attribution=query["attribution"])
         for proc in pipe.merge.procs():
-            docs += proc.view(**query["view"], computed_at_ms=now_ms)
+            docs += proc.view(**query["view"], computed_at_ms=now_ms, modes=modes)
         if query["final"] is not None:
             docs = [d for d in docs if d["final"] == query["final"]]
         docs.sort(key=lambda d: (d["kpi"], d["bucket"], d["window_start"],

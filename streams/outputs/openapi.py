@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..kpis.attribution import MODELS
 from ..kpis.buckets import ALL_WINDOWS
 from ..kpis.catalogue import KPIS
 
@@ -36,6 +37,11 @@ def document() -> dict[str, Any]:
         {"name": "final", "in": "query", "required": False,
          "schema": {"type": "string", "enum": ["true", "false"]}},
     ]
+    attribution = {"name": "attribution", "in": "query", "required": False,
+                   "description": "Revenue KPIs (revenue, avg_revenue_per_sale, roas, "
+                                  "marketing_roi) under this attribution model; every "
+                                  "snapshot's `mode` says which model made it.",
+                   "schema": {"type": "string", "enum": list(MODELS)}}
     snapshot_ref = {"$ref": "#/components/schemas/Snapshot"}
     error = {"description": "Bad query", "content": {"application/json": {"schema": {
         "type": "object", "required": ["error"],
@@ -48,7 +54,7 @@ def document() -> dict[str, Any]:
         "paths": {
             "/api/kpis": {"get": {
                 "summary": "Current snapshots, filtered",
-                "parameters": [*filters, {
+                "parameters": [*filters, attribution, {
                     "name": "limit", "in": "query", "required": False,
                     "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}],
                 "responses": {

@@ -9,51 +9,16 @@ import orjson
 import pytest
 
 from streams.events import Decoder
-from streams.produce import partition_for
 from streams.schemas import parse_rfc3339_ms
 from streams.simulate import Options, generate
+from tests.batch import recompute
 from tests.fixtures_kafka import WorkerProcess, run, settings_from, wait_for
-from tests.integration.batch import recompute
-from tests.integration.kafkatools import produce_events, snapshots
+from tests.integration.kafkatools import closing_events, produce_events, snapshots
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 DAY_START = "2026-11-17T00:00:00Z"  # a Tuesday: newsletter day
 DAY = 86_400_000
-
-
-def closing_events(settings: Any, at: int) -> list[dict[str, Any]]:
-    """One harmless event per input partition, hours after the day, so every
-    partition's watermark passes the day's end plus lateness and session timeout."""
-    from streams.events import iso_ms
-
-    n = settings.input_partitions
-    out: list[dict[str, Any]] = []
-    keys: dict[int, str] = {}
-    i = 0
-    while len(keys) < n:
-        keys.setdefault(partition_for(f"closer-{i}", n), f"closer-{i}")
-        i += 1
-    channels: dict[int, str] = {}
-    for ch in ("organic_search", "paid_search", "organic_social", "paid_social", "email",
-               "display", "affiliate", "referral", "direct", "offline", "other",
-               "unallocated"):
-        channels.setdefault(partition_for(ch, n), ch)
-    base = {"occurred_at": iso_ms(at), "schema_version": 1}
-    for p, key in sorted(keys.items()):
-        out.append({**base, "event_type": "page_view", "event_id": f"close-pv-{p}",
-                    "visitor_id": key, "url": "https://x.example/", "page_type": "other"})
-        out.append({**base, "event_type": "form_submit", "event_id": f"close-fs-{p}",
-                    "visitor_id": key, "contact_id": key, "goal": "other"})
-        out.append({**base, "event_type": "email_event", "event_id": f"close-em-{p}",
-                    "message_id": key, "campaign": "closing", "type": "sent"})
-    for p, ch in sorted(channels.items()):
-        out.append({**base, "event_type": "spend", "event_id": f"close-sp-{p}",
-                    "channel": None if ch == "unallocated" else ch, "campaign": "closing",
-                    "category": "other", "cost": 0.0, "currency": "EUR", "impressions": 0,
-                    "clicks": 0, "period_start": iso_ms(at - 60_000),
-                    "period_end": iso_ms(at)})
-    return out
 
 
 def test_simulated_day_matches_batch_recomputation(kafka_env: dict[str, str], tmp_path: Path,

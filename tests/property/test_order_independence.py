@@ -40,10 +40,10 @@ def worlds(draw: Any) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     n = 0
 
-    def ev(kind: str, t: int, **fields: Any) -> None:
+    def ev(event_type: str, t: int, /, **fields: Any) -> None:
         nonlocal n
         n += 1
-        events.append({"event_type": kind, "event_id": f"e{n}", "occurred_at": iso(t),
+        events.append({"event_type": event_type, "event_id": f"e{n}", "occurred_at": iso(t),
                        "schema_version": 1, **fields})
 
     sources = [{}, {"utm_medium": "cpc"}, {"referrer": "https://www.google.com/"},
@@ -72,6 +72,19 @@ def worlds(draw: Any) -> list[dict[str, Any]]:
             t += draw(st.integers(0, 900_000))
             ev("email_event", t, message_id=f"m{m}", campaign="nl", type=kind,
                machine_open=draw(st.booleans()))
+    for d in range(draw(st.integers(0, 4))):
+        contact = draw(st.sampled_from(["c0", "c1", "c2", "c3", None]))
+        kind = draw(st.sampled_from(["new_business", "new_business", "renewal"]))
+        customer = f"cu{draw(st.integers(0, 2))}"
+        t = BASE + draw(st.integers(0, 300)) * 60_000
+        created = t - draw(st.integers(0, 5)) * 86_400_000
+        for stage in draw(st.lists(st.sampled_from(
+                ["mql", "sal", "sql", "opportunity", "won", "lost"]), min_size=1, max_size=5)):
+            t += draw(st.integers(0, 1_200_000))
+            ev("deal_update", t, deal_id=f"d{d}", contact_id=contact, customer_id=customer,
+               kind=kind, stage=stage, amount=draw(st.sampled_from([0.0, 99.5, 1200.0])),
+               gross_profit=draw(st.sampled_from([None, 10.0])), currency="GBP",
+               created_at=iso(created))
     for _ in range(draw(st.integers(0, 3))):
         start = BASE + draw(st.integers(0, 8)) * 3_600_000
         length = draw(st.sampled_from([3_600_000, 5_400_000, 86_400_000]))
@@ -101,10 +114,14 @@ def final_kpis(records: list[Any], cuts: list[int]) -> dict[str, tuple[Any, Any]
             lp.feed(records[start:cut])
             start = cut
     assert lp.late == []  # the arrival orders drawn here are all on time
+    # conflicting closes are reported whatever the order: the later one by event time
+    rejected = sorted(u[0][1] for u in lp.rejected_updates)
     snaps = lp.finish(FAR)
-    return {k: (round(d["numerator"], 6), round(d["denominator"], 6))
-            for k, d in snaps.items() if not k.startswith(SKETCHED) or
-            k.split("|")[1] in ("1m", "1h", "1d")}
+    out: dict[str, Any] = {k: (round(d["numerator"], 6), round(d["denominator"], 6))
+                           for k, d in snaps.items() if not k.startswith(SKETCHED) or
+                           k.split("|")[1] in ("1m", "1h", "1d")}
+    out["rejected deal updates"] = rejected
+    return out
 
 
 def arrival(records: list[Any], rng: random.Random, dup_rate: float) -> list[Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from streams.records import EmailEvent, FormSubmit, PageView, Spend
+from streams.records import DealUpdate, EmailEvent, FormSubmit, PageView, Spend
 
 HOUR, DAY = 3_600_000, 86_400_000
 TIMEOUT = 30 * 60_000
@@ -24,7 +24,43 @@ def _b(t: int, size: str) -> int:
     return t - t % SIZES[size]
 
 
-def recompute(records: list[Any]) -> dict[tuple[str, str, int, str], tuple[float, float]]:
+def credit(model: str, touches: list[tuple[int, str]], lead_t: int) -> dict[str, float]:
+    """Channel -> share of one lead, written from the catalogue's words."""
+    if not touches:
+        return {"direct": 1.0}
+    chans = [c for _, c in touches]
+    out: dict[str, float] = defaultdict(float)
+    if model == "first_touch":
+        out[chans[0]] = 1.0
+    elif model == "last_touch":
+        out[chans[-1]] = 1.0
+    elif model == "last_non_direct":
+        rest = [c for c in chans if c != "direct"]
+        out[rest[-1] if rest else "direct"] = 1.0
+    elif model == "linear":
+        for c in chans:
+            out[c] += 1 / len(chans)
+    elif model == "position_based":
+        if len(chans) == 1:
+            out[chans[0]] = 1.0
+        elif len(chans) == 2:
+            out[chans[0]] += 0.5
+            out[chans[1]] += 0.5
+        else:
+            out[chans[0]] += 0.4
+            out[chans[-1]] += 0.4
+            for c in chans[1:-1]:
+                out[c] += 0.2 / (len(chans) - 2)
+    elif model == "time_decay":
+        weights = [(c, 0.5 ** ((lead_t - t) / (7 * DAY))) for t, c in touches]
+        total = sum(w for _, w in weights)
+        for c, w in weights:
+            out[c] += w / total
+    return dict(out)
+
+
+def recompute(records: list[Any], model: str = "first_touch"
+              ) -> dict[tuple[str, str, int, str], tuple[float, float]]:
     """(kpi, bucket, start, dim) -> (numerator, denominator) for 1h and 1d buckets."""
     seen: set[str] = set()
     unique = []
@@ -98,18 +134,20 @@ def recompute(records: list[Any]) -> dict[tuple[str, str, int, str], tuple[float
         num[("users", size, start, d)] += len(visitors)
         num[("new_users", size, start, d)] += sum(
             1 for v in visitors if _b(first_seen[v], size) == start)
-    # leads: a contact's first lead-goal form, first-touch channel
+    # leads: a contact's first lead-goal form, credited under the model
     first_lead: dict[str, FormSubmit] = {}
     for f in forms:
         if f.goal in LEAD_GOALS and f.contact_id not in first_lead:
             first_lead[f.contact_id] = f
+    lead_credit: dict[str, dict[str, float]] = {}
     for f in first_lead.values():
         starts = [(s["views"][0].t, s["views"][0].channel)
                   for s in sessions.get(f.visitor_id, [])
                   if f.t - LOOKBACK <= s["views"][0].t <= f.t]
         touches = sorted(starts) + ([(f.t, f.channel)] if f.channel else [])
-        channel = touches[0][1] if touches else "direct"
-        bump("leads", f.t, ["", f"channel={channel}"])
+        lead_credit[f.contact_id] = credit(model, touches, f.t)
+        num_credit(num, "leads", f.t, lead_credit[f.contact_id])
+    funnel(num, [r for r in unique if isinstance(r, DealUpdate)], first_lead, lead_credit)
     # email
     by_message: dict[str, list[EmailEvent]] = defaultdict(list)
     for e in emails:
@@ -145,6 +183,78 @@ def recompute(records: list[Any]) -> dict[tuple[str, str, int, str], tuple[float
     return _kpis(num)
 
 
+def num_credit(num: dict[Any, float], name: str, t: int, shares: dict[str, float],
+               amount: float = 1.0) -> None:
+    for size in SIZES:
+        b = _b(t, size)
+        num[(name, size, b, "")] += amount
+        for channel, share in shares.items():
+            num[(name, size, b, f"channel={channel}")] += amount * share
+
+
+ORDER = ["mql", "sal", "sql", "opportunity", "won"]
+
+
+def funnel(num: dict[Any, float], deals: list[DealUpdate], first_lead: dict[str, Any],
+           lead_credit: dict[str, dict[str, float]]) -> None:
+    by_deal: dict[str, list[DealUpdate]] = defaultdict(list)
+    for d in deals:
+        by_deal[d.deal_id].append(d)
+    reached_mql: set[str] = set()
+    closes = []
+    for updates in by_deal.values():
+        updates.sort(key=lambda u: (u.t, u.event_id))
+        first = updates[0]
+        contact = first.contact_id
+        shares = lead_credit.get(contact or "", {"unattributed": 1.0})
+        close = next((u for u in updates if u.stage in ("won", "lost")), None)
+        entered: dict[str, int] = {}
+        for u in updates:
+            if u.stage in ("won", "lost") and u is not close:
+                continue
+            entered.setdefault(u.stage, u.t)
+
+        def reached(stage: str, entered: dict[str, int] = entered) -> bool:
+            return any(s in entered for s in ORDER[ORDER.index(stage):])
+        names = {"mql": "mqls", "sal": "sals", "sql": "sqls", "opportunity": "opportunities",
+                 "won": "won_deals", "lost": "lost_deals"}
+        for stage, t in entered.items():
+            num_credit(num, names[stage], t, shares)
+            if stage == "mql" and reached("sql"):
+                num_credit(num, "mql_to_sql", t, shares)
+            if stage == "sql" and reached("opportunity"):
+                num_credit(num, "sql_to_opp", t, shares)
+        if reached("mql") and contact:
+            reached_mql.add(contact)
+        if close is not None and close.stage == "won":
+            num_credit(num, "revenue", close.t, shares, close.amount)
+            gp = close.gross_profit if close.gross_profit is not None else close.amount
+            num_credit(num, "gross_profit", close.t, shares, gp)
+            num_credit(num, "cycle_days", close.t, shares,
+                       max(0, close.t - first.created_at) / DAY)
+            if first.kind == "new_business":
+                num_credit(num, "new_revenue", close.t, shares, close.amount)
+        if close is not None:
+            closes.append((close, first.kind, first.customer_id, shares))
+    for contact, f in first_lead.items():
+        if contact in reached_mql:
+            num_credit(num, "lead_to_mql", f.t, lead_credit[contact])
+    # customers: active from the first won new-business deal, churned at the first lost
+    # renewal after that
+    firsts: dict[str, tuple[int, dict[str, float]]] = {}
+    for close, kind, customer, shares in sorted(closes, key=lambda c: (c[0].t, c[0].deal_id)):
+        if close.stage == "won" and kind == "new_business" and customer not in firsts:
+            firsts[customer] = (close.t, shares)
+    churned: set[str] = set()
+    for close, kind, customer, _ in sorted(closes, key=lambda c: c[0].t):
+        if close.stage == "lost" and kind == "renewal" and customer in firsts and \
+                close.t > firsts[customer][0] and customer not in churned:
+            churned.add(customer)
+            num_credit(num, "churned", close.t, firsts[customer][1])
+    for t, shares in firsts.values():
+        num_credit(num, "new_customers", t, shares)
+
+
 def _kpis(num: dict[tuple[str, str, int, str], float]
           ) -> dict[tuple[str, str, int, str], tuple[float, float]]:
     keys = {(size, start, d) for (_, size, start, d) in num}
@@ -165,17 +275,30 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
         "email_bounce_rate": ("email_bounces", "emails_sent"),
         "ad_ctr": ("clicks", "impressions"), "cpc": ("media_spend", "clicks"),
         "cpl": ("spend", "leads"),
+        "lead_to_mql_rate": ("lead_to_mql", "leads"),
+        "mql_to_sql_rate": ("mql_to_sql", "mqls"),
+        "sql_to_opportunity_rate": ("sql_to_opp", "sqls"),
+        "avg_revenue_per_sale": ("revenue", "won_deals"),
+        "avg_sales_cycle_days": ("cycle_days", "won_deals"),
+        "cac": ("spend", "new_customers"),
+        "cost_per_opportunity": ("spend", "opportunities"),
     }
     counts = ["pageviews", "sessions", "users", "new_users", "conversions", "leads",
               "emails_sent", "emails_delivered", "spend", "media_spend", "impressions",
-              "clicks"]
+              "clicks", "mqls", "sals", "sqls", "opportunities", "won_deals", "lost_deals",
+              "revenue", "new_revenue", "gross_profit", "new_customers"]
     for key in keys:
         for name in counts:
             if (name, *key) in num:
                 out[(name, *key)] = (g(name, key), 1.0)
+        if ("won_deals", *key) in num or ("lost_deals", *key) in num:
+            out[("win_rate", *key)] = (g("won_deals", key),
+                                       g("won_deals", key) + g("lost_deals", key))
         for name, (n, d) in ratios.items():
-            if name in ("visitor_conversion_rate", "cpl") and key[2].startswith("device="):
-                continue  # leads have no device: these two are by total and channel only
+            if key[2].startswith("device=") and name not in (
+                    "bounce_rate", "engagement_rate", "pages_per_session",
+                    "session_conversion_rate"):
+                continue  # by total and channel only
             if (n, *key) in num or (d, *key) in num:
                 out[(name, *key)] = (g(n, key), g(d, key))
         if ("sessions", *key) in num:

@@ -1,0 +1,230 @@
+"""Stage 2: per contact, its lead and its deals -> leads, funnel, revenue. Pure.
+
+Keyed by contact (deal updates without a contact are keyed by their deal and
+are ``unattributed``). A contact's lead is its earliest lead candidate; its
+deals inherit the lead's channel credit. Every fact of the contact (lead,
+cohort conversions, stage entries, closes, revenue) is a function of the
+contact's state, so a change anywhere is emitted as "new facts minus old facts":
+an earlier lead candidate, or a deal update arriving late, rewrites history
+correctly whatever the arrival order.
+
+Deal rules: a deal counts in a stage once, at the first time it entered it. Its
+close is its earliest won or lost update; a close of the other kind for the
+same deal makes no sense (won after lost) and is reported with the reason
+``impossible_transition`` (the later of the two, by event time, whatever the
+arrival order). Moving back to an earlier stage is recorded, not counted again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import DealUpdate
+from .attribution import MODELS
+from .buckets import starts
+from .deltas import MICRO, Deltas, add, dim, prune_zero, split_micro
+from .stage import StageOutput
+from .watermark import ClockedPartition
+
+LEAD = "lead"
+FUNNEL = "funnel"
+STAGES = ("mql", "sal", "sql", "opportunity", "won")
+RANK = {s: i for i, s in enumerate(STAGES)}
+COUNT = {"mql": "mql", "sal": "sal", "sql": "sql", "opportunity": "opp", "won": "won",
+         "lost": "lost"}
+UNATTRIBUTED = "unattributed"
+
+# deal update as kept: (t, event_id, stage, amount, gross_profit or None)
+DU = tuple[int, str, str, float, float | None]
+
+
+@dataclass(frozen=True)
+class FunnelConfig:
+    attribution: str = "first_touch"
+    lateness_ms: int = 600_000
+    default_margin: float = 1.0
+
+
+def lead_of(cands: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    if not cands:
+        return None
+    return min(cands.values(), key=lambda c: (c["t"], c["event_id"]))
+
+
+def deal_view(deal: dict[str, Any]) -> dict[str, Any]:
+    """Entered stages (first time each), the effective close, and rejected closes."""
+    entered: dict[str, int] = {}
+    closes = sorted(u for u in deal["u"] if u[2] in ("won", "lost"))
+    close = closes[0] if closes else None
+    rejected = [u for u in closes[1:] if close is not None and u[2] != close[2]]
+    for u in deal["u"]:
+        t, stage = u[0], u[2]
+        if stage in ("won", "lost") and (close is None or u[1] != close[1]):
+            continue
+        if stage not in entered or t < entered[stage]:
+            entered[stage] = t
+    return {"entered": entered, "close": close, "rejected": rejected}
+
+
+def reached(entered: dict[str, int], stage: str) -> bool:
+    """Entered this stage or a later one, except lost."""
+    return any(RANK.get(s, -1) >= RANK[stage] for s in entered)
+
+
+def credit_of(lead: dict[str, Any] | None, model: str) -> list[tuple[str, int]]:
+    if lead is None:
+        return [(UNATTRIBUTED, MICRO)]
+    return [(c, m) for c, m in lead["credit"][model]]
+
+
+def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, Any]],
+                  cfg: FunnelConfig, sign: int, out: Deltas) -> list[dict[str, Any]]:
+    """Add the contact's facts to ``out``; returns the customer facts of its closed deals."""
+    lead = lead_of(cands)
+    credit = credit_of(lead, cfg.attribution)
+    views = {deal_id: deal_view(d) for deal_id, d in deals.items()}
+    if lead is not None:
+        lt = lead["t"]
+        any_mql = any(reached(v["entered"], "mql") for v in views.values())
+        for size, start in starts(lt):
+            add(out, (LEAD, size, start, ""), "le", sign * MICRO)
+            if any_mql:
+                add(out, (LEAD, size, start, ""), "l2m", sign * MICRO)
+            for channel, micro in credit:
+                key = (LEAD, size, start, dim("channel", channel))
+                add(out, key, "le", sign * micro)
+                if any_mql:
+                    add(out, key, "l2m", sign * micro)
+            if lead.get("page_type"):
+                key = (LEAD, size, start, dim("page_type", lead["page_type"]))
+                add(out, key, "le", sign * MICRO)
+                if any_mql:
+                    add(out, key, "l2m", sign * MICRO)
+    customer_facts = []
+    for deal_id, deal in deals.items():
+        view = views[deal_id]
+        entered = view["entered"]
+
+        def bump(t: int, comp: str, amount: int = MICRO) -> None:
+            shares = split_micro([(c, m) for c, m in credit], amount) if amount != MICRO \
+                else credit
+            for size, start in starts(t):
+                add(out, (FUNNEL, size, start, ""), comp, sign * amount)
+                for channel, share in shares:
+                    add(out, (FUNNEL, size, start, dim("channel", channel)), comp,
+                        sign * share)
+
+        for stage, t in entered.items():
+            bump(t, COUNT[stage])
+            if stage == "mql" and reached(entered, "sql"):
+                bump(t, "m2s")
+            if stage == "sql" and reached(entered, "opportunity"):
+                bump(t, "s2o")
+        close = view["close"]
+        if close is None:
+            continue
+        t_close, _, kind_close, amount, gp = close
+        if kind_close == "won":
+            amount_micro = round(amount * MICRO)
+            gp_value = gp if gp is not None else amount * cfg.default_margin
+            gp_micro = round(gp_value * MICRO)
+            cycle = max(0, t_close - deal["cr"])
+            if cycle:
+                bump(t_close, "cyc", cycle * MICRO)
+            for model in MODELS:
+                shares = split_micro(credit_of(lead, model), amount_micro) if amount_micro \
+                    else []
+                gp_shares = split_micro(credit_of(lead, model), gp_micro) if gp_micro else []
+                for size, start in starts(t_close):
+                    tot = (FUNNEL, size, start, "")
+                    add(out, tot, f"rev@{model}", sign * amount_micro)
+                    if lead is not None:
+                        add(out, tot, f"arev@{model}", sign * amount_micro)
+                        add(out, tot, f"agp@{model}", sign * gp_micro)
+                    for channel, share in shares:
+                        key = (FUNNEL, size, start, dim("channel", channel))
+                        add(out, key, f"rev@{model}", sign * share)
+                        if lead is not None:
+                            add(out, key, f"arev@{model}", sign * share)
+                    if lead is not None:
+                        for channel, share in gp_shares:
+                            add(out, (FUNNEL, size, start, dim("channel", channel)),
+                                f"agp@{model}", sign * share)
+            if gp_micro:
+                bump(t_close, "gp", gp_micro)
+            if deal["k"] == "new_business" and amount_micro:
+                bump(t_close, "nrev", amount_micro)
+        if (kind_close == "won" and deal["k"] == "new_business") or (
+                kind_close == "lost" and deal["k"] == "renewal"):
+            customer_facts.append({"customer_id": deal["cu"], "deal_id": deal_id,
+                                   "kind": deal["k"], "close": kind_close, "t": t_close,
+                                   "credit": [list(x) for x in credit]})
+    return customer_facts
+
+
+class FunnelPartition(ClockedPartition):
+    """Contacts of one partition of the deal-updates and leads topics."""
+
+    def __init__(self, cfg: FunnelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.contacts: dict[str, dict[str, Any]] = {}
+
+    def process(self, deals_in: list[tuple[str, DealUpdate]],
+                candidates: list[dict[str, Any]], wall_ms: int) -> StageOutput:
+        out = StageOutput()
+        before: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+        def state(key: str) -> dict[str, Any]:
+            st = self.contacts.get(key)
+            if st is None:
+                st = self.contacts[key] = {"c": {}, "d": {}}
+            if key not in before:
+                before[key] = ({k: dict(v) for k, v in st["c"].items()},
+                               {k: {**v, "u": list(v["u"])} for k, v in st["d"].items()})
+            return st
+
+        for cand in candidates:
+            st = state(cand["contact_id"])
+            st["c"][cand["event_id"]] = cand
+        for topic, rec in deals_in:
+            key = rec.contact_id or f"deal:{rec.deal_id}"
+            existing = self.contacts.get(key)
+            if existing is not None and any(
+                    u[1] == rec.event_id for d in existing["d"].values() for u in d["u"]):
+                out.count("deal_update", "duplicate")
+                continue
+            if not self.admit(out, topic, rec, "deal_update", self.cfg.lateness_ms, wall_ms):
+                continue
+            st = state(key)
+            deal = st["d"].get(rec.deal_id)
+            if deal is None:
+                deal = st["d"][rec.deal_id] = {"k": rec.kind, "cu": rec.customer_id,
+                                               "cr": rec.created_at, "u": []}
+            deal["u"].append((rec.t, rec.event_id, rec.stage, rec.amount, rec.gross_profit))
+            deal["u"].sort()
+        for key, (old_c, old_d) in before.items():
+            st = self.contacts[key]
+            old_rejected = {u[1] for d in old_d.values() for u in deal_view(d)["rejected"]}
+            for deal_id, deal in st["d"].items():
+                for u in deal_view(deal)["rejected"]:
+                    if u[1] not in old_rejected:
+                        out.rejected_updates.append((u, deal_id, key))
+            contact_facts(old_c, old_d, self.cfg, -1, out.deltas)
+            facts = contact_facts(st["c"], st["d"], self.cfg, 1, out.deltas)
+            old_facts = contact_facts(old_c, old_d, self.cfg, 0, {})
+            if facts != old_facts:
+                out.customers += facts
+            out.dirty.add(key)
+        out.deltas = prune_zero(out.deltas)
+        return out
+
+    def dump(self, key: str) -> Any:
+        st = self.contacts.get(key)
+        return None if st is None else st
+
+    def load(self, key: str, value: Any) -> None:
+        for deal in value["d"].values():
+            deal["u"] = [tuple(u) for u in deal["u"]]
+        self.contacts[key] = value

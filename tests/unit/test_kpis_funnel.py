@@ -1,0 +1,195 @@
+"""Funnel, revenue and customer KPIs against hand-computed tables (sections 7 and 8)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.events import Decoder
+from streams.kpis.catalogue import Modes
+from tests.conftest import event
+from tests.unit.kpitables import form, pv, records, run_pipeline, snap, value
+
+D1, D2 = "2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z"
+
+
+def deal(deal_id: str, contact: str | None, customer: str, stage: str, at: str,
+         kind: str = "new_business", amount: float = 0.0, created: str = "2026-11-23T10:05:00Z",
+         **kw: object) -> dict:
+    return event("deal_update", deal_id=deal_id, contact_id=contact, customer_id=customer,
+                 kind=kind, stage=stage, amount=amount, currency="EUR", created_at=created,
+                 occurred_at=at, **kw)
+
+
+def sp(cost: float, start: str, end: str, channel: str = "paid_search") -> dict:
+    return event("spend", channel=channel, campaign="c", category="media", cost=cost,
+                 currency="EUR", impressions=0, clicks=0, period_start=start, period_end=end,
+                 occurred_at=end)
+
+
+# Day 1: two customers already won (no known lead: unattributed).
+# Day 2: three leads (cA via paid search, cB via Google, cC direct);
+#   dA (cA): mql 10:10, sal 11:00, sql 12:00, opportunity 13:00, won 14:00 at 1000 (gp 600)
+#   dB (cB): mql 10:30, sql 11:30 (skips sal), lost 12:30
+#   dX: a renewal of cu2 reaching opportunity at 12:00 (its contact has no lead)
+#   r1: cu1's renewal, lost at 16:00: cu1 churns
+#   spend: 300 on paid search, all of day 2
+SCENARIO = sorted([
+    deal("d1", "c1", "cu1", "won", "2026-11-22T12:00:00Z", amount=500.0,
+         created="2026-11-20T09:00:00Z"),
+    deal("d2", "c2", "cu2", "won", "2026-11-22T13:00:00Z", amount=500.0,
+         created="2026-11-21T09:00:00Z"),
+    pv("A", "2026-11-23T09:50:00Z", utm_medium="cpc"),
+    form("A", "cA", "2026-11-23T10:00:00Z"),
+    pv("B", "2026-11-23T10:15:00Z", referrer="https://www.google.com/"),
+    form("B", "cB", "2026-11-23T10:20:00Z", goal="contact"),
+    pv("C", "2026-11-23T10:38:00Z"),
+    form("C", "cC", "2026-11-23T10:40:00Z", goal="inquiry"),
+    deal("dA", "cA", "cuA", "mql", "2026-11-23T10:10:00Z"),
+    deal("dA", "cA", "cuA", "sal", "2026-11-23T11:00:00Z"),
+    deal("dA", "cA", "cuA", "sql", "2026-11-23T12:00:00Z"),
+    deal("dA", "cA", "cuA", "opportunity", "2026-11-23T13:00:00Z"),
+    deal("dA", "cA", "cuA", "won", "2026-11-23T14:00:00Z", amount=1000.0, gross_profit=600.0),
+    deal("dB", "cB", "cuB", "mql", "2026-11-23T10:30:00Z"),
+    deal("dB", "cB", "cuB", "sql", "2026-11-23T11:30:00Z"),
+    deal("dB", "cB", "cuB", "lost", "2026-11-23T12:30:00Z"),
+    deal("dX", "cZ", "cu2", "opportunity", "2026-11-23T12:00:00Z", kind="renewal"),
+    deal("r1", "cR", "cu1", "lost", "2026-11-23T16:00:00Z", kind="renewal"),
+    sp(300.0, "2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z"),
+], key=lambda e: e["occurred_at"])
+
+DAY2 = {  # kpi -> (value, numerator, denominator)
+    "leads": (3, 3, 1),
+    "mqls": (2, 2, 1), "sals": (1, 1, 1), "sqls": (2, 2, 1), "opportunities": (2, 2, 1),
+    "won_deals": (1, 1, 1), "lost_deals": (2, 2, 1),
+    "lead_to_mql_rate": (2 / 3, 2, 3),
+    "mql_to_sql_rate": (1.0, 2, 2),
+    "sql_to_opportunity_rate": (0.5, 1, 2),
+    "win_rate": (1 / 3, 1, 3),
+    "revenue": (1000.0, 1000.0, 1), "new_revenue": (1000.0, 1000.0, 1),
+    "avg_revenue_per_sale": (1000.0, 1000.0, 1), "gross_profit": (600.0, 600.0, 1),
+    "avg_sales_cycle_days": (235 / 1440, 235 / 1440, 1),  # 10:05 -> 14:00
+    "cost_per_opportunity": (150.0, 300.0, 2),
+    "new_customers": (1, 1, 1), "cac": (300.0, 300.0, 1),
+    "roas": (1000 / 300, 1000.0, 300.0),
+    "marketing_roi": (1.0, 300.0, 300.0),  # (600 - 300) / 300 on gross profit
+    "active_customers": (2, 2, 1),  # cu1 and cu2, then cuA in, cu1 out
+    "customer_retention_rate": (0.5, 1, 2),  # (E 2 - N 1) / S 2
+    "churn_rate": (0.5, 1, 2),
+    # (600 / 2 active) x 30 days  /  (1 churned / 2 active) x 30 days
+    "ltv": (600.0, 9000.0, 15.0),
+    "ltv_to_cac": (2.0, 600.0, 300.0),
+}
+
+
+@pytest.fixture(scope="module")
+def snaps() -> dict:
+    from streams.settings import load_settings
+
+    return run_pipeline(Decoder.from_settings(load_settings({})), SCENARIO)
+
+
+@pytest.mark.parametrize("kpi", sorted(DAY2))
+def test_day_totals(snaps: dict, kpi: str) -> None:
+    doc = snap(snaps, kpi, "1d", D2)
+    want = DAY2[kpi]
+    got = (doc["value"], doc["numerator"], doc["denominator"])
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-6), kpi
+    assert doc["final"] is True
+    assert doc["mode"] == {"attribution": "first_touch"}
+
+
+@pytest.mark.parametrize(("kpi", "channel", "want"), [
+    ("leads", "paid_search", 1), ("leads", "organic_search", 1), ("leads", "direct", 1),
+    ("mqls", "paid_search", 1), ("mqls", "organic_search", 1),
+    ("opportunities", "unattributed", 1),  # the renewal's contact has no lead
+    ("won_deals", "paid_search", 1), ("revenue", "paid_search", 1000.0),
+    ("new_customers", "paid_search", 1), ("cac", "paid_search", 300.0),
+    ("roas", "paid_search", 1000 / 300), ("win_rate", "organic_search", 0.0),
+    ("lost_deals", "unattributed", 1), ("churn_rate", "unattributed", 0.5),
+])
+def test_by_channel(snaps: dict, kpi: str, channel: str, want: float) -> None:
+    assert value(snaps, kpi, "1d", D2, f"channel={channel}") == pytest.approx(want)
+
+
+def test_day_one_customers(snaps: dict) -> None:
+    assert value(snaps, "new_customers", "1d", D1) == 2
+    doc = snap(snaps, "customer_retention_rate", "1d", D1)
+    assert doc["value"] is None and doc["denominator"] == 0  # nobody active at its start
+    assert value(snaps, "active_customers", "1d", D1) == 2
+    assert snap(snaps, "ltv", "1d", D1)["value"] is None  # no churn: undefined
+
+
+def test_empty_denominators_are_null(snaps: dict) -> None:
+    # the hour dB was lost: a close but no win and no spend ... and no opportunity
+    for kpi in ("avg_revenue_per_sale", "avg_sales_cycle_days"):
+        doc = snap(snaps, kpi, "1h", "2026-11-23T12:00:00Z")
+        assert doc["value"] is None and doc["denominator"] == 0
+
+
+def test_roi_is_on_gross_profit_not_revenue(decoder: Decoder) -> None:
+    # the README's example: revenue 1000, gross profit 600, spend 300
+    on_gp = value(run_pipeline(decoder, SCENARIO), "marketing_roi", "1d", D2)
+    assert on_gp == pytest.approx((600 - 300) / 300)
+    no_margin = [e if e.get("stage") != "won" or e["deal_id"] != "dA"
+                 else {**e, "gross_profit": None} for e in SCENARIO]
+    on_revenue = value(run_pipeline(decoder, no_margin), "marketing_roi", "1d", D2)
+    assert on_revenue == pytest.approx((1000 - 300) / 300)  # default margin 1.0
+    half = value(run_pipeline(decoder, no_margin, default_margin=0.5), "marketing_roi", "1d",
+                 D2)
+    assert half == pytest.approx((500 - 300) / 300)
+
+
+def test_worked_examples(decoder: Decoder) -> None:
+    # 30 new customers for 1,000 of spend: CAC 33.33; 30 sales at 500: revenue 15,000
+    evs = [deal(f"n{i}", f"k{i}", f"cust{i}", "won", f"2026-11-23T10:{i:02d}:00Z",
+                amount=500.0) for i in range(30)]
+    evs.append(sp(1000.0, "2026-11-23T10:00:00Z", "2026-11-23T11:00:00Z"))
+    snaps = run_pipeline(decoder, evs)
+    h = "2026-11-23T10:00:00Z"
+    assert value(snaps, "cac", "1h", h) == pytest.approx(33.333333, abs=1e-6)
+    assert value(snaps, "revenue", "1h", h) == 15_000.0
+    assert value(snaps, "won_deals", "1h", h) == 30
+
+
+def test_revenue_under_every_model(decoder: Decoder) -> None:
+    # visitor A touched paid search, then email; the lead and the won deal follow it
+    evs = sorted([
+        pv("A", "2026-11-20T09:00:00Z", utm_medium="cpc"),
+        pv("A", "2026-11-23T09:00:00Z", utm_medium="email"),
+        form("A", "cA", "2026-11-23T09:05:00Z"),
+        deal("dA", "cA", "cuA", "won", "2026-11-23T10:00:00Z", amount=1000.0),
+    ], key=lambda e: e["occurred_at"])
+    from streams.kpis.local import LocalPipeline
+    from tests.unit.kpitables import FAR
+
+    lp = LocalPipeline()
+    lp.feed(records(decoder, evs))
+    lp.finish(FAR)
+    want = {"first_touch": {"paid_search": 1000.0}, "last_touch": {"email": 1000.0},
+            "linear": {"paid_search": 500.0, "email": 500.0}}
+    for model, by_channel in want.items():
+        docs = [d for m in lp.merge for d in m.view(
+            kpis={"revenue"}, windows={"1d"}, modes=Modes(attribution=model))]
+        got = {d["dims"]["channel"]: d["value"] for d in docs if d["dims"] and d["value"]}
+        assert got == pytest.approx(by_channel), model
+        assert all(d["mode"] == {"attribution": model} for d in docs)
+
+
+def test_impossible_transition_and_backwards_moves(decoder: Decoder) -> None:
+    from streams.kpis.local import LocalPipeline
+    from tests.unit.kpitables import FAR
+
+    evs = [deal("dQ", "cQ", "cuQ", "mql", "2026-11-23T09:00:00Z"),
+           deal("dQ", "cQ", "cuQ", "sql", "2026-11-23T09:30:00Z"),
+           deal("dQ", "cQ", "cuQ", "mql", "2026-11-23T09:40:00Z"),  # backwards: recorded
+           deal("dQ", "cQ", "cuQ", "lost", "2026-11-23T10:00:00Z"),
+           deal("dQ", "cQ", "cuQ", "won", "2026-11-23T10:05:00Z", amount=100.0)]
+    for order in (evs, list(reversed(evs))):
+        lp = LocalPipeline(partitions=1, lateness_ms=3_600_000)
+        lp.feed(records(decoder, order))
+        snaps = lp.finish(FAR)
+        h9, h10 = "2026-11-23T09:00:00Z", "2026-11-23T10:00:00Z"
+        assert value(snaps, "mqls", "1h", h9) == 1  # entered once
+        assert value(snaps, "lost_deals", "1h", h10) == 1
+        assert value(snaps, "won_deals", "1h", h10) == 0  # won after lost does not count
+        assert [u[0][2] for u in lp.rejected_updates] == ["won"]  # the later close
