@@ -236,11 +236,17 @@ async def _simulate_live(args: argparse.Namespace, opts: Any) -> int:
     from .topics import Topics
 
     s = _settings(args)
-    # a session yields ~2.5 events; scale the world so it produces about --rate per second
-    opts.sessions_per_day = args.rate / 2.5 * 86_400 / 1.05
     now = time.time_ns() // 1_000_000
     warmup = int(args.warmup_hours * 3_600_000)
-    live_intensity = opts.sessions_per_day
+    # a session yields ~2.5 events, and arrivals per minute are sessions_per_day / 1440 x
+    # traffic_shape x 1.6; live traffic holds about --rate whatever the hour (the daily
+    # curve would otherwise cut it to a quarter at night), the warm-up keeps the curve
+    opts.sessions_per_day = args.rate / 2.5 * 86_400 / 1.05
+    sessions_per_min = args.rate * 60 / 2.5
+
+    def live_intensity(t: int) -> float:
+        return sessions_per_min * 1440 / (1.6 * max(world.traffic_shape(t), 0.05))
+
     if args.warmup_sessions_per_day:
         opts.sessions_per_day = args.warmup_sessions_per_day
     world = World(now - warmup, opts)
@@ -267,7 +273,7 @@ async def _simulate_live(args: argparse.Namespace, opts: Any) -> int:
         while not stop.is_set():
             now = time.time_ns() // 1_000_000
             batch = world.advance(now)
-            opts.sessions_per_day = live_intensity  # the warm-up is history; now live
+            opts.sessions_per_day = live_intensity(now)  # the warm-up is history; now live
             if out is not None:
                 out.write(b"".join(orjson.dumps(ev) + b"\n" for ev in batch))
                 out.flush()

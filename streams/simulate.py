@@ -207,7 +207,8 @@ class World:
         return [ev for _, _, ev in ready]
 
     # -- traffic --------------------------------------------------------------
-    def _traffic_shape(self, t: int) -> float:
+    def traffic_shape(self, t: int) -> float:
+        """Relative traffic at time ``t`` (daily curve x weekday/weekend), ~0.25..1."""
         hour = (t % DAY) / HOUR
         weekday = (t // DAY + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
         daily = 0.35 + 0.65 * max(0.0, math.sin(math.pi * (hour - 6) / 16)) if 6 <= hour < 22 \
@@ -216,7 +217,7 @@ class World:
         return daily * weekly
 
     def _arrivals(self, minute: int) -> None:
-        mean = self.o.sessions_per_day / 1440 * self._traffic_shape(minute) * 1.6
+        mean = self.o.sessions_per_day / 1440 * self.traffic_shape(minute) * 1.6
         if self.incident_active(minute) and self.o.incident == "traffic-drop":
             mean *= 0.15
         for _ in range(self._poisson(mean)):
@@ -412,7 +413,7 @@ class World:
     def _report_hourly_spend(self, t: int) -> None:
         """Ad platforms report the hour that just ended, a few minutes late."""
         start = t - HOUR
-        shape = self._traffic_shape(start)
+        shape = self.traffic_shape(start)
         for channel, (_, _, currency) in PAID.items():
             if channel == "affiliate":
                 continue
