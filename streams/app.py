@@ -19,6 +19,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from faust.types.auth import SASLMechanism
 from prometheus_client import CollectorRegistry
 
 from .agents.runner import StageRunner
@@ -105,13 +106,10 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
 
 def _credentials(settings: Settings) -> Any:
     if settings.security_protocol.startswith("SASL"):
-        mechanism = {"PLAIN": faust.auth.SASLMechanism.PLAIN,
-                     "SCRAM-SHA-256": faust.auth.SASLMechanism.SCRAM_SHA_256,
-                     "SCRAM-SHA-512": faust.auth.SASLMechanism.SCRAM_SHA_512}[
-            settings.sasl_mechanism]
         return faust.SASLCredentials(
             username=settings.sasl_username, password=settings.sasl_password.get(),
-            mechanism=mechanism, ssl_context=ssl_context(settings))
+            mechanism=SASLMechanism(settings.sasl_mechanism),
+            ssl_context=ssl_context(settings))
     if settings.security_protocol == "SSL":
         return faust.SSLCredentials(ssl_context(settings))
     return None
