@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -27,6 +27,7 @@ from .agents.stages import CustomerStage, FunnelStage, InputStage, MergeStage
 from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
 from .kpis.catalogue import Modes
+from .logs import BrokerOutageLog
 from .outputs.collector import KpiCollector
 from .outputs.hub import SnapshotHub
 from .outputs.metrics import Metrics
@@ -50,6 +51,7 @@ class Pipeline:
     _started: bool = False
     _start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rebalancing: bool = False
+    outage: BrokerOutageLog | None = None
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -121,6 +123,19 @@ def _datadir(settings: Settings) -> Any:
     return path
 
 
+def fatal(where: str) -> NoReturn:
+    """End the process on an unexpected error (a bug, or Kafka refusing for good).
+
+    Faust would mark the app crashed and leave the process running, doing nothing.
+    Exiting lets a supervisor restart the worker, which then restores its state from
+    the changelogs exactly as after a SIGKILL: nothing is lost or counted twice.
+    """
+    log.critical("fatal error in %s; the worker exits so it can be restarted", where,
+                 exc_info=True)
+    logging.shutdown()
+    os._exit(70)
+
+
 def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
     """The Faust app: one agent per stage, a timer, and rebalance hooks."""
     servers = [f"kafka://{s.strip()}" for s in settings.bootstrap.split(",") if s.strip()]
@@ -149,8 +164,11 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
 
         async def run(stream: Any) -> None:
             await pipe.start()
-            async for events in stream.noack_take(settings.take_messages, within=within):
-                await runner.handle(list(events), stream.ack)
+            try:
+                async for events in stream.noack_take(settings.take_messages, within=within):
+                    await runner.handle(list(events), stream.ack)
+            except Exception:
+                fatal(f"stage {name}")
 
         run.__name__ = f"stage_{name}"
         app.agent(channel, name=f"kpi-streams.{name}")(run)
@@ -163,8 +181,11 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
         if pipe.rebalancing:
             return
         await pipe.start()
-        for runner in pipe.runners.values():
-            await runner.tick()
+        try:
+            for runner in pipe.runners.values():
+                await runner.tick()
+        except Exception:
+            fatal("the tick timer")
 
     lag_probe: dict[str, Any] = {}
 
@@ -184,8 +205,11 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
             try:
                 ends = await probe.end_offsets(tps)
             except KafkaError as exc:
-                log.warning("lag: cannot read end offsets (%s)", exc)
+                if pipe.outage is None or not pipe.outage.away:
+                    log.warning("lag: cannot read end offsets (%s)", exc)
                 return
+            if pipe.outage is not None:
+                pipe.outage.reachable()
             lag = 0
             for tp, end in ends.items():
                 part = runner.parts.get(tp.partition)

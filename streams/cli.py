@@ -128,10 +128,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from .app import build_pipeline, create_app, worker_id
+    from .logs import BrokerOutageLog
     from .outputs.http import build_web_app, serve
 
     asyncio.run(_ensure_topics(s))
     pipe = build_pipeline(s)
+    pipe.outage = BrokerOutageLog(s.bootstrap).install()
     app = create_app(s, pipe)
     log = logging.getLogger("kpi_streams.worker")
 

@@ -109,6 +109,12 @@ class Decoder:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return [], [Reject("malformed_json", None, str(exc), raw)]
+        # Flat events have one "{" each (plus the array's "["); only a message with more
+        # brackets than that can hold nested values, and only then is the depth walked.
+        tops = len(doc) + 1 if isinstance(doc, list) else 1
+        if raw.count(b"{") + raw.count(b"[") > tops and _deeper_than(doc, MAX_NESTING):
+            return [], [Reject("too_large", None, "JSON nested deeper than "
+                               f"{MAX_NESTING} levels", raw)]
         if isinstance(doc, dict):
             record, reject = self.event(doc, expected_type, now_ms, raw)
             return ([record], []) if record is not None else ([], [reject])  # type: ignore[list-item]
@@ -122,7 +128,7 @@ class Decoder:
                 if not isinstance(item, dict):
                     rejects.append(Reject("not_an_object", None,
                                           f"array element is {type(item).__name__}, not an "
-                                          "event object", orjson.dumps(item), batch_index=i))
+                                          "event object", _encode(item, raw), batch_index=i))
                     continue
                 record, reject = self.event(item, expected_type, now_ms, None)
                 if record is not None:
@@ -144,7 +150,7 @@ class Decoder:
         event_id = eid if isinstance(eid, str) else None
 
         def reject(reason: str, field: str | None, detail: str) -> tuple[None, Reject]:
-            original = raw if raw is not None else orjson.dumps(obj)
+            original = raw if raw is not None else _encode(obj, b"")
             return None, Reject(reason, field, detail, original, event_id=event_id)
 
         et = obj.get("event_type")
@@ -231,6 +237,32 @@ class Decoder:
         return Engagement(o["event_id"], t, o["channel"], o["campaign"], o["content_id"],
                           o["kind"], int(o.get("count") or 1), o.get("visitor_id"),
                           o.get("contact_id"), o)
+
+
+MAX_NESTING = 32  # levels of JSON nesting an input message may have (events are flat)
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    """Whether ``doc`` nests containers more than ``limit`` levels deep (iterative)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _encode(obj: Any, fallback: bytes) -> bytes:
+    """Re-encode one array element for the dead-letter record; the whole message if the
+    element cannot be encoded (nothing is lost: batch_index still names the element)."""
+    try:
+        return orjson.dumps(obj)
+    except (orjson.JSONEncodeError, TypeError):
+        return fallback
 
 
 class _Bad(Exception):

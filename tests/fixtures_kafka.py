@@ -37,6 +37,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SESSION_BROKER: list[Settings] = []  # settings of the broker this session started, if any
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     external = os.environ.get("KAFKA_BOOTSTRAP")
@@ -53,9 +56,11 @@ def kafka_bootstrap() -> Iterator[str]:
         bootstrap = broker.start(s, timeout=120)
     except broker.BrokerError as exc:
         pytest.fail(f"the test session could not start Kafka: {exc}")
+    SESSION_BROKER.append(s)
     try:
         yield bootstrap
     finally:
+        SESSION_BROKER.clear()
         broker.stop(s)
         shutil.rmtree(broker.paths(s).root, ignore_errors=True)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
 from ..outputs.metrics import Metrics
@@ -205,6 +205,8 @@ class StageRunner:
                 if part.changed or part.dirty or part.outbox or part.after or stale:
                     due.append(part)
             await self._flush_parts(due, wall, full=True)
+            self.metrics.state_keys.labels(self.stage).set(
+                sum(part.proc.state_keys() for part in self.parts.values()))
 
     async def _flush_parts(self, parts: list[Part], wall: int, full: bool) -> None:
         # partitions are independent: their flushes wait for the broker together
@@ -237,7 +239,8 @@ class StageRunner:
             try:
                 return await op()
             except KafkaError as exc:
-                if not exc.retriable:
+                # a full send buffer (KafkaTimeoutError) is backpressure, not a failure
+                if not exc.retriable and not isinstance(exc, KafkaTimeoutError):
                     raise  # a bug or a misconfiguration: fail loudly, do not spin
                 attempt += 1
                 # a broker restart is an expected event: say it plainly, no stack trace

@@ -31,6 +31,8 @@ from .runner import OutItem, Part, StageRunner, dim_partition, now_ms
 PARTIAL_MAX_ITEMS = 4000  # keys or hashes per partial message, to stay well under 1 MB
 PRUNE_EVERY_MS = 30_000
 EMIT_MAX_CELLS = 2_000  # cells published per emission round (bounds flush size and latency)
+EMIT_MAX_VIEWS = 1_000  # rolling views published per emission round (same reason)
+EMIT_MAX_DOCS = 8_000  # snapshot documents per round and partition (bounds memory)
 
 
 def web_config(s: Any) -> WebConfig:
@@ -441,6 +443,7 @@ class MergeStage(StageRunner):
             currency=s.reporting_currency)
         self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.last_emit: dict[int, int] = {}
+        self.backlog: dict[int, bool] = {}  # partitions whose last round hit its budget
         self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
         self.publish_windows = frozenset(s.publish_windows)
 
@@ -463,12 +466,17 @@ class MergeStage(StageRunner):
         # a backlog (a replay of history) is worked off round after round; live
         # changes are published at most once per snapshot interval
         if wall - last < self.settings.snapshot_interval_ms and \
+                not self.backlog.get(part.partition) and \
                 len(part.proc.pending) < EMIT_MAX_CELLS:
             return
         self.last_emit[part.partition] = wall
         snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS,
-                                   publish=self.publish_windows)
-        if part.proc.pending:
+                                   publish=self.publish_windows, max_views=EMIT_MAX_VIEWS,
+                                   max_docs=EMIT_MAX_DOCS)
+        # what a budgeted round left over is published by the next one, not after an
+        # interval
+        self.backlog[part.partition] = bool(part.proc.pending or part.proc.views_todo)
+        if self.backlog[part.partition]:
             part.changed = True  # more to publish: the next tick continues
         finals = 0
         topic, n = self.topics.snapshots, self.settings.kpi_partitions

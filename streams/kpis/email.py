@@ -105,6 +105,10 @@ class EmailPartition(ClockedPartition):
             del self.messages[mid]
         return gone
 
+    def state_keys(self) -> int:
+        """Entries of state held (the changelog holds one record per entry)."""
+        return len(self.messages)
+
     def dump(self, key: str) -> Any:
         entry = self.messages.get(key)
         return None if entry is None else [entry[0], entry[1]]

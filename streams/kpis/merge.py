@@ -64,16 +64,20 @@ class Cell:
     fams: list[str] = field(default_factory=list)  # families present when last published
     final: bool = False
     sketch: Any = None  # hll_sketch of distinct users (web family)
+    # changed (or became final) since last published: kept with the cell, so a
+    # restart publishes what a crash left unpublished
+    unpublished: bool = False
 
     def to_json(self) -> dict[str, Any]:
         sk = None if self.sketch is None else base64.b64encode(
             self.sketch.serialize_compact()).decode()
-        return {"c": self.comps, "r": self.rev, "p": self.fams, "f": self.final, "h": sk}
+        return {"c": self.comps, "r": self.rev, "p": self.fams, "f": self.final, "h": sk,
+                "u": self.unpublished}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Cell:
         sk = None if d.get("h") is None else hll_sketch.deserialize(base64.b64decode(d["h"]))
-        return cls(d["c"], d["r"], d["p"], d["f"], sk)
+        return cls(d["c"], d["r"], d["p"], d["f"], sk, d.get("u", False))
 
 
 def cell_store_key(key: CellKey) -> str:
@@ -95,7 +99,8 @@ class MergePartition:
     def __init__(self, cfg: MergeConfig) -> None:
         self.cfg = cfg
         self.cells: dict[CellKey, Cell] = {}
-        self.views: dict[ViewKey, list[Any]] = {}  # rolling view -> [rev, final, fams]
+        # rolling view -> [rev, final, fams(, unpublished)]; rev -1: never published yet
+        self.views: dict[ViewKey, list[Any]] = {}
         self.src_wm: dict[str, int | None] = {}  # "topic/partition" -> watermark
         self.applied: dict[str, list[int]] = {}  # source -> last [sequence, piece] applied
         self.pending: set[CellKey] = set()  # changed since the last emission
@@ -211,18 +216,22 @@ class MergePartition:
 
     def _touch(self, key: CellKey) -> None:
         self.pending.add(key)
+        self.cells[key].unpublished = True
         self.dirty.add(cell_store_key(key))
 
     # -- snapshots ----------------------------------------------------------------
     def emit(self, now_wall_ms: int, max_cells: int | None = None,
-             publish: Any = None) -> list[Snapshot]:
+             publish: Any = None, max_views: int | None = None,
+             max_docs: int | None = None) -> list[Snapshot]:
         """Snapshots of changed cells, cells that just became final, and their rolling views.
 
         A ``None`` document is a tombstone: the key no longer exists because every
         contribution to it was retracted (a session that moved to another channel).
-        At most ``max_cells`` cells are published per call (oldest first); the rest
-        stay pending for the next call, so a replay of history does not build one
-        enormous batch of snapshots. ``emitted_cells`` and ``emitted_views`` say what
+        At most ``max_cells`` cells and ``max_views`` rolling views are published per
+        call (oldest first), and publishing stops once about ``max_docs`` documents
+        are built; the rest stay pending for the next call (and are marked in the
+        state, so a crash does not forget them), so a replay of history does not
+        build one enormous batch of snapshots. ``emitted_cells`` and ``emitted_views`` say what
         this call published. ``publish`` limits the documents built to these windows
         (the others are still advanced: revisions, finality).
         """
@@ -239,12 +248,16 @@ class MergePartition:
                 if self.is_final(B.bucket_end(key[1], key[0]), present(cell.comps)):
                     cell.final = True
                     self.open_cells.discard(key)
-                    self.pending.add(key)
+                    self._touch(key)
             todo = sorted(self.pending, key=lambda k: (k[1], k[0], k[2]))
             if max_cells is not None:
                 todo = todo[:max_cells]
             touched: set[tuple[str, int, str]] = set()
+            done = 0
             for key in todo:
+                if max_docs is not None and len(out) >= max_docs:
+                    break
+                done += 1
                 self.pending.discard(key)
                 cell = self.cells.get(key)
                 if cell is None:
@@ -253,8 +266,9 @@ class MergePartition:
                 for window in self.cfg.rolling:
                     if B.ROLLING[window][0] == key[0]:
                         touched.add((window, key[1], key[2]))
-            self.emitted_cells = todo
-            out += self._rolling_snapshots(touched, computed_at)
+            self.emitted_cells = todo[:done]
+            budget = None if max_docs is None else max(max_docs - len(out), 0)
+            out += self._rolling_snapshots(touched, computed_at, max_views, budget)
             return out
         finally:
             self._lows = None
@@ -285,6 +299,7 @@ class MergePartition:
         size, start, dim = key
         live = present(cell.comps)
         cell.rev += 1
+        cell.unpublished = False
         out = self._publish((size, start, B.bucket_end(start, size), dim), live,
                             (cell.rev, cell.fams), cell.final, computed_at)
         cell.fams = sorted(live)
@@ -341,8 +356,9 @@ class MergePartition:
             merged["web"]["us"] = round(est)
         return merged, found
 
-    def _rolling_snapshots(self, touched: set[tuple[str, int, str]],
-                           computed_at: str) -> list[Snapshot]:
+    def _rolling_snapshots(self, touched: set[tuple[str, int, str]], computed_at: str,
+                           max_views: int | None = None,
+                           max_docs: int | None = None) -> list[Snapshot]:
         """Rolling views over changed base cells, and open views that became final."""
         now = self.event_time_now()
         self.emitted_views = []
@@ -361,14 +377,26 @@ class MergePartition:
                     changed.add((window, end, dim))
         todo = changed | self.views_todo
         self.views_todo = set()
-        for vkey, (_, fin, fams) in self.views.items():
-            if not fin and self.is_final(vkey[1], fams):
+        for vkey, vstate in self.views.items():
+            if not vstate[1] and self.is_final(vkey[1], vstate[2]):
                 todo.add(vkey)
+        ordered = sorted(todo, key=lambda v: (v[1], v[0], v[2]))
+        limit = len(ordered) if max_views is None else min(max_views, len(ordered))
         out: list[Snapshot] = []
-        for vkey in sorted(todo):
+        done = 0
+        for vkey in ordered[:limit]:
+            if max_docs is not None and len(out) >= max_docs:
+                break
+            done += 1
             window, end, dim = vkey
             comps, found = self.rolling_comps(window, end, dim)
-            state = self.views.get(vkey)
+            state: list[Any] | None = self.views.get(vkey)
+            if state is not None and state[0] < 0:  # a placeholder: nothing published yet
+                if not found:
+                    del self.views[vkey]
+                    self.dirty.add(view_store_key(vkey))
+                    continue
+                state = None
             if not found and state is None:
                 continue
             final = self.is_final(end, set(comps))
@@ -379,7 +407,17 @@ class MergePartition:
                                  computed_at)
             self.views[vkey] = [rev, final, sorted(comps)]
             self.dirty.add(view_store_key(vkey))
-        self.emitted_views = sorted(todo)
+        for vkey in ordered[done:]:  # the next round publishes these
+            self.views_todo.add(vkey)
+            old = self.views.get(vkey)
+            if old is None:
+                self.views[vkey] = [-1, False, [], True]
+            elif len(old) < 4 or not old[3]:
+                self.views[vkey] = [*old[:3], True]
+            else:
+                continue
+            self.dirty.add(view_store_key(vkey))
+        self.emitted_views = ordered[:done]
         return out
 
     # -- reading without publishing -----------------------------------------------------
@@ -471,6 +509,10 @@ class MergePartition:
         return out
 
     # -- persistence ------------------------------------------------------------
+    def state_keys(self) -> int:
+        """Entries of state held: stored cells and rolling views."""
+        return len(self.cells) + len(self.views)
+
     def dump(self, key: str) -> Any:
         if key.startswith("r|"):
             window, end, dim = parse_store_key(key[2:])
@@ -482,11 +524,15 @@ class MergePartition:
         if key.startswith("r|"):
             window, end, dim = parse_store_key(key[2:])
             self.views[(window, end, dim)] = value
+            if len(value) > 3 and value[3]:  # deferred when the worker stopped
+                self.views_todo.add((window, end, dim))
             return
         ckey = parse_store_key(key)
         cell = self.cells[ckey] = Cell.from_json(value)
         if not cell.final:
             self.open_cells.add(ckey)
+        if cell.unpublished:
+            self.pending.add(ckey)
         cust = cell.comps.get("cust")
         if cust:
             net = cust.get("nc", 0) - cust.get("ch", 0)

@@ -107,6 +107,10 @@ class SpendPartition(ClockedPartition):
             del self.seen[eid]
         return gone
 
+    def state_keys(self) -> int:
+        """Entries of state held (the changelog holds one record per entry)."""
+        return len(self.seen)
+
     def dump(self, key: str) -> Any:
         return self.seen.get(key)
 

@@ -375,6 +375,10 @@ class WebPartition(ClockedPartition):
         return dropped
 
     # -- persistence ------------------------------------------------------------
+    def state_keys(self) -> int:
+        """Entries of state held (the changelog holds one record per entry)."""
+        return len(self.visitors)
+
     def dump(self, key: str) -> dict[str, Any] | None:
         v = self.visitors.get(key)
         return None if v is None else v.to_json()

@@ -30,6 +30,7 @@ class Metrics:
     snapshots: Counter
     replayed_partials: Counter
     consumer_lag: Gauge
+    state_keys: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -74,4 +75,8 @@ class Metrics:
                                "Messages on this worker's input partitions not processed "
                                "yet (log end offset minus processed offset).", ["stage"],
                                registry=registry),
+            state_keys=Gauge(f"{NS}_state_keys",
+                             "Entries held in memory (and in the state changelog) by this "
+                             "worker: visitors, messages, contacts, cells.", ["stage"],
+                             registry=registry),
         )

@@ -1,0 +1,270 @@
+"""Crash, rebalance and broker-restart harness: disturbed runs must equal an undisturbed one.
+
+    .venv/bin/python bench/chaos.py [--days 3] [--kills 6] [--sessions-per-day 3000]
+                                    [--no-rebalance] [--no-broker-restart]
+
+The same simulated log is written to two namespaces on one broker. A reference
+worker processes one of them undisturbed. On the other, a worker is killed with
+SIGKILL at random moments and restarted each time; a second worker joins and
+later leaves (a rebalance); the broker itself is stopped and started again.
+The disturbed log is produced in slices, one before each disturbance, so each
+disturbance lands while events flow. When both have finished, their final
+snapshots (1h and 1d, every dim) must be identical: same keys, same numerators
+and denominators.
+
+Prints what happened and the figures (kills survived, events replayed, state
+recovery times, mismatches), and writes them to bench/results/chaos-<ts>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams import broker  # noqa: E402
+from streams.kafka import ensure_topics, producer  # noqa: E402
+from streams.produce import BatchProducer  # noqa: E402
+from streams.readback import latest_snapshots  # noqa: E402
+from streams.schemas import parse_rfc3339_ms  # noqa: E402
+from streams.settings import Settings, load_settings  # noqa: E402
+from streams.simulate import DAY, HOUR, Options, closing_events, generate  # noqa: E402
+from streams.topics import Topics  # noqa: E402
+
+WINDOWS = ("1h", "1d")
+RUN_ENV = {
+    "KPI_INPUT_PARTITIONS": "3",
+    "KPI_KPI_PARTITIONS": "3",
+    "KPI_PUBLISH_WINDOWS": ",".join(WINDOWS),
+    # a restarted worker is not an idle partition; keep wall-clock watermark
+    # advancement out of the comparison
+    "KPI_IDLE_TIMEOUT": "6h",
+    "KPI_LOG_LEVEL": "info",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def produce_log(settings: Settings, events: list[dict[str, Any]]) -> None:
+    await ensure_topics(settings)
+    p = producer(settings, linger_ms=20)
+    await p.start()
+    try:
+        bp = BatchProducer(p, Topics(settings), settings.input_partitions, 200)
+        for i in range(0, len(events), 20_000):
+            await bp.send(events[i:i + 20_000])
+    finally:
+        await p.stop()
+
+
+@dataclass
+class Worker:
+    env: dict[str, str]
+    log: Path
+    name: str
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env, "KPI_WEB_PORT": str(self.port),
+               "KPI_WORKER_ID": self.name, "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as fh:
+            fh.write(f"\n==== start {time.strftime('%T')} ====\n".encode())
+            fh.flush()
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                         env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                         cwd=ROOT)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restore_seconds(self) -> list[float]:
+        text = self.log.read_text(errors="replace")
+        return [float(x) for x in re.findall(r"records in ([0-9.]+)s", text)]
+
+
+async def finished(settings: Settings, span: tuple[int, int], stable_polls: int = 2,
+                   limit_s: float = 900) -> dict[str, Any]:
+    """Wait until every published snapshot of the span is final and nothing changes."""
+    start, end = span
+    deadline = time.monotonic() + limit_s
+    last = None
+    same = 0
+    while time.monotonic() < deadline:
+        snaps = await latest_snapshots(settings)
+        mine = {k: d for k, d in snaps.items()
+                if start <= parse_rfc3339_ms(d["window_start"]) < end}
+        signature = {k: (d["numerator"], d["denominator"], d["final"]) for k, d in mine.items()}
+        if mine and all(d["final"] for d in mine.values()) and signature == last:
+            same += 1
+            if same >= stable_polls:
+                return mine
+        else:
+            same = 0
+        last = signature
+        await asyncio.sleep(5)
+    raise TimeoutError("the run did not finish in time")
+
+
+def compare(ref: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    problems = []
+    for key in sorted(set(ref) | set(got)):
+        a, b = ref.get(key), got.get(key)
+        if a is None or b is None:
+            problems.append(f"{key}: only in {'disturbed' if a is None else 'reference'} run")
+        elif (a["numerator"], a["denominator"]) != (b["numerator"], b["denominator"]):
+            problems.append(f"{key}: reference {a['numerator']}/{a['denominator']}, "
+                            f"disturbed {b['numerator']}/{b['denominator']}")
+    return problems
+
+
+def log_says(path: Path, text: str) -> int:
+    try:
+        return path.read_text(errors="replace").count(text)
+    except OSError:
+        return 0
+
+
+def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
+        broker_restart: bool, seed: int, workdir: Path,
+        base: Settings | None = None) -> dict[str, Any]:
+    """One chaos run. ``base``: settings of the local broker to use (and restart)."""
+    rng = random.Random(seed)
+    base = base or load_settings()
+    bootstrap = broker.start(base, quiet=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    envs = {name: {**RUN_ENV, "KAFKA_BOOTSTRAP": bootstrap,
+                   "KPI_NAMESPACE": f"chaos{stamp}{name}"} for name in ("ref", "dis")}
+    settings = {name: load_settings({**os.environ, **env}) for name, env in envs.items()}
+    start = parse_rfc3339_ms("2026-11-09T00:00:00Z")
+    end = start + int(days * DAY)
+    events = [e for batch in generate(start, end, Options(seed=seed,
+                                                          sessions_per_day=sessions_per_day))
+              for e in batch]
+    events += closing_events(settings["ref"].input_partitions, end + 3 * HOUR)
+    print(f"log: {len(events)} events over {days:g} simulated days", file=sys.stderr)
+    asyncio.run(produce_log(settings["ref"], events))
+    workdir.mkdir(parents=True, exist_ok=True)
+    ref = Worker(envs["ref"], workdir / "reference.log", "reference")
+    main = Worker(envs["dis"], workdir / "disturbed-1.log", "disturbed-1")
+    second = Worker(envs["dis"], workdir / "disturbed-2.log", "disturbed-2")
+    ref.start()
+    main.start()
+    report: dict[str, Any] = {"events": len(events), "days": days, "kills": 0,
+                              "rebalances": 0, "broker_restarts": 0}
+    plan = ["kill"] * kills
+    if rebalance:
+        plan.insert(min(1, len(plan)), "join")
+        plan.append("leave")
+    if broker_restart:
+        plan.insert(len(plan) // 2, "broker")
+    # the disturbed log arrives in slices, one before each disturbance, so every
+    # kill, rebalance and broker restart lands while events are flowing
+    cuts = [round(len(events) * (i + 1) / (len(plan) + 1)) for i in range(len(plan))]
+    slices = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
+    for step, chunk in zip(plan, slices, strict=False):
+        asyncio.run(produce_log(settings["dis"], chunk))
+        time.sleep(rng.uniform(1.5, 4))
+        if step == "kill":
+            main.signal(signal.SIGKILL)
+            report["kills"] += 1
+            print(f"SIGKILL worker ({report['kills']}/{kills})", file=sys.stderr)
+            time.sleep(rng.uniform(0.5, 3))
+            main.start()
+        elif step == "join":
+            second.start()
+            report["rebalances"] += 1
+            print("second worker joins (rebalance)", file=sys.stderr)
+        elif step == "leave":
+            second.signal(signal.SIGTERM)
+            report["rebalances"] += 1
+            print("second worker stops (rebalance)", file=sys.stderr)
+        elif step == "broker":
+            print("stopping the broker", file=sys.stderr)
+            broker.stop(base)
+            time.sleep(rng.uniform(5, 10))
+            broker.start(base, quiet=True)
+            report["broker_restarts"] += 1
+            print("broker back", file=sys.stderr)
+    asyncio.run(produce_log(settings["dis"], slices[-1]))
+    if not main.alive():
+        main.start()
+    span = (start, end)
+    try:
+        reference = asyncio.run(finished(settings["ref"], span))
+        disturbed = asyncio.run(finished(settings["dis"], span))
+    finally:
+        for w in (ref, main, second):
+            w.signal(signal.SIGTERM)
+    problems = compare(reference, disturbed)
+    report.update({
+        "keys_compared": len(reference), "mismatches": len(problems),
+        "examples": problems[:10],
+        "restore_seconds": sorted(main.restore_seconds() + second.restore_seconds()),
+        "replayed_partials_logged": log_says(main.log, "restored "),
+        "broker_away_warnings": log_says(main.log, "Kafka broker unreachable"),
+        "broker_back_lines": log_says(main.log, "Kafka broker reachable again"),
+        "raw_connection_errors_logged": log_says(main.log, "Unable connect to node"),
+        "tracebacks_in_worker_log": log_says(main.log, "Traceback"),
+    })
+    return report
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", type=float, default=3.0, help="simulated days (default 3)")
+    ap.add_argument("--kills", type=int, default=6,
+                    help="SIGKILLs of the disturbed worker (default 6)")
+    ap.add_argument("--sessions-per-day", type=float, default=3000,
+                    help="simulated traffic volume (default 3000)")
+    ap.add_argument("--rebalance", action=argparse.BooleanOptionalAction, default=True,
+                    help="a second worker joins and later leaves (default on)")
+    ap.add_argument("--broker-restart", action=argparse.BooleanOptionalAction, default=True,
+                    help="stop and restart the local broker mid-stream (default on; it "
+                         "restarts the broker of `kpi-streams broker`)")
+    ap.add_argument("--seed", type=int, default=3)
+    args = ap.parse_args()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    workdir = ROOT / "bench" / "results" / f"chaos-{stamp}"
+    report = run(args.days, args.kills, args.sessions_per_day, args.rebalance,
+                 args.broker_restart, args.seed, workdir)
+    out = ROOT / "bench" / "results" / f"chaos-{stamp}.json"
+    out.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    for k, v in report.items():
+        print(f"{k:28} {v}")
+    print(f"\nwritten to {out} (worker logs in {workdir})")
+    return 0 if report["mismatches"] == 0 and report["tracebacks_in_worker_log"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

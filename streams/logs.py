@@ -1,0 +1,89 @@
+"""Readable logs while the Kafka broker is away.
+
+aiokafka logs every failed reconnect (ten a second, some with a stack trace).
+``BrokerOutageLog`` turns that stream into three kinds of line an operator can
+read: one warning when the broker goes away, a summary every
+``report_every_s`` while it stays away, and one line when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+CONNECTION_ERRORS = (  # what aiokafka says, over and over, while a broker is down
+    "Unable connect to node", "Unable to update metadata", "Connect call failed",
+    "NodeNotReadyError", "KafkaConnectionError", "Unable to request metadata",
+    "Failed fetch messages from",
+)
+LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.client",
+           "aiokafka.consumer.group_coordinator", "aiokafka.consumer.fetcher",
+           "aiokafka.consumer.consumer", "aiokafka.producer.sender",
+           "aiokafka.producer.producer", "faust.transport.drivers.aiokafka")
+
+log = logging.getLogger("kpi_streams.kafka")
+
+
+class BrokerOutageLog(logging.Filter):
+    """A logging filter that summarises connection errors (see the module docstring)."""
+
+    def __init__(self, bootstrap: str, report_every_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.bootstrap = bootstrap
+        self.report_every_s = report_every_s
+        self.clock = clock
+        self.since: float | None = None  # monotonic time the outage began
+        self.last_report = 0.0
+        self.suppressed = 0
+
+    @property
+    def away(self) -> bool:
+        return self.since is not None
+
+    def install(self) -> BrokerOutageLog:
+        for name in LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose args do not format is not ours to judge
+            return True
+        if record.levelno < logging.WARNING or not any(p in text for p in CONNECTION_ERRORS):
+            return True
+        now = self.clock()
+        first = self.since is None
+        if first:
+            self.since = now
+            self.last_report = now
+            self.suppressed = 0
+            msg = (f"Kafka broker unreachable at {self.bootstrap} ({text[:200]}); "
+                   f"retrying, and summarising further connection errors every "
+                   f"{self.report_every_s:g} s")
+        elif now - self.last_report >= self.report_every_s:
+            assert self.since is not None
+            msg = (f"Kafka broker still unreachable at {self.bootstrap} after "
+                   f"{now - self.since:.0f} s ({self.suppressed} connection errors "
+                   f"since the last report); retrying")
+            self.last_report = now
+            self.suppressed = 0
+        else:
+            self.suppressed += 1
+            return False
+        record.msg, record.args = msg, ()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+    def reachable(self) -> None:
+        """Call after any successful round trip to the broker."""
+        if self.since is None:
+            return
+        away = self.clock() - self.since
+        self.since = None
+        log.warning("Kafka broker reachable again at %s after %.0f s (%d connection errors "
+                    "not shown)", self.bootstrap, away, self.suppressed)
+        self.suppressed = 0

@@ -1,0 +1,45 @@
+"""Broker outages log one clear warning, periodic summaries, and a recovery line."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from streams.logs import BrokerOutageLog
+
+
+def test_outage_is_summarised_not_repeated(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    outage = BrokerOutageLog("127.0.0.1:9092", report_every_s=30, clock=lambda: now[0])
+    aio = logging.getLogger("aiokafka")
+    aio.addFilter(outage)
+    try:
+        with caplog.at_level(logging.INFO):
+            aio.info("Kafka version: 4.1")  # unrelated records pass untouched
+            for _ in range(50):  # ten a second for five seconds
+                now[0] += 0.1
+                try:
+                    raise ConnectionRefusedError(111, "Connect call failed")
+                except ConnectionRefusedError:
+                    aio.error("Unable connect to node with id %d: [Errno 111] Connect call "
+                              "failed ('127.0.0.1', 9092)", 1, exc_info=True)
+            now[0] += 30
+            aio.error("Unable to update metadata from [1]")
+            aio.error("Unable to update metadata from [1]")
+            now[0] += 5
+            outage.reachable()
+            outage.reachable()  # only once
+    finally:
+        aio.removeFilter(outage)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0] == ("INFO", "Kafka version: 4.1")
+    assert len(lines) == 4, lines
+    assert lines[1][0] == "WARNING" and "unreachable at 127.0.0.1:9092" in lines[1][1]
+    assert "Connect call failed" in lines[1][1]
+    assert "still unreachable" in lines[2][1] and "after 35 s" in lines[2][1]
+    assert "49 connection errors" in lines[2][1]
+    assert "reachable again" in lines[3][1] and "after 40 s" in lines[3][1]
+    assert "1 connection errors not shown" in lines[3][1]
+    assert all(r.exc_info is None for r in caplog.records)  # no stack trace per retry
+    assert not outage.away
