@@ -52,6 +52,16 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def scrape(url: str, attempts: int = 10) -> str:
+    """/metrics text; a worker busy with a replay may answer slowly."""
+    for _ in range(attempts - 1):
+        try:
+            return urllib.request.urlopen(url, timeout=30).read().decode()
+        except OSError:
+            time.sleep(2)
+    return urllib.request.urlopen(url, timeout=30).read().decode()
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -114,7 +124,7 @@ def main() -> int:
                 if not w.alive():
                     raise SystemExit(f"the worker exited; see {w.log}")
                 try:
-                    text = urllib.request.urlopen(url, timeout=5).read().decode()
+                    text = scrape(url, attempts=1)
                 except OSError:
                     time.sleep(1)
                     continue
@@ -124,7 +134,7 @@ def main() -> int:
             else:
                 raise SystemExit(f"day {day} was not processed in 15 minutes")
             time.sleep(3)  # a tick to flush, expire and publish
-            text = urllib.request.urlopen(url, timeout=5).read().decode()
+            text = scrape(url)
             assert w.proc is not None
             keys = {st: metric_sum(text, "kpi_streams_state_keys", stage=st)
                     for st in ("web", "email", "spend", "funnel", "customers", "merge")}
@@ -138,10 +148,11 @@ def main() -> int:
                   f"{keys['email']:7.0f} {keys['spend']:6.0f} {keys['funnel']:7.0f} "
                   f"{keys['customers']:6.0f} {keys['merge']:8.0f} "
                   f"{row['state_topic_mb']:9.1f} {row['elapsed_s']:6.0f}", flush=True)
+        (workdir / "metrics-last-day.txt").write_text(text)  # watermarks, state, counters
     finally:
         w.signal(15)
     report = {"days": args.days, "sessions_per_day": args.sessions_per_day,
-              "settings": {k: v for k, v in env.items() if k.startswith("KPI_RETENTION")},
+              "settings": dict(kv.split("=", 1) for kv in args.env),
               "events": produced, "rows": rows,
               "rss_mb_max": max(r["rss_mb"] for r in rows),
               "rss_mb_last": rows[-1]["rss_mb"]}

@@ -92,7 +92,7 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
     common: dict[str, Any] = {"settings": settings, "producer": None,
                               "consumer_factory": consumer_factory, "metrics": metrics}
     pipe = Pipeline(settings, topics, registry, metrics)
-    for kind in ("web", "email", "spend"):
+    for kind in ("web", "email", "spend", "engagement"):
         pipe.runners[kind] = InputStage(kind, topics, decoder, **common)
     pipe.runners["funnel"] = FunnelStage(topics, decoder, **common)
     pipe.runners["customers"] = CustomerStage(topics, **common)

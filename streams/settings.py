@@ -279,7 +279,7 @@ SPECS: tuple[Spec, ...] = (
          "Kafka messages an agent processes per step.", "worker"),
     Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "1s", parse_duration_ms,
          "A changing KPI key is published at most this often (finals always are).", "worker"),
-    Spec("publish_windows", "KPI_PUBLISH_WINDOWS", "1m,1h,1d,15m,24h,7d,30d", _windows,
+    Spec("publish_windows", "KPI_PUBLISH_WINDOWS", "1m,1h,1d,15m,24h,7d,30d,1mo", _windows,
          "Buckets and rolling views published on the KPI topic (all are still computed "
          "and served by the API and /metrics). 1m and 15m are the chatty ones.", "worker"),
     Spec("web_host", "KPI_WEB_HOST", "127.0.0.1", str,

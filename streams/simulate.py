@@ -89,6 +89,7 @@ class Options:
     incident_duration_ms: int = 2 * HOUR
     installed_base: int = 120  # customers that exist before the span (renewals, churn)
     email_list: int = 3000
+    engagement: bool = True  # social posts, content, flyers, conferences (mkt.engagements.v1)
 
 
 @dataclass
@@ -112,6 +113,8 @@ class World:
     def __init__(self, start_ms: int, options: Options | None = None) -> None:
         self.o = options or Options()
         self.rng = random.Random(self.o.seed)
+        # engagement draws from its own stream, so web/CRM traffic stays as without it
+        self.erng = random.Random(self.o.seed * 7919 + 17)
         self.now = start_ms
         self._next_minute = start_ms - start_ms % MIN
         self._heap: list[_Due] = []
@@ -144,17 +147,18 @@ class World:
         return next(reversed(table))
 
     def _emit(self, t: int, event_type: str, fields: dict[str, Any],
-              delay_ms: int | None = None) -> None:
+              delay_ms: int | None = None, rng: random.Random | None = None) -> None:
+        rng = rng or self.rng
         ev = {"event_type": event_type, "event_id": self._id("ev"), "occurred_at": iso_ms(t),
               "schema_version": 1, **fields}
         if delay_ms is None:
-            delay_ms = int(self.rng.random() * self.o.disorder_ms)
+            delay_ms = int(rng.random() * self.o.disorder_ms)
         self._seq += 1
         self._out.append((t + delay_ms, self._seq, ev))
-        if self.rng.random() < self.o.duplicate_rate:
+        if rng.random() < self.o.duplicate_rate:
             self._seq += 1  # tracker retry: the same event again, a bit later
-            self._out.append((t + delay_ms + int(self.rng.random() * 5000), self._seq, ev))
-        if self.o.bad_rate and self.rng.random() < self.o.bad_rate:
+            self._out.append((t + delay_ms + int(rng.random() * 5000), self._seq, ev))
+        if self.o.bad_rate and rng.random() < self.o.bad_rate:
             self._seq += 1
             self._out.append((t + delay_ms, self._seq, self._corrupt(ev)))
 
@@ -228,6 +232,8 @@ class World:
         if minute % DAY == 0:
             self._at(minute + DAY + 2 * HOUR, self._report_daily_costs)
             self._plan_email_campaign(minute)
+            if self.o.engagement:
+                self._plan_engagement(minute)
 
     def _poisson(self, mean: float) -> int:
         if mean > 30:
@@ -315,6 +321,93 @@ class World:
         if goal in ("demo_request", "contact", "inquiry", "call_click") \
                 and self.rng.random() < 0.55:
             self._new_deal(t, v.contact)
+
+    # -- engagement (off-site) ------------------------------------------------------
+    def _eng(self, t: int, kind: str, channel: str, campaign: str, content: str, count: int,
+             **ids: str) -> None:
+        if count > 0:
+            self._emit(t, "engagement", {"channel": channel, "campaign": campaign,
+                                         "content_id": content, "kind": kind,
+                                         "count": count, **ids}, rng=self.erng)
+
+    def _plan_engagement(self, day: int) -> None:
+        """One day of posts, content, and (some days) a flyer drop or a conference."""
+        rng = self.erng
+        scale = self.o.sessions_per_day / 4000
+        weekday = (day // DAY + 3) % 7
+        date = iso_ms(day)[:10]
+        posts = [("organic_social", f"social-{date}")] * (1 + int(rng.random() * 3))
+        if weekday < 5:
+            posts.append(("paid_social", "li-revops-leaders"))
+        for i, (channel, campaign) in enumerate(posts):
+            at = day + int((8 + rng.random() * 10) * HOUR)
+            reach = max(50, int(rng.gauss(900, 250) * scale * (2.5 if channel == "paid_social"
+                                                               else 1)))
+            self._at(at, partial(self._social_post, channel=channel, campaign=campaign,
+                                 content=f"post-{date}-{i}", reach=reach))
+        for _ in range(self._poisson(12 * scale)):
+            at = day + int(rng.random() * DAY)
+            channel = rng.choice(["organic_search", "email", "referral", "organic_social"])
+            self._at(at, partial(self._content, channel=channel))
+        if iso_ms(day)[8:10] in ("01", "15"):  # a flyer drop twice a month
+            at = day + 10 * HOUR
+            self._at(at, lambda t: self._eng(t, "flyer_distributed", "offline",
+                                             f"flyer-{date}", "flyer-spring", int(2000 * scale)))
+        if weekday == 3:  # a conference every Thursday
+            self._at(day + 9 * HOUR, lambda t: self._conference(t, f"conf-{date}"))
+
+    def _social_post(self, t: int, channel: str, campaign: str, content: str,
+                     reach: int) -> None:
+        """Platform reports, hourly for six hours: impressions and reactions decay."""
+        rng = self.erng
+        for h in range(6):
+            at = t + h * HOUR + int(rng.random() * 5 * MIN)
+            imp = int(reach * 0.5 ** h)
+            if not imp:
+                break
+            self._eng(at, "impression", channel, campaign, content, imp)
+            for kind, rate in (("like", 0.025), ("comment", 0.004), ("share", 0.003),
+                               ("follow", 0.002)):
+                self._eng(at, kind, channel, campaign, content,
+                          int(imp * rate * rng.uniform(0.5, 1.5) + rng.random()))
+
+    def _content(self, t: int, channel: str) -> None:
+        rng = self.erng
+        content = rng.choice(["whitepaper-kpis", "guide-attribution", "webinar-revops"])
+        self._eng(t, "view", channel, "content", content, 1 + int(rng.expovariate(0.2)))
+        if rng.random() < 0.4:
+            self._eng(t + 2 * MIN, "download", channel, "content", content, 1)
+
+    def _conference(self, t: int, campaign: str) -> None:
+        """Attendees at a booth: each badge scan is one attendance with a contact; some
+        of them visit the site within two weeks (the flyer's QR code) and convert."""
+        rng = self.erng
+        for _ in range(max(5, int(rng.gauss(60, 15) * max(self.o.sessions_per_day / 4000,
+                                                            0.2)))):
+            v = Visitor(self._id("v"), self._pick(DEVICES))
+            v.contact = self._id("c") if rng.random() < 0.6 else None
+            at = t + int(rng.random() * 7 * HOUR)
+            ids = {"contact_id": v.contact} if v.contact else {}
+            self._eng(at, "event_attendance", "offline", campaign, "booth", 1, **ids)
+            if rng.random() < 0.25:
+                self.visitors.append(v)
+                self._at(at + int(rng.uniform(0.5, 14) * DAY), partial(self._offline_visit, v=v))
+
+    def _offline_visit(self, t: int, v: Visitor) -> None:
+        rng = self.erng
+        v.visits += 1
+        self._emit(t, "page_view", {"visitor_id": v.vid, "url": SITE + "/lp/conference",
+                                    "page_type": "landing", "channel": "offline",
+                                    "device": v.device}, rng=rng)
+        self._emit(t + 40_000, "page_view", {"visitor_id": v.vid, "url": SITE + "/pricing",
+                                             "page_type": "pricing", "device": v.device},
+                   rng=rng)
+        if rng.random() < 0.6:
+            v.contact = v.contact or self._id("c")
+            goal = rng.choice(["demo_request", "contact", "content_download"])
+            self._emit(t + 90_000, "form_submit", {"visitor_id": v.vid,
+                                                   "contact_id": v.contact, "goal": goal},
+                       rng=rng)
 
     # -- CRM --------------------------------------------------------------------
     def _new_deal(self, t: int, contact: str | None, kind: str = "new_business",
@@ -507,7 +600,10 @@ def closing_events(partitions: int, at: int) -> list[dict[str, Any]]:
             {**base, "event_type": "deal_update", "event_id": f"close-du-{p}",
              "deal_id": f"closer-deal-{p}", "contact_id": key, "customer_id": f"closer-{p}",
              "kind": "new_business", "stage": "mql", "amount": 0.0, "currency": "EUR",
-             "created_at": iso_ms(at)}]
+             "created_at": iso_ms(at)},
+            {**base, "event_type": "engagement", "event_id": f"close-en-{p}",
+             "channel": "other", "campaign": key, "content_id": "closing",
+             "kind": "impression", "count": 1}]
     for p, ch in sorted(channels.items()):
         out.append({**base, "event_type": "spend", "event_id": f"close-sp-{p}",
                     "channel": None if ch == "unallocated" else ch, "campaign": "closing",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from streams.records import DealUpdate, EmailEvent, FormSubmit, PageView, Spend
+from streams.records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
 
 HOUR, DAY = 3_600_000, 86_400_000
 TIMEOUT = 30 * 60_000
@@ -180,6 +180,19 @@ def recompute(records: list[Any], model: str = "first_touch"
                     if r.category == "media":
                         num[("media_spend", *key)] += r.cost * share
                 b += width
+    # engagement (section 11): counts by kind; "social" is the two social channels
+    for r in unique:
+        if not isinstance(r, Engagement):
+            continue
+        dims = ["", f"channel={r.channel}", f"campaign={r.campaign}"]
+        social = r.channel in ("organic_social", "paid_social")
+        name = ("content_views" if r.kind in ("view", "download")
+                else "offline_reach" if r.kind in ("flyer_distributed", "event_attendance")
+                else "social_impressions" if social and r.kind == "impression"
+                else "social_engagements" if social and r.kind in ("like", "comment", "share")
+                else "new_followers" if social and r.kind == "follow" else None)
+        if name:
+            bump(name, r.t, dims, r.count)
     return _kpis(num)
 
 
@@ -286,7 +299,8 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
     counts = ["pageviews", "sessions", "users", "new_users", "conversions", "leads",
               "emails_sent", "emails_delivered", "spend", "media_spend", "impressions",
               "clicks", "mqls", "sals", "sqls", "opportunities", "won_deals", "lost_deals",
-              "revenue", "new_revenue", "gross_profit", "new_customers"]
+              "revenue", "new_revenue", "gross_profit", "new_customers", "content_views",
+              "social_impressions", "social_engagements", "new_followers", "offline_reach"]
     for key in keys:
         for name in counts:
             if (name, *key) in num:
@@ -301,6 +315,11 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
                 continue  # by total and channel only
             if (n, *key) in num or (d, *key) in num:
                 out[(name, *key)] = (g(n, key), g(d, key))
+        if ("social_impressions", *key) in num:
+            out[("social_engagement_rate", *key)] = (g("social_engagements", key),
+                                                     g("social_impressions", key))
+        if key[2].startswith("channel=") and ("offline_reach", *key) in num:
+            out[("offline_response_rate", *key)] = (g("leads", key), g("offline_reach", key))
         if ("sessions", *key) in num:
             out[("avg_session_duration_s", *key)] = (g("duration_ms", key) / 1000,
                                                      g("sessions", key))

@@ -19,6 +19,7 @@ from ..events import Decoder, Reject, dead_letter_record, iso_ms
 from ..kpis.customers import CustomerPartition
 from ..kpis.deltas import Deltas
 from ..kpis.email import EmailConfig, EmailPartition
+from ..kpis.engagement import EngagementConfig, EngagementPartition
 from ..kpis.funnel import FunnelConfig, FunnelPartition
 from ..kpis.merge import MergeConfig, MergePartition
 from ..kpis.spend import SpendConfig, SpendPartition
@@ -103,7 +104,7 @@ class InputStage(StageRunner):
         self.decoder = decoder
         s = kw["settings"]
         types = {"web": ["page_view", "form_submit"], "email": ["email_event"],
-                 "spend": ["spend"]}[kind]
+                 "spend": ["spend"], "engagement": ["engagement"]}[kind]
         self.type_of = {topics.input(t): t for t in types}
         super().__init__(state_topic=topics.state(kind), input_topics=list(self.type_of), **kw)
         self.stage = kind
@@ -111,6 +112,8 @@ class InputStage(StageRunner):
             self.cfg: Any = web_config(s)
         elif kind == "email":
             self.cfg = EmailConfig(s.allowed_lateness_ms, s.exclude_machine_opens)
+        elif kind == "engagement":
+            self.cfg = EngagementConfig(s.allowed_lateness_ms)
         else:
             self.cfg = SpendConfig(s.allowed_lateness_ms, s.retention_1m_ms)
         self.items: dict[int, list[tuple[str, Any]]] = defaultdict(list)
@@ -121,6 +124,8 @@ class InputStage(StageRunner):
             return WebPartition(self.cfg)
         if self.kind == "email":
             return EmailPartition(self.cfg)
+        if self.kind == "engagement":
+            return EngagementPartition(self.cfg)
         return SpendPartition(self.cfg)
 
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
@@ -432,6 +437,7 @@ class MergeStage(StageRunner):
             feeds={"web": (topics.input("page_view"), topics.input("form_submit")),
                    "email": (topics.input("email_event"),),
                    "spend": (topics.input("spend"),),
+                   "eng": (topics.input("engagement"),),
                    "lead": (topics.leads,), "funnel": (topics.leads,),
                    "cust": (topics.customers,)},
             partitions=s.input_partitions, lateness_ms=s.allowed_lateness_ms,

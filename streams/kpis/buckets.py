@@ -71,5 +71,39 @@ def rolling_ends_covering(window: str, bucket_start: int) -> list[int]:
     return [first_end + width * i for i in range(n)]
 
 
+# every view (rolling or calendar month) -> the bucket it is merged from
+VIEW_BASE: dict[str, str] = {**{w: base for w, (base, _) in ROLLING.items()}, "1mo": "1d"}
+
+
+def view_members(window: str, end: int) -> list[int]:
+    """Starts of the base buckets of the view ending at ``end``."""
+    if window == "1mo":
+        return list(range(month_start(end - 1), end, DAY))
+    return rolling_members(window, end)
+
+
+def view_ends_covering(window: str, bucket_start: int) -> list[int]:
+    """Ends of the views that include the base bucket starting at ``bucket_start``."""
+    if window == "1mo":
+        return [month_end(month_start(bucket_start))]
+    return rolling_ends_covering(window, bucket_start)
+
+
+def view_start(window: str, end: int) -> int:
+    if window == "1mo":
+        return month_start(end - 1)
+    base, n = ROLLING[window]
+    return end - BUCKETS[base] * n
+
+
+def view_end_at(window: str, t: int) -> int:
+    """End of the newest view that holds ``t`` (the month of ``t``, or the rolling view
+    ending with the base bucket of ``t``)."""
+    if window == "1mo":
+        return month_end(month_start(t))
+    base = ROLLING[window][0]
+    return floor(t, base) + BUCKETS[base]
+
+
 def overlap(a0: int, a1: int, b0: int, b1: int) -> int:
     return max(0, min(a1, b1) - max(a0, b0))

@@ -31,6 +31,7 @@ class Context:
     model: str
 
 WEB_DIMS = frozenset({"", "channel", "device"})
+ENG_DIMS = frozenset({"", "channel", "campaign"})
 MONEY = "CURRENCY"  # placeholder for the reporting currency
 
 
@@ -138,6 +139,22 @@ KPIS: tuple[KPI, ...] = (
        "lagging", "media spend / clicks"),
     _k("cpm", _t("spend.media", M), _t("spend.imp", 0.001), MONEY,
        {"", "channel", "campaign"}, "lagging", "media spend / (impressions / 1000)"),
+    # -- engagement (section 11) -------------------------------------------------------
+    _k("content_views", _t("eng.cv"), None, "count", ENG_DIMS, "leading",
+       "engagements of kind view or download"),
+    _k("social_impressions", _t("eng.simp"), None, "count", ENG_DIMS, "leading",
+       "impressions on organic_social and paid_social"),
+    _k("social_engagements", _t("eng.seng"), None, "count", ENG_DIMS, "leading",
+       "likes + comments + shares on organic_social and paid_social"),
+    _k("social_engagement_rate", _t("eng.seng"), _t("eng.simp"), "ratio", ENG_DIMS,
+       "leading", "social engagements / social impressions"),
+    _k("new_followers", _t("eng.fol"), None, "count", ENG_DIMS, "leading",
+       "follows on organic_social and paid_social"),
+    _k("offline_reach", _t("eng.off"), None, "count", ENG_DIMS, "leading",
+       "flyers distributed + event attendance"),
+    _k("offline_response_rate", _t("lead.le", M), _t("eng.off"), "ratio", {"channel"},
+       "leading", "leads credited to the channel / its offline reach (channel=offline)",
+       modes=("attribution",)),
     # -- leads (section 7) ------------------------------------------------------
     _k("leads", _t("lead.le", M), None, "count", {"", "channel"}, "leading",
        "contacts whose first lead goal is in the bucket (channel: attribution credit)",

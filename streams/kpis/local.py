@@ -13,10 +13,11 @@ from typing import Any
 
 from ..events import Decoder
 from ..produce import partition_for
-from ..records import DealUpdate, EmailEvent, FormSubmit, PageView, Spend
+from ..records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
 from .catalogue import Modes
 from .customers import CustomerPartition
 from .email import EmailConfig, EmailPartition
+from .engagement import EngagementConfig, EngagementPartition
 from .funnel import FunnelConfig, FunnelPartition
 from .merge import MergeConfig, MergePartition
 from .spend import SpendConfig, SpendPartition
@@ -24,7 +25,7 @@ from .stage import StageOutput
 from .web import WebConfig, WebPartition
 
 TOPIC = {PageView: "page_views", FormSubmit: "form_submits", EmailEvent: "email_events",
-         Spend: "spend", DealUpdate: "deal_updates"}
+         Spend: "spend", DealUpdate: "deal_updates", Engagement: "engagements"}
 
 
 class LocalPipeline:
@@ -44,6 +45,8 @@ class LocalPipeline:
                       for _ in range(partitions)]
         self.spend = [SpendPartition(spend or SpendConfig(lateness_ms=lateness_ms))
                       for _ in range(partitions)]
+        self.engagement = [EngagementPartition(EngagementConfig(lateness_ms=lateness_ms))
+                           for _ in range(partitions)]
         self.funnel = [FunnelPartition(FunnelConfig(attribution, lateness_ms, default_margin))
                        for _ in range(partitions)]
         self.customers = [CustomerPartition() for _ in range(partitions)]
@@ -52,7 +55,8 @@ class LocalPipeline:
             cfg_kw["retention"] = retention
         self.merge_cfg = MergeConfig(
             feeds={"web": ("page_views", "form_submits"), "email": ("email_events",),
-                   "spend": ("spend",), "lead": ("leads",), "funnel": ("leads",),
+                   "spend": ("spend",), "eng": ("engagements",), "lead": ("leads",),
+                   "funnel": ("leads",),
                    "cust": ("customers",)},
             partitions=partitions, lateness_ms=lateness_ms,
             session_timeout_ms=session_timeout_ms,
@@ -68,12 +72,10 @@ class LocalPipeline:
         """Process records as one batch per partition, in the given order."""
         by_part: dict[tuple[str, int], list[tuple[str, Any]]] = defaultdict(list)
         for rec in records:
-            topic = TOPIC.get(type(rec))
-            if topic is None:
-                continue  # engagements: not part of these stages
+            topic = TOPIC[type(rec)]
             key = {"page_views": "visitor_id", "form_submits": "visitor_id",
                    "email_events": "message_id", "spend": "channel",
-                   "deal_updates": "contact_id"}[topic]
+                   "deal_updates": "contact_id", "engagements": "campaign"}[topic]
             kv = getattr(rec, key) or (rec.deal_id if topic == "deal_updates"
                                        else "unallocated")
             by_part[(topic, partition_for(kv, self.partitions))].append((topic, rec))
@@ -90,6 +92,9 @@ class LocalPipeline:
             self._route(f"email/{p}", out, self._wm(self.email[p], p, ("email_events",)))
             out = self.spend[p].process(by_part.get(("spend", p), []), wall_ms)
             self._route(f"spend/{p}", out, self._wm(self.spend[p], p, ("spend",)))
+            out = self.engagement[p].process(by_part.get(("engagements", p), []), wall_ms)
+            self._route(f"engagement/{p}", out, self._wm(self.engagement[p], p,
+                                                         ("engagements",)))
         web_marks = {}
         for p in range(self.partitions):
             web_marks.update(self._wm(self.web[p], p, ("page_views", "form_submits")))
@@ -150,7 +155,7 @@ class LocalPipeline:
             for name in list(m.src_wm):
                 m.src_wm[name] = far_future_ms
             for t in ("page_views", "form_submits", "email_events", "spend", "leads",
-                      "customers", "deal_updates"):
+                      "customers", "deal_updates", "engagements"):
                 for p in range(self.partitions):
                     m.src_wm[f"{t}/{p}"] = far_future_ms
         return self.emit()

@@ -54,7 +54,7 @@ class MergeConfig:
         "1m": 2 * B.DAY, "1h": 90 * B.DAY, "1d": 730 * B.DAY})
     modes: Modes = field(default_factory=Modes)
     currency: str = "EUR"
-    rolling: tuple[str, ...] = ("15m", "24h", "7d", "30d")
+    rolling: tuple[str, ...] = ("15m", "24h", "7d", "30d", "1mo")
 
 
 @dataclass
@@ -264,7 +264,7 @@ class MergePartition:
                     continue
                 out += self._cell_snapshots(key, cell, computed_at)
                 for window in self.cfg.rolling:
-                    if B.ROLLING[window][0] == key[0]:
+                    if B.VIEW_BASE[window] == key[0]:
                         touched.add((window, key[1], key[2]))
             self.emitted_cells = todo[:done]
             budget = None if max_docs is None else max(max_docs - len(out), 0)
@@ -330,11 +330,11 @@ class MergePartition:
 
     def rolling_comps(self, window: str, end: int, dim: str) -> tuple[Comps, bool]:
         """Merged components of a rolling view and whether any member has data."""
-        base, _ = B.ROLLING[window]
+        base = B.VIEW_BASE[window]
         merged: Comps = {}
         union = None
         found = False
-        for start in B.rolling_members(window, end):
+        for start in B.view_members(window, end):
             cell = self.cells.get((base, start, dim))
             if cell is None:
                 continue
@@ -369,10 +369,9 @@ class MergePartition:
         for window, start, dim in touched:
             if publish is not None and window not in publish:
                 continue  # not published: nothing to track (the API computes it on demand)
-            base = B.ROLLING[window][0]
-            # views ending after the bucket that holds "now" lie in the future
-            current_end = B.floor(now, base) + B.BUCKETS[base]
-            for end in B.rolling_ends_covering(window, start):
+            # views ending after the one that holds "now" lie in the future
+            current_end = B.view_end_at(window, now)
+            for end in B.view_ends_covering(window, start):
                 if end <= current_end:
                     changed.add((window, end, dim))
         todo = changed | self.views_todo
@@ -402,7 +401,7 @@ class MergePartition:
             final = self.is_final(end, set(comps))
             rev = 0 if state is None else state[0] + 1
             prev_fams = [] if state is None else state[2]
-            start = end - _window_len(window)
+            start = B.view_start(window, end)
             out += self._publish((window, start, end, dim), comps, (rev, prev_fams), final,
                                  computed_at)
             self.views[vkey] = [rev, final, sorted(comps)]
@@ -452,14 +451,13 @@ class MergePartition:
         for window in self.cfg.rolling:
             if windows is not None and window not in windows:
                 continue
-            base = B.ROLLING[window][0]
-            end = B.floor(now, base) + B.BUCKETS[base]
+            end = B.view_end_at(window, now)
             view_dims = {d for (_, _, d) in self.cells} if dims is None else dims
             for dim in sorted(view_dims):
                 comps, found = self.rolling_comps(window, end, dim)
                 if not found:
                     continue
-                start = end - _window_len(window)
+                start = B.view_start(window, end)
                 state = self.views.get((window, end, dim), [0, False, []])
                 for kpi in kpis_for(dim, comps):
                     if kpis is not None and kpi.name not in kpis:
@@ -499,11 +497,11 @@ class MergePartition:
                     for n in _names_for_families(dim, tuple(cell.fams))]
         for vkey in [v for v, s in self.views.items() if s[1]]:
             window, end, dim = vkey
-            base = B.ROLLING[window][0]
+            base = B.VIEW_BASE[window]
             if base in horizons and end < horizons[base]:
                 state = self.views.pop(vkey)
                 self.dirty.add(view_store_key(vkey))
-                start = end - _window_len(window)
+                start = B.view_start(window, end)
                 out += [(snapshot_key(n, window, start, dim), None)
                         for n in _names_for_families(dim, tuple(state[2]))]
         return out
@@ -568,11 +566,6 @@ def _names_for_families(dim: str, families: tuple[str, ...]) -> tuple[str, ...]:
     """Names of the KPIs a cell with these families publishes for this dim."""
     fams = set(families)
     return tuple(k.name for k in BY_DIM.get(dim_name(dim), ()) if not k.families.isdisjoint(fams))
-
-
-def _window_len(window: str) -> int:
-    base, n = B.ROLLING[window]
-    return B.BUCKETS[base] * n
 
 
 def _iso_ms(ms: int) -> str:

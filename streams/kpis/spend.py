@@ -13,13 +13,12 @@ cost may land in buckets that are already final, which are then restated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..records import Spend
 from .buckets import BUCKETS, DAY
-from .deltas import MICRO, Deltas, add, dim, prune_zero
+from .deltas import MICRO, Deltas, add, dim
 from .stage import StageOutput
-from .watermark import ClockedPartition
+from .watermark import DedupedPartition
 
 FAMILY = "spend"
 
@@ -73,46 +72,15 @@ def spend_facts(rec: Spend, sign: int, out: Deltas, lo_1m: int | None) -> None:
                     add(out, (FAMILY, size, b, d), comp, sign * share)
 
 
-class SpendPartition(ClockedPartition):
+class SpendPartition(DedupedPartition):
+    event_type = "spend"
+
     def __init__(self, cfg: SpendConfig) -> None:
-        super().__init__()
+        super().__init__(cfg.lateness_ms)
         self.cfg = cfg
-        self.seen: dict[str, int] = {}  # event_id -> occurred_at, for deduplication
 
-    def process(self, items: list[tuple[str, Spend]], wall_ms: int) -> StageOutput:
-        out = StageOutput()
-        for topic, rec in items:
-            if rec.event_id in self.seen:
-                out.count("spend", "duplicate")
-                continue
-            if not self.admit(out, topic, rec, "spend", self.cfg.lateness_ms, wall_ms):
-                continue
-            clock = self.clocks[topic]
-            self.seen[rec.event_id] = rec.t
-            out.dirty.add(rec.event_id)
-            # 1m buckets older than their retention are gone; do not recreate them
-            lo_1m = clock.wm - self.cfg.retention_1m_ms if clock.wm is not None else None
-            spend_facts(rec, 1, out.deltas, lo_1m)
-        out.deltas = prune_zero(out.deltas)
-        return out
-
-    def prune(self, keys: list[str] | None = None) -> set[str]:
-        wm = self.low_watermark()
-        if wm is None:
-            return set()
-        # a repeat of an event older than this is late anyway
-        horizon = wm - self.cfg.lateness_ms - 60_000
-        gone = {eid for eid, t in self.seen.items() if t < horizon}
-        for eid in gone:
-            del self.seen[eid]
-        return gone
-
-    def state_keys(self) -> int:
-        """Entries of state held (the changelog holds one record per entry)."""
-        return len(self.seen)
-
-    def dump(self, key: str) -> Any:
-        return self.seen.get(key)
-
-    def load(self, key: str, value: Any) -> None:
-        self.seen[key] = value
+    def facts(self, topic: str, rec: Spend, out: StageOutput) -> None:
+        clock = self.clocks[topic]
+        # 1m buckets older than their retention are gone; do not recreate them
+        lo_1m = clock.wm - self.cfg.retention_1m_ms if clock.wm is not None else None
+        spend_facts(rec, 1, out.deltas, lo_1m)

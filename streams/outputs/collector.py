@@ -27,7 +27,7 @@ from ..kpis.catalogue import Modes, evaluate, kpis_for
 from ..kpis.merge import MergePartition, present
 
 BUCKET_WINDOWS = ("1m", "1h", "1d")
-ROLLING_WINDOWS = ("15m", "24h", "7d", "30d")
+ROLLING_WINDOWS = ("15m", "24h", "7d", "30d", "1mo")
 UNIT_FAMILY = {"ratio": "ratio", "count": "count", "CURRENCY": "currency", "s": "seconds",
                "pages": "pages", "days": "days"}
 PROM_DIMS = ("channel", "device")
@@ -129,13 +129,12 @@ class KpiCollector(Collector):
         for dim in dims:
             channel, device = _labels(dim)
             for window in ROLLING_WINDOWS:
-                base = B.ROLLING[window][0]
-                end = B.floor(now, base) + B.BUCKETS[base]
+                end = B.view_end_at(window, now)
                 comps, found = proc.rolling_comps(window, end, dim)
                 if found:
-                    length = B.BUCKETS[base] * B.ROLLING[window][1]
+                    begin = B.view_start(window, end)
                     self._add(families, dim, window, "rolling", comps, channel, device,
-                              lambda d=dim, e=end, n=length: proc.context(d, e - n, e))
+                              lambda d=dim, s=begin, e=end: proc.context(d, s, e))
 
     def _add(self, families: dict[str, GaugeMetricFamily], dim: str, window: str,
              period: str, comps: Any, channel: str, device: str, context: Any) -> None:

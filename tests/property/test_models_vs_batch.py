@@ -56,3 +56,6 @@ def test_week_matches_batch(week: list[Any], model: str) -> None:
     assert not bad, bad[:10]
     funnel_keys = [k for k in want if k[0] in ("won_deals", "mqls", "revenue", "new_customers")]
     assert compared > 1000 and len(funnel_keys) > 20
+    eng_keys = [k for k in want if k[0] in ("social_engagement_rate", "offline_reach",
+                                            "content_views", "offline_response_rate")]
+    assert len(eng_keys) > 20
