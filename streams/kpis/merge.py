@@ -109,6 +109,8 @@ class MergePartition:
         self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
         self._lows: dict[str, int] | None = None
         self.views_todo: set[ViewKey] = set()  # rolling views to publish again
+        # (size, dim) -> end of the newest cell expired: nothing recreates those buckets
+        self.expired_to: dict[tuple[str, str], int] = {}
         self._publish_windows: Any = None
         self.emitted_cells: list[CellKey] = []
         self.emitted_views: list[ViewKey] = []
@@ -145,6 +147,12 @@ class MergePartition:
         topics = [t for f in families for t in self.cfg.feeds.get(f, ())]
         return bool(topics) and all(lows.get(t, -NEVER) >= deadline for t in topics)
 
+    def _family_lows(self) -> dict[str, int]:
+        """Per family, the watermark all of its source partitions have passed."""
+        lows = self._topic_lows()
+        return {fam: min((lows.get(t, -NEVER) for t in topics), default=-NEVER)
+                for fam, topics in self.cfg.feeds.items()}
+
     def event_time_now(self) -> int | None:
         marks = [w for w in self.src_wm.values() if w is not None]
         return max(marks) if marks else None
@@ -170,7 +178,9 @@ class MergePartition:
             key = (size, start, dim)
             cell = self.cells.get(key)
             if cell is None:
-                if size in expiry and B.bucket_end(start, size) < expiry[size]:
+                end = B.bucket_end(start, size)
+                if (size in expiry and end < expiry[size]) or \
+                        end <= self.expired_to.get((size, dim), -NEVER):
                     continue  # past retention: do not bring an expired bucket back
                 cell = self.cells[key] = Cell()
                 self.open_cells.add(key)
@@ -483,10 +493,26 @@ class MergePartition:
         horizons = self._expiry_horizons()
         if not horizons:
             return []
+        # A final cell expires once the sources of *its* families are past its end plus
+        # the retention: a sparse topic (engagements keyed by campaign) holds back only
+        # the cells it contributes to, not every cell of the partition.
+        fam_low = self._family_lows()
+        keep = self.cfg.retention
+
+        def past(size: str, end: int, fams: Any) -> bool:
+            if size not in keep:
+                return False
+            lows = [fam_low.get(f, -NEVER) for f in fams]
+            low = min(lows) if lows else self.low_watermark()
+            return low is not None and end < low - keep[size]
+
         out: list[Snapshot] = []
         gone = [k for k, c in self.cells.items()
-                if k[0] in horizons and B.bucket_end(k[1], k[0]) < horizons[k[0]] and c.final]
+                if c.final and past(k[0], B.bucket_end(k[1], k[0]), present(c.comps))]
         for size, start, dim in gone:
+            end = B.bucket_end(start, size)
+            if end > self.expired_to.get((size, dim), -NEVER):
+                self.expired_to[(size, dim)] = end
             cell = self.cells.pop((size, start, dim))
             net = self._cust.get(dim, {}).get(size, {}).pop(start, 0)
             if size == "1d" and net:
@@ -497,8 +523,7 @@ class MergePartition:
                     for n in _names_for_families(dim, tuple(cell.fams))]
         for vkey in [v for v, s in self.views.items() if s[1]]:
             window, end, dim = vkey
-            base = B.VIEW_BASE[window]
-            if base in horizons and end < horizons[base]:
+            if past(B.VIEW_BASE[window], end, self.views[vkey][2]):
                 state = self.views.pop(vkey)
                 self.dirty.add(view_store_key(vkey))
                 start = B.view_start(window, end)

@@ -39,7 +39,7 @@ def test_every_event_is_valid(decoder: Decoder) -> None:
 
 
 def test_world_features() -> None:
-    events = _events(Options(seed=3, sessions_per_day=3000, duplicate_rate=0.01), days=3)
+    events = _events(Options(seed=3, sessions_per_day=3000, duplicate_rate=0.01), days=5)
     ids = Counter(e["event_id"] for e in events)
     assert any(n > 1 for n in ids.values()), "trackers resend some events"
     visitors = Counter(e["visitor_id"] for e in events if e["event_type"] == "page_view")
@@ -47,7 +47,15 @@ def test_world_features() -> None:
     currencies = {e["currency"] for e in events if e["event_type"] == "spend"}
     assert {"USD", "EUR", "GBP"} <= currencies
     stages = {e["stage"] for e in events if e["event_type"] == "deal_update"}
-    assert {"mql", "sal", "won"} <= stages
+    assert {"mql", "sal", "won", "lost"} <= stages
+    # off-site engagement: social posts with reactions, content, a conference
+    kinds = {e["kind"] for e in events if e["event_type"] == "engagement"}
+    assert {"impression", "like", "share", "follow", "view", "event_attendance"} <= kinds
+    guests = {e.get("contact_id") for e in events
+              if e["event_type"] == "engagement" and e["kind"] == "event_attendance"}
+    offline = [e for e in events if e["event_type"] == "page_view"
+               and e.get("channel") == "offline"]
+    assert len(guests) > 10 and offline, "conference guests visit the site later"
     devices = {e.get("device") for e in events if e["event_type"] == "page_view"}
     assert {"desktop", "mobile", "tablet"} <= devices
     # arrival order is not event-time order (tracker delays)

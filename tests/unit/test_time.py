@@ -161,3 +161,23 @@ def test_day_equals_sum_of_hours(decoder: Decoder) -> None:
         hours = sum(d["numerator"] for k, d in snaps.items()
                     if k.startswith(f"{kpi}|1h|2026-11-17") and k.endswith("|"))
         assert snap(snaps, kpi, "1d", day)["numerator"] == pytest.approx(hours, abs=1e-6)
+
+
+def test_a_sparse_topic_holds_back_only_the_cells_it_feeds() -> None:
+    m = merge(retention={"1m": 2 * DAY, "1h": 90 * DAY, "1d": 730 * DAY})
+    # spend reported once at 10:00, then its partitions fall silent
+    m.apply(partial("spend/0", 1, {"sp/0": H10, "sp/1": H10},
+                    [["spend", "1m", H10, "channel=display", {"cost": 1}]]))
+    m.apply(partial("web/0", 1, {"pv/0": H10, "fs/0": None, "pv/1": H10, "fs/1": None},
+                    [["web", "1m", H10, "channel=direct", {"pv": 1}]]))
+    m.emit(0)
+    # web moves on three days; spend does not
+    m.apply(partial("web/0", 2, {"pv/0": H10 + 3 * DAY, "pv/1": H10 + 3 * DAY}))
+    m.emit(0)
+    m.expire()
+    assert ("1m", H10, "channel=direct") not in m.cells  # web's own sources passed it
+    assert ("1m", H10, "channel=display") in m.cells  # spend cannot vouch for it yet
+    # a late web delta for the expired minute does not bring it back, even though the
+    # lowest watermark overall (spend's) is still behind it
+    m.apply(partial("web/1", 1, {}, [["web", "1m", H10, "channel=direct", {"pv": 1}]]))
+    assert ("1m", H10, "channel=direct") not in m.cells
