@@ -119,6 +119,7 @@ async def finished(settings: Settings, span: tuple[int, int], stable_polls: int 
     deadline = time.monotonic() + limit_s
     last = None
     same = 0
+    mine: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         snaps = await latest_snapshots(settings)
         mine = {k: d for k, d in snaps.items()
@@ -132,7 +133,9 @@ async def finished(settings: Settings, span: tuple[int, int], stable_polls: int 
             same = 0
         last = signature
         await asyncio.sleep(5)
-    raise TimeoutError("the run did not finish in time")
+    open_keys = sorted(k for k, d in (mine or {}).items() if not d["final"])
+    raise TimeoutError(f"the run did not finish in time: {len(open_keys)} of "
+                       f"{len(mine or {})} snapshots not final, e.g. {open_keys[:8]}")
 
 
 def compare(ref: dict[str, Any], got: dict[str, Any]) -> list[str]:
@@ -152,6 +155,14 @@ def log_says(path: Path, text: str) -> int:
         return path.read_text(errors="replace").count(text)
     except OSError:
         return 0
+
+
+def log_lines(path: Path, pattern: str) -> int:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return 0
+    return sum(1 for line in text.splitlines() if re.search(pattern, line))
 
 
 def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
@@ -233,7 +244,9 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
         "replayed_partials_logged": log_says(main.log, "restored "),
         "broker_away_warnings": log_says(main.log, "Kafka broker unreachable"),
         "broker_back_lines": log_says(main.log, "Kafka broker reachable again"),
-        "raw_connection_errors_logged": log_says(main.log, "Unable connect to node"),
+        # aiokafka's own per-retry lines (the summary quotes the first one as a warning)
+        "raw_connection_errors_logged": log_lines(main.log,
+                                                  r"ERROR aiokafka.*Unable connect to node"),
         "tracebacks_in_worker_log": log_says(main.log, "Traceback"),
     })
     return report

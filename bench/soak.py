@@ -133,7 +133,16 @@ def main() -> int:
                 time.sleep(1)
             else:
                 raise SystemExit(f"day {day} was not processed in 15 minutes")
-            time.sleep(3)  # a tick to flush, expire and publish
+            # stage 1 has counted every event; wait until the later stages (contacts,
+            # customers, merge) have consumed everything too, so state is not sampled
+            # mid-backlog (the lag gauge is refreshed every 10 s)
+            caught_up = 0
+            while caught_up < 2 and time.monotonic() < deadline:
+                time.sleep(6)
+                text = scrape(url)
+                lag = metric_sum(text, "kpi_streams_consumer_lag_messages")
+                caught_up = caught_up + 1 if lag == 0 else 0
+            time.sleep(2)  # a tick to flush, expire and publish
             text = scrape(url)
             assert w.proc is not None
             keys = {st: metric_sum(text, "kpi_streams_state_keys", stage=st)

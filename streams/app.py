@@ -195,8 +195,15 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
             return
         probe = lag_probe.get("c")
         if probe is None:
-            probe = lag_probe["c"] = consumer(settings)
-            await probe.start()
+            probe = consumer(settings)
+            try:
+                await probe.start()
+            except KafkaError as exc:  # the broker is away: measure next time
+                await probe.stop()
+                if pipe.outage is None or not pipe.outage.away:
+                    log.warning("lag: cannot reach Kafka (%s)", exc)
+                return
+            lag_probe["c"] = probe
         for name, runner in pipe.runners.items():
             tps = [TopicPartition(t, p) for t in runner.input_topics for p in runner.assigned]
             if not tps:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from . import broker
+from .channels import ConfigError
 from .settings import SPECS, Settings, SettingsError, load_settings
 
 EPILOG = """\
@@ -378,6 +379,45 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# -- score --------------------------------------------------------------------------
+def cmd_score(args: argparse.Namespace) -> int:
+    from .events import iso_ms
+    from .kafka import consumer
+    from .kpis.funnel import FunnelConfig, FunnelPartition
+    from .kpis.scoring import scoring_from_settings
+    from .produce import partition_for
+    from .store import restore
+    from .topics import Topics
+
+    s = _settings(args)
+    cfg = scoring_from_settings(s)  # a bad rules file is reported before anything else
+    at = _parse_time(args.at) if args.at else time.time_ns() // 1_000_000
+    partition = partition_for(args.contact_id, s.input_partitions)
+    topic = Topics(s).state("funnel")
+    restored = asyncio.run(restore(lambda: consumer(s), topic, partition))
+    proc = FunnelPartition(FunnelConfig(scoring=cfg))
+    value = restored.values.get(args.contact_id)
+    if value is not None:
+        proc.load(args.contact_id, value)
+    doc = proc.contact_score(args.contact_id, at)
+    if doc is None or not proc.contacts[args.contact_id].get("s"):
+        print(f"contact {args.contact_id}: no scored activity in {topic} "
+              f"(partition {partition})", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    status = (f"MQL since {doc['qualified_at']}" if doc["qualified_at"]
+              else f"not an MQL (threshold {doc['threshold']:g})")
+    print(f"contact {doc['contact_id']}: score {doc['score']:.1f}, grade {doc['grade']}, "
+          f"{status}")
+    print(f"known since {doc['known_since'] or '—'}; scored at {iso_ms(at)}")
+    print(f"{'rule':<28} {'times':>5} {'points now':>10}")
+    for r in doc["rules"]:
+        print(f"{r['rule']:<28} {r['times']:>5} {r['points']:>10.1f}")
+    return 0
+
+
 # -- kpis ---------------------------------------------------------------------------
 def cmd_kpis(args: argparse.Namespace) -> int:
     from .readback import latest_snapshots
@@ -585,6 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for the topic (default 30)")
 
+    p = add("score", "Print a contact's current lead score, grade and the rules behind it.",
+            cmd_score)
+    p.add_argument("contact_id", help="the contact (as on form submits and deal updates)")
+    p.add_argument("--at", help="score at this time (RFC 3339 or YYYY-MM-DD; default now)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
     add("settings", "List every setting: environment variable, current value, meaning.",
         cmd_settings)
     return parser
@@ -595,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except SettingsError as exc:
+    except (SettingsError, ConfigError) as exc:  # bad settings or configuration files
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -207,10 +207,11 @@ SPECS: tuple[Spec, ...] = (
          "Off-site engagement input topic.", "topics"),
     Spec("topic_snapshots", "KPI_TOPIC_SNAPSHOTS", "kpi.snapshots", str,
          "Compacted topic of KPI snapshots (the product's main output).", "topics"),
+    Spec("topic_lead_scores", "KPI_TOPIC_LEAD_SCORES", "mkt.lead_scores.v1", str,
+         "Contacts that qualified (MQL) by lead score, once each, with the rules that "
+         "fired.", "topics"),
     Spec("topic_late", "KPI_TOPIC_LATE", "kpi.late_events", str,
          "Where events judged late are sent, unchanged, with the watermark.", "topics"),
-    Spec("topic_lead_scores", "KPI_TOPIC_LEAD_SCORES", "mkt.lead_scores.v1", str,
-         "Contacts that crossed the MQL score threshold.", "topics"),
     Spec("dlq_suffix", "KPI_DLQ_SUFFIX", ".dlq", str,
          "Appended to an input topic's name to name its dead-letter topic.", "topics"),
     # -- Time ----------------------------------------------------------------
@@ -240,6 +241,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("channel_rules_file", "KPI_CHANNEL_RULES", "", _optional_path,
          "JSON channel rule table (see streams/config/channel_rules.json); empty: built-in.",
          "kpi"),
+    Spec("lead_scoring_file", "KPI_LEAD_SCORING", "", _optional_path,
+         "JSON lead-scoring rules (see streams/config/lead_scoring.json); empty: built-in. "
+         "Validated at start.", "kpi"),
     Spec("session_timeout_ms", "KPI_SESSION_TIMEOUT", "30m", parse_duration_ms,
          "Inactivity gap that ends a session.", "kpi"),
     Spec("session_split_midnight", "KPI_SESSION_SPLIT_MIDNIGHT", "false", _bool,
@@ -328,8 +332,8 @@ class Settings:
     topic_spend: str
     topic_engagements: str
     topic_snapshots: str
-    topic_late: str
     topic_lead_scores: str
+    topic_late: str
     dlq_suffix: str
     allowed_lateness_ms: int
     idle_timeout_ms: int
@@ -341,6 +345,7 @@ class Settings:
     reporting_currency: str
     fx_rates_file: Path | None
     channel_rules_file: Path | None
+    lead_scoring_file: Path | None
     session_timeout_ms: int
     session_split_midnight: bool
     session_split_campaign: bool

@@ -326,3 +326,61 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
         if ("media_spend", *key) in num:
             out[("cpm", *key)] = (g("media_spend", key), g("impressions", key) / 1000)
     return out
+
+
+def lead_qualifications(records: list[Any], rules_doc: dict[str, Any]
+                        ) -> dict[str, tuple[int, float]]:
+    """contact -> (time it first reached the MQL threshold, its score then), from the
+    rules file read plainly: facts of the contact's own forms, e-mails and engagements,
+    and of every page view and form of each visitor a form links to the contact."""
+    half = rules_doc["half_life_days"] * DAY
+    fields = {  # what a rule may test, read off each record
+        PageView: lambda r: ("page_view", {"page_type": r.page_type, "channel": r.channel,
+                                           "device": r.device, "utm_campaign": r.campaign}),
+        FormSubmit: lambda r: ("form_submit", {"goal": r.goal, "channel": r.channel}),
+        EmailEvent: lambda r: ("email_event", {"type": r.type, "campaign": r.campaign}),
+        Engagement: lambda r: ("engagement", {"kind": r.kind, "channel": r.channel,
+                                              "campaign": r.campaign}),
+    }
+
+    def points(r: Any) -> list[tuple[int, str, int, float]]:
+        kind, vals = fields[type(r)](r)
+        out = []
+        for i, rule in enumerate(rules_doc["rules"]):
+            if rule["on"] != kind:
+                continue
+            ok = all(vals.get(f) in (w if isinstance(w, list) else [w])
+                     for f, w in rule.get("when", {}).items())
+            if ok:
+                out.append((r.t, r.event_id, i, float(rule["points"])))
+        return out
+
+    unique = list({r.event_id: r for r in records}.values())
+    by_visitor: dict[str, list[Any]] = defaultdict(list)
+    links: dict[str, set[str]] = defaultdict(set)  # contact -> visitors
+    known: dict[str, int] = {}
+    own: dict[str, list[Any]] = defaultdict(list)
+    for r in unique:
+        if isinstance(r, (PageView, FormSubmit)):
+            by_visitor[r.visitor_id].append(r)
+        if isinstance(r, FormSubmit):
+            links[r.contact_id].add(r.visitor_id)
+            known[r.contact_id] = min(known.get(r.contact_id, r.t), r.t)
+        contact = (r.raw.get("contact_id") if isinstance(r, EmailEvent)
+                   else r.contact_id if isinstance(r, Engagement) else None)
+        if contact:
+            own[contact].append(r)
+            known[contact] = min(known.get(contact, r.t), r.t)
+    out: dict[str, tuple[int, float]] = {}
+    for contact, first in known.items():
+        facts = {f[1:3]: f for r in own[contact] for f in points(r)}
+        for vid in links[contact]:
+            facts.update({f[1:3]: f for r in by_visitor[vid] for f in points(r)})
+
+        fs = list(facts.values())
+        for t in sorted({f[0] for f in fs if f[0] >= first} | {first}):
+            s = sum(p * 0.5 ** ((t - ft) / half) for ft, _, _, p in fs if ft <= t)
+            if s >= rules_doc["mql_threshold"]:
+                out[contact] = (t, s)
+                break
+    return out

@@ -22,6 +22,7 @@ from ..kpis.email import EmailConfig, EmailPartition
 from ..kpis.engagement import EngagementConfig, EngagementPartition
 from ..kpis.funnel import FunnelConfig, FunnelPartition
 from ..kpis.merge import MergeConfig, MergePartition
+from ..kpis.scoring import scoring_from_settings
 from ..kpis.spend import SpendConfig, SpendPartition
 from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
@@ -42,7 +43,7 @@ def web_config(s: Any) -> WebConfig:
         split_midnight=s.session_split_midnight, split_campaign=s.session_split_campaign,
         engaged_ms=s.engaged_ms, lead_goals=frozenset(s.lead_goals),
         lookback_ms=s.attribution_lookback_ms, half_life_ms=s.time_decay_half_life_ms,
-        visitor_ttl_ms=s.visitor_ttl_ms)
+        visitor_ttl_ms=s.visitor_ttl_ms, scoring=scoring_from_settings(s))
 
 
 def partial_messages(topic: str, partitions: int, src: str, seq: int,
@@ -111,9 +112,10 @@ class InputStage(StageRunner):
         if kind == "web":
             self.cfg: Any = web_config(s)
         elif kind == "email":
-            self.cfg = EmailConfig(s.allowed_lateness_ms, s.exclude_machine_opens)
+            self.cfg = EmailConfig(s.allowed_lateness_ms, s.exclude_machine_opens,
+                                   scoring=scoring_from_settings(s))
         elif kind == "engagement":
-            self.cfg = EngagementConfig(s.allowed_lateness_ms)
+            self.cfg = EngagementConfig(s.allowed_lateness_ms, scoring_from_settings(s))
         else:
             self.cfg = SpendConfig(s.allowed_lateness_ms, s.retention_1m_ms)
         self.items: dict[int, list[tuple[str, Any]]] = defaultdict(list)
@@ -271,7 +273,8 @@ class FunnelStage(DerivedStage):
         super().__init__(state_topic=topics.state("funnel"),
                          input_topics=[topics.leads, self.deal_topic], **kw)
         self.cfg = FunnelConfig(attribution=s.attribution, lateness_ms=s.allowed_lateness_ms,
-                                default_margin=s.default_margin)
+                                default_margin=s.default_margin,
+                                scoring=scoring_from_settings(s))
         self.cands: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.deals: dict[int, list[tuple[str, Any]]] = defaultdict(list)
         self.acc: dict[int, StageOutput] = {}
@@ -331,6 +334,21 @@ class FunnelStage(DerivedStage):
         part.dirty |= out.dirty
         self.acc.setdefault(part.partition, StageOutput()).absorb(
             StageOutput(deltas=out.deltas))
+        self._score(part)
+
+    def _score(self, part: Part) -> None:
+        """Lead-score outputs that the stage's watermark has made final."""
+        deal_clock = part.proc.clocks.get(self.deal_topic)
+        marks = self.output_watermark(part, [deal_clock.wm if deal_clock else None])
+        out = part.proc.score_due(next(iter(marks.values()), None))
+        for doc in out.qualified:
+            part.outbox.append([self.topics.lead_scores, None, doc["contact_id"], doc])
+        if out.deltas:
+            self.acc.setdefault(part.partition, StageOutput()).absorb(
+                StageOutput(deltas=out.deltas))
+        if out.dirty:
+            part.dirty |= out.dirty
+            part.changed = True
 
     def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
@@ -350,6 +368,7 @@ class FunnelStage(DerivedStage):
         for clock in part.proc.clocks.values():
             if clock.idle_advance(wall, self.settings.idle_timeout_ms):
                 part.changed = True
+        self._score(part)
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
         return {**super().meta_extra(part),
@@ -437,7 +456,7 @@ class MergeStage(StageRunner):
             feeds={"web": (topics.input("page_view"), topics.input("form_submit")),
                    "email": (topics.input("email_event"),),
                    "spend": (topics.input("spend"),),
-                   "eng": (topics.input("engagement"),),
+                   "eng": (topics.input("engagement"),), "score": (topics.leads,),
                    "lead": (topics.leads,), "funnel": (topics.leads,),
                    "cust": (topics.customers,)},
             partitions=s.input_partitions, lateness_ms=s.allowed_lateness_ms,

@@ -155,6 +155,13 @@ KPIS: tuple[KPI, ...] = (
     _k("offline_response_rate", _t("lead.le", M), _t("eng.off"), "ratio", {"channel"},
        "leading", "leads credited to the channel / its offline reach (channel=offline)",
        modes=("attribution",)),
+    # -- lead quality (section 11) ---------------------------------------------------------
+    _k("scored_mqls", _t("score.mql"), None, "count", {""}, "leading",
+       "contacts whose lead score first reached the MQL threshold in the bucket"),
+    _k("avg_new_lead_score", _t("score.ls", 0.001), _t("score.ln"), "points", {""},
+       "leading", "mean score of the bucket's new leads, one hour after each became a lead"),
+    _k("lead_grade_share", _t("score.gn"), _t("score.gt"), "ratio", {"grade"}, "leading",
+       "new leads of the grade (scored an hour after the lead) / all new leads scored"),
     # -- leads (section 7) ------------------------------------------------------
     _k("leads", _t("lead.le", M), None, "count", {"", "channel"}, "leading",
        "contacts whose first lead goal is in the bucket (channel: attribution credit)",
@@ -341,7 +348,8 @@ def applies(kpi: KPI, dim_key: str, comps: Comps) -> bool:
 DIM_LABELS = {"": "total", "channel": "channel", "device": "device", "campaign": "campaign",
               "goal": "goal", "page_type": "page_type", "grade": "grade"}
 UNIT_LABELS = {"CURRENCY": "reporting currency", "count": "count", "ratio": "fraction",
-               "pages": "pages/session", "s": "seconds", "days": "days"}
+               "pages": "pages/session", "s": "seconds", "days": "days",
+               "points": "score points"}
 
 
 def reference_rows() -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from ..records import EmailEvent
 from .buckets import DAY, starts
 from .deltas import Deltas, add, dim, prune_zero
+from .scoring import ScoringConfig, score_message
 from .stage import StageOutput
 from .watermark import ClockedPartition
 
@@ -32,6 +33,7 @@ class EmailConfig:
     lateness_ms: int = 600_000
     exclude_machine_opens: bool = True
     message_ttl_ms: int = 30 * DAY
+    scoring: ScoringConfig | None = None
 
 
 def message_facts(campaign: str, events: list[EV], cfg: EmailConfig, sign: int,
@@ -87,6 +89,11 @@ class EmailPartition(ClockedPartition):
                 old[rec.message_id] = (entry[0], list(entry[1]))
             entry[1].append((rec.t, rec.event_id, rec.type, rec.machine_open))
             entry[1].sort()
+            contact = rec.raw.get("contact_id")
+            if self.cfg.scoring is not None and isinstance(contact, str) and contact:
+                out.leads.append(score_message(self.cfg.scoring, contact, rec.t, rec.event_id,
+                                               "email_event", {"type": rec.type,
+                                                               "campaign": rec.campaign}))
         for mid, (campaign, before) in old.items():
             message_facts(campaign, before, self.cfg, -1, out.deltas)
             message_facts(campaign, self.messages[mid][1], self.cfg, 1, out.deltas)

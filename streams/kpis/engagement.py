@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ..records import Engagement
 from .buckets import starts
 from .deltas import Deltas, add, dim
+from .scoring import ScoringConfig, score_message
 from .stage import StageOutput
 from .watermark import DedupedPartition
 
@@ -34,6 +35,7 @@ OFFLINE = frozenset({"flyer_distributed", "event_attendance"})
 @dataclass(frozen=True)
 class EngagementConfig:
     lateness_ms: int = 600_000
+    scoring: ScoringConfig | None = None
 
 
 def component(rec: Engagement) -> str | None:
@@ -71,3 +73,7 @@ class EngagementPartition(DedupedPartition):
 
     def facts(self, topic: str, rec: Engagement, out: StageOutput) -> None:
         engagement_facts(rec, 1, out.deltas)
+        if self.cfg.scoring is not None and rec.contact_id:
+            out.leads.append(score_message(
+                self.cfg.scoring, rec.contact_id, rec.t, rec.event_id, "engagement",
+                {"kind": rec.kind, "channel": rec.channel, "campaign": rec.campaign}))

@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..events import iso_ms
 from ..records import DealUpdate
 from .attribution import MODELS
 from .buckets import starts
 from .deltas import MICRO, Deltas, add, dim, prune_zero, split_micro
+from .scoring import LEAD_SCORE_DELAY_MS, ScoringConfig, lead_score_facts, mql_facts
 from .stage import StageOutput
 from .watermark import ClockedPartition
 
@@ -44,6 +46,7 @@ class FunnelConfig:
     attribution: str = "first_touch"
     lateness_ms: int = 600_000
     default_margin: float = 1.0
+    scoring: ScoringConfig | None = None
 
 
 def lead_of(cands: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -170,6 +173,7 @@ class FunnelPartition(ClockedPartition):
         super().__init__()
         self.cfg = cfg
         self.contacts: dict[str, dict[str, Any]] = {}
+        self.score_pending: set[str] = set()  # contacts whose score outputs may be due
 
     def process(self, deals_in: list[tuple[str, DealUpdate]],
                 candidates: list[dict[str, Any]], wall_ms: int) -> StageOutput:
@@ -186,8 +190,12 @@ class FunnelPartition(ClockedPartition):
             return st
 
         for cand in candidates:
+            if "score" in cand:  # lead-score facts, not a lead
+                self._score_facts(cand, out)
+                continue
             st = state(cand["contact_id"])
             st["c"][cand["event_id"]] = cand
+            self.score_pending.add(cand["contact_id"])
         for topic, rec in deals_in:
             key = rec.contact_id or f"deal:{rec.deal_id}"
             existing = self.contacts.get(key)
@@ -220,6 +228,80 @@ class FunnelPartition(ClockedPartition):
         out.deltas = prune_zero(out.deltas)
         return out
 
+    # -- lead scoring -------------------------------------------------------------
+    def _score_facts(self, msg: dict[str, Any], out: StageOutput) -> None:
+        key = msg["contact_id"]
+        st = self.contacts.get(key)
+        if st is None:
+            st = self.contacts[key] = {"c": {}, "d": {}}
+        facts = st.setdefault("s", {})
+        for f in msg["score"]:
+            facts[f"{f[1]}/{f[2]}"] = f  # the same fact sent again changes nothing
+        first = msg.get("known")
+        if first is not None and ("k" not in st or first < st["k"]):
+            st["k"] = first
+        self.score_pending.add(key)
+        out.dirty.add(key)
+
+    def score_due(self, wm: int | None) -> StageOutput:
+        """Qualifications and new-lead scores whose time the watermark has passed.
+
+        A crossing, or a lead's score one hour after it, is final once ``wm`` is past
+        it plus the allowed lateness: every on-time fact before it has arrived.
+        """
+        out = StageOutput()
+        sc = self.cfg.scoring
+        if sc is None or wm is None:
+            return out
+        late = self.cfg.lateness_ms
+        for key in sorted(self.score_pending):
+            st = self.contacts.get(key)
+            if st is None:
+                self.score_pending.discard(key)
+                continue
+            facts = sorted(tuple(f) for f in st.get("s", {}).values())
+            waiting = False
+            if "q" not in st:
+                cross = sc.crossing(facts, st.get("k"))
+                if cross is not None and cross[0] + late <= wm:
+                    t, score = cross
+                    st["q"] = t
+                    out.qualified.append({
+                        "contact_id": key, "qualified_at": iso_ms(t),
+                        "score": round(score, 3), "grade": sc.grade(score),
+                        "threshold": sc.mql_threshold, "rules": sc.breakdown(facts, t),
+                        "schema_version": 1})
+                    mql_facts(t, out.deltas)
+                    out.dirty.add(key)
+                elif cross is not None:
+                    waiting = True
+            lead = lead_of(st["c"])
+            if lead is not None and "ls" not in st:
+                at = lead["t"] + LEAD_SCORE_DELAY_MS
+                if at + late <= wm:
+                    score = sc.score_at(facts, at)
+                    st["ls"] = round(score, 6)
+                    lead_score_facts(sc, lead["t"], score, out.deltas)
+                    out.dirty.add(key)
+                else:
+                    waiting = True
+            if not waiting:
+                self.score_pending.discard(key)
+        return out
+
+    def contact_score(self, key: str, at: int) -> dict[str, Any] | None:
+        """A contact's score at ``at``, its grade, and the rules behind it."""
+        sc = self.cfg.scoring
+        st = self.contacts.get(key)
+        if sc is None or st is None:
+            return None
+        facts = sorted(tuple(f) for f in st.get("s", {}).values())
+        score = sc.score_at(facts, at)
+        return {"contact_id": key, "score": round(score, 3), "grade": sc.grade(score),
+                "known_since": iso_ms(st["k"]) if "k" in st else None,
+                "qualified_at": iso_ms(st["q"]) if "q" in st else None,
+                "threshold": sc.mql_threshold, "rules": sc.breakdown(facts, at)}
+
     def state_keys(self) -> int:
         """Entries of state held (the changelog holds one record per entry)."""
         return len(self.contacts)
@@ -232,3 +314,5 @@ class FunnelPartition(ClockedPartition):
         for deal in value["d"].values():
             deal["u"] = [tuple(u) for u in deal["u"]]
         self.contacts[key] = value
+        if value.get("s") or value.get("c"):
+            self.score_pending.add(key)  # re-checked once: cheap, and nothing is missed

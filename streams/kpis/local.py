@@ -9,6 +9,7 @@ Kafka (durability, consumer groups), which the integration tests cover.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
 from ..events import Decoder
@@ -16,10 +17,12 @@ from ..produce import partition_for
 from ..records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
 from .catalogue import Modes
 from .customers import CustomerPartition
+from .deltas import merge_into
 from .email import EmailConfig, EmailPartition
 from .engagement import EngagementConfig, EngagementPartition
 from .funnel import FunnelConfig, FunnelPartition
 from .merge import MergeConfig, MergePartition
+from .scoring import ScoringConfig
 from .spend import SpendConfig, SpendPartition
 from .stage import StageOutput
 from .web import WebConfig, WebPartition
@@ -35,19 +38,25 @@ class LocalPipeline:
                  modes: Modes | None = None, lateness_ms: int = 600_000,
                  session_timeout_ms: int = 1_800_000,
                  retention: dict[str, int] | None = None, default_margin: float = 1.0,
-                 publish: set[str] | None = None) -> None:
+                 publish: set[str] | None = None,
+                 scoring: ScoringConfig | None = None) -> None:
         self.publish = publish  # windows to build snapshots for (None: all)
         self.partitions = partitions
         self.kpi_partitions = kpi_partitions
         web = web or WebConfig(lateness_ms=lateness_ms, session_timeout_ms=session_timeout_ms)
+        if scoring is not None:
+            web = replace(web, scoring=scoring)
+            email = replace(email or EmailConfig(lateness_ms=lateness_ms), scoring=scoring)
+        self.qualified: list[dict[str, Any]] = []  # lead-score MQLs, in emission order
         self.web = [WebPartition(web) for _ in range(partitions)]
         self.email = [EmailPartition(email or EmailConfig(lateness_ms=lateness_ms))
                       for _ in range(partitions)]
         self.spend = [SpendPartition(spend or SpendConfig(lateness_ms=lateness_ms))
                       for _ in range(partitions)]
-        self.engagement = [EngagementPartition(EngagementConfig(lateness_ms=lateness_ms))
+        self.engagement = [EngagementPartition(EngagementConfig(lateness_ms, scoring))
                            for _ in range(partitions)]
-        self.funnel = [FunnelPartition(FunnelConfig(attribution, lateness_ms, default_margin))
+        self.funnel = [FunnelPartition(FunnelConfig(attribution, lateness_ms, default_margin,
+                                                    scoring))
                        for _ in range(partitions)]
         self.customers = [CustomerPartition() for _ in range(partitions)]
         cfg_kw: dict[str, Any] = {}
@@ -56,7 +65,7 @@ class LocalPipeline:
         self.merge_cfg = MergeConfig(
             feeds={"web": ("page_views", "form_submits"), "email": ("email_events",),
                    "spend": ("spend",), "eng": ("engagements",), "lead": ("leads",),
-                   "funnel": ("leads",),
+                   "funnel": ("leads",), "score": ("leads",),
                    "cust": ("customers",)},
             partitions=partitions, lateness_ms=lateness_ms,
             session_timeout_ms=session_timeout_ms,
@@ -90,11 +99,15 @@ class LocalPipeline:
                 lead_cands[partition_for(cand["contact_id"], self.partitions)].append(cand)
             out = self.email[p].process(by_part.get(("email_events", p), []), wall_ms)
             self._route(f"email/{p}", out, self._wm(self.email[p], p, ("email_events",)))
+            for cand in out.leads:  # lead-score facts of known contacts
+                lead_cands[partition_for(cand["contact_id"], self.partitions)].append(cand)
             out = self.spend[p].process(by_part.get(("spend", p), []), wall_ms)
             self._route(f"spend/{p}", out, self._wm(self.spend[p], p, ("spend",)))
             out = self.engagement[p].process(by_part.get(("engagements", p), []), wall_ms)
             self._route(f"engagement/{p}", out, self._wm(self.engagement[p], p,
                                                          ("engagements",)))
+            for cand in out.leads:
+                lead_cands[partition_for(cand["contact_id"], self.partitions)].append(cand)
         web_marks = {}
         for p in range(self.partitions):
             web_marks.update(self._wm(self.web[p], p, ("page_views", "form_submits")))
@@ -108,6 +121,9 @@ class LocalPipeline:
             own = [w for w in [*marks, deal_wm] if w is not None]
             wm = min(own) if own else None
             funnel_marks.append(wm)
+            scored = self.funnel[q].score_due(wm)
+            merge_into(out.deltas, scored.deltas)
+            self.qualified += scored.qualified
             self._route(f"funnel/{q}", out, {f"leads/{q}": wm})
             self.rejected_updates += out.rejected_updates
             for fact in out.customers:
@@ -151,6 +167,10 @@ class LocalPipeline:
 
     def finish(self, far_future_ms: int) -> dict[str, dict[str, Any]]:
         """Advance every watermark far ahead (as idle partitions would) and emit finals."""
+        for q, funnel in enumerate(self.funnel):
+            scored = funnel.score_due(far_future_ms)
+            self.qualified += scored.qualified
+            self._route(f"funnel-final/{q}", scored, {})
         for m in self.merge:
             for name in list(m.src_wm):
                 m.src_wm[name] = far_future_ms

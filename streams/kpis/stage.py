@@ -20,6 +20,7 @@ class StageOutput:
     late: list[tuple[Any, int | None]] = field(default_factory=list)  # (record, watermark)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (input, outcome)
     dirty: set[str] = field(default_factory=set)
+    qualified: list[dict[str, Any]] = field(default_factory=list)  # lead-score MQLs
 
     def count(self, event_type: str, outcome: str, n: int = 1) -> None:
         ckey = (event_type, outcome)

@@ -27,6 +27,7 @@ from ..records import FormSubmit, PageView
 from . import attribution
 from .buckets import BUCKETS, DAY, starts
 from .deltas import Deltas, add, add_many, dim, prune_zero
+from .scoring import ScoringConfig
 from .stage import StageOutput
 from .watermark import ClockedPartition
 
@@ -51,6 +52,7 @@ class WebConfig:
     lookback_ms: int = 30 * DAY
     half_life_ms: int = 7 * DAY
     visitor_ttl_ms: int = 400 * DAY
+    scoring: ScoringConfig | None = None
 
 
 @dataclass(slots=True)
@@ -88,19 +90,24 @@ class Visitor:
     forms: list[FS] = field(default_factory=list)  # sorted by (t, event_id)
     touches: list[tuple[int, str]] = field(default_factory=list)  # pruned session starts
     leads: dict[str, str] = field(default_factory=dict)  # form event_id -> emitted signature
+    score: list[Any] = field(default_factory=list)  # lead-score facts [t, event_id, rule, pts]
+    contacts: list[str] = field(default_factory=list)  # contacts its forms named
 
     def ids(self) -> set[str]:
         """Event ids kept for this visitor (what deduplication compares against)."""
         return {p[1] for p in self.pvs} | {f[1] for f in self.forms}
 
     def to_json(self) -> dict[str, Any]:
-        return {"f": self.first, "p": self.pvs, "s": self.forms, "h": self.touches,
-                "l": self.leads}
+        doc: dict[str, Any] = {"f": self.first, "p": self.pvs, "s": self.forms,
+                               "h": self.touches, "l": self.leads}
+        if self.score or self.contacts:
+            doc["sc"], doc["ct"] = self.score, self.contacts
+        return doc
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Visitor:
         return cls(d["f"], [tuple(p) for p in d["p"]], [tuple(f) for f in d["s"]],
-                   [tuple(h) for h in d["h"]], d["l"])
+                   [tuple(h) for h in d["h"]], d["l"], d.get("sc", []), d.get("ct", []))
 
 
 def sessionize(pvs: list[PV], forms: list[FS], cfg: WebConfig) -> tuple[list[Session], list[FS]]:
@@ -206,6 +213,10 @@ class WebPartition(ClockedPartition):
         old_state: dict[str, Visitor] = {}
         seen_ids: dict[str, set[str]] = {}  # per visitor, built once per batch
         lateness = self.cfg.lateness_ms
+        scoring = self.cfg.scoring
+        fresh: dict[str, list[Any]] = {}  # visitor -> score facts of this batch
+        known: dict[str, dict[str, int]] = {}  # visitor -> contact -> first form time
+        linked: dict[str, set[str]] = {}  # visitor -> contacts its forms named first now
         for topic, rec in items:
             vid = rec.visitor_id
             v = self.visitors.get(vid)
@@ -235,12 +246,44 @@ class WebPartition(ClockedPartition):
                 fs: FS = (rec.t, rec.event_id, rec.contact_id, rec.goal, rec.channel,
                           rec.campaign)
                 _insort(v.forms, fs)
+            if scoring is not None:
+                self._score(scoring, vid, v, rec, fresh, known, linked)
             touched[vid] = v
         for vid in touched:
             self._visitor_deltas(vid, old_state[vid], self.visitors[vid], out)
             out.dirty.add(vid)
+        for vid, v in touched.items():
+            if v is None or not v.contacts:
+                continue
+            for contact in v.contacts:
+                # a new link sends the visitor's whole history; otherwise what is new
+                facts = v.score if contact in linked.get(vid, ()) else fresh.get(vid, [])
+                first = known.get(vid, {}).get(contact)
+                if facts or first is not None:
+                    out.leads.append({"contact_id": contact, "event_id": f"score/{vid}",
+                                      "score": [list(f) for f in facts], "known": first})
         out.deltas = prune_zero(out.deltas)
         return out
+
+    @staticmethod
+    def _score(scoring: ScoringConfig, vid: str, v: Visitor, rec: PageView | FormSubmit,
+               fresh: dict[str, list[Any]], known: dict[str, dict[str, int]],
+               linked: dict[str, set[str]]) -> None:
+        if isinstance(rec, PageView):
+            hits = scoring.facts("page_view", {"page_type": rec.page_type,
+                                               "channel": rec.channel, "device": rec.device,
+                                               "utm_campaign": rec.campaign})
+        else:
+            hits = scoring.facts("form_submit", {"goal": rec.goal, "channel": rec.channel})
+            firsts = known.setdefault(vid, {})
+            firsts[rec.contact_id] = min(firsts.get(rec.contact_id, rec.t), rec.t)
+            if rec.contact_id not in v.contacts:
+                v.contacts.append(rec.contact_id)
+                linked.setdefault(vid, set()).add(rec.contact_id)
+        for rule, points in hits:
+            fact = [rec.t, rec.event_id, rule, points]
+            v.score.append(fact)
+            fresh.setdefault(vid, []).append(fact)
 
     def _visitor_deltas(self, vid: str, old: Visitor, new: Visitor, out: StageOutput) -> None:
         cfg = self.cfg
@@ -372,6 +415,10 @@ class WebPartition(ClockedPartition):
             dropped = True
         if dropped:
             v.pvs, v.forms, v.touches = keep_pv, keep_forms, touches
+        if any(f[0] < oldest_touch for f in v.score):
+            # pre-contact behaviour counts within the attribution lookback
+            v.score = [f for f in v.score if f[0] >= oldest_touch]
+            dropped = True
         return dropped
 
     # -- persistence ------------------------------------------------------------

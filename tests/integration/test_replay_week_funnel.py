@@ -1,22 +1,26 @@
-"""A simulated week of funnel activity through Kafka and a worker equals the batch
-recomputation; revenue is checked under every attribution model through the API."""
+"""A simulated week of funnel, engagement and lead-scoring activity through Kafka and a
+worker equals the batch recomputation; revenue is checked under every attribution
+model through the API, and the lead-score MQLs against an independent reading of
+the rules."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from streams.events import Decoder
+from streams.events import Decoder, iso_ms
 from streams.kpis.attribution import MODELS
 from streams.kpis.merge import snapshot_key
 from streams.schemas import parse_rfc3339_ms
 from streams.simulate import DAY, Options, generate
-from tests.batch import recompute
-from tests.fixtures_kafka import WorkerProcess, run, settings_from, wait_for
-from tests.integration.kafkatools import closing_events, produce_events, snapshots
+from streams.topics import Topics
+from tests.batch import lead_qualifications, recompute
+from tests.fixtures_kafka import ROOT, WorkerProcess, run, settings_from, wait_for
+from tests.integration.kafkatools import closing_events, produce_events, read_json, snapshots
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -27,6 +31,7 @@ def test_week_of_funnel_matches_batch(kafka_env: dict[str, str], tmp_path: Path,
                                       workers: list[WorkerProcess], decoder: Decoder) -> None:
     env = {**kafka_env, "KPI_PUBLISH_WINDOWS": "1h,1d"}
     s = settings_from(env)
+    topics = Topics(s)
     start = parse_rfc3339_ms(START)
     events = [e for b in generate(start, start + 7 * DAY,
                                   Options(seed=4, sessions_per_day=500, email_list=150,
@@ -71,4 +76,16 @@ def test_week_of_funnel_matches_batch(kafka_env: dict[str, str], tmp_path: Path,
             d = got[(iso_s(b), dim.split("=", 1)[1])]
             assert d["numerator"] == pytest.approx(num, abs=1e-3), (model, b, dim)
             assert d["mode"] == {"attribution": model}
+    # lead-score qualifications: once per contact, as an independent reading of the
+    # rules file says, with the rules that fired
+    rules_doc = json.loads((ROOT / "streams" / "config" / "lead_scoring.json").read_text())
+    expected_mqls = lead_qualifications(records, rules_doc)
+    assert len(expected_mqls) >= 5
+    qualified = wait_for(lambda: (lambda d: d if len(d) >= len(expected_mqls) else None)(
+        run(read_json(s, topics.lead_scores))), 120, "the week's MQLs")
+    got = {doc["contact_id"]: doc for _, doc in qualified}
+    assert len(got) == len(qualified), "a contact was emitted twice"
+    assert {c: (iso_ms(t), round(sc, 3)) for c, (t, sc) in expected_mqls.items()} == \
+        {c: (d["qualified_at"], d["score"]) for c, d in got.items()}
+    assert all(d["rules"] and d["score"] >= d["threshold"] for d in got.values())
     w.assert_alive()
