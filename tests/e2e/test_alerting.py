@@ -70,9 +70,10 @@ def test_incident_pages_through_alertmanager(kafka_env: dict[str, str], tmp_path
                                  f"{am.tail()}") from None
         assert alerts[0]["labels"]["severity"] in ("warning", "critical")
         assert alerts[0]["annotations"]["summary"]
-        # the other incident's alert did not fire: the rules tell incidents apart
-        other = {"RisingCPL": "RisingBounceRate", "RisingBounceRate": "RisingCPL"}[alert]
-        assert webhook.alerts(other) == []
+        # a CPL incident does not page for bounce rate (a bounce spike may well raise
+        # CPL too: bounced visits do not convert, so that direction is not checked)
+        if alert == "RisingCPL":
+            assert webhook.alerts("RisingBounceRate") == []
         # the wall's banner reads the same Alertmanager through the worker
         banner = wait_for(lambda: [a for a in orjson.loads(w.get("/api/alerts"))["alerts"]
                                    if a["name"] == alert], 30, "the alert in /api/alerts")
