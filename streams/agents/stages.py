@@ -236,6 +236,16 @@ class DerivedStage(StageRunner):
     def _init_sources(self) -> None:
         self.src_wm: dict[int, dict[str, int | None]] = defaultdict(dict)
 
+    def buffers(self) -> list[dict[int, Any]]:
+        """Per-partition work in hand, dropped with a revoked partition."""
+        return []
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        await super().on_revoked(partitions)
+        for p in partitions:
+            for buf in (*self.buffers(), self.src_wm):
+                buf.pop(p, None)
+
     def note_heartbeat(self, part: Part, doc: dict[str, Any]) -> None:
         known = self.src_wm[part.partition]
         for name, wm in doc["wm"].items():
@@ -382,13 +392,8 @@ class FunnelStage(DerivedStage):
                 clock.last_wall = wall
             part.proc.clocks[topic] = clock
 
-    async def on_revoked(self, partitions: set[int]) -> None:
-        await super().on_revoked(partitions)
-        for p in partitions:
-            self.cands.pop(p, None)
-            self.deals.pop(p, None)
-            self.acc.pop(p, None)
-            self.src_wm.pop(p, None)
+    def buffers(self) -> list[dict[int, Any]]:
+        return [self.cands, self.deals, self.acc]
 
 
 class CustomerStage(DerivedStage):
@@ -432,12 +437,8 @@ class CustomerStage(DerivedStage):
                                 f"customers/{part.partition}", part.seq,
                                 self.output_watermark(part), acc.deltas, {}, full)
 
-    async def on_revoked(self, partitions: set[int]) -> None:
-        await super().on_revoked(partitions)
-        for p in partitions:
-            self.facts.pop(p, None)
-            self.acc.pop(p, None)
-            self.src_wm.pop(p, None)
+    def buffers(self) -> list[dict[int, Any]]:
+        return [self.facts, self.acc]
 
 
 class MergeStage(StageRunner):
