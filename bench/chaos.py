@@ -171,7 +171,7 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
     """One chaos run. ``base``: settings of the local broker to use (and restart)."""
     rng = random.Random(seed)
     base = base or load_settings()
-    bootstrap = broker.start(base, quiet=True)
+    bootstrap = broker.start(base)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     envs = {name: {**RUN_ENV, "KAFKA_BOOTSTRAP": bootstrap,
                    "KPI_NAMESPACE": f"chaos{stamp}{name}"} for name in ("ref", "dis")}
@@ -223,7 +223,7 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
             print("stopping the broker", file=sys.stderr)
             broker.stop(base)
             time.sleep(rng.uniform(5, 10))
-            broker.start(base, quiet=True)
+            broker.start(base)
             report["broker_restarts"] += 1
             print("broker back", file=sys.stderr)
     asyncio.run(produce_log(settings["dis"], slices[-1]))

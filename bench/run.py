@@ -228,7 +228,7 @@ def main() -> int:
     args = ap.parse_args()
 
     base = load_settings()
-    broker.start(base, quiet=True)
+    broker.start(base)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     ns_b, ns_s = f"bench{stamp}b", f"bench{stamp}s"
     env_common = {"KAFKA_BOOTSTRAP": base.bootstrap}

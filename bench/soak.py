@@ -52,6 +52,18 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def state_by_kind(text: str) -> dict[str, float]:
+    """``kpi_streams_state_keys`` as {"stage.kind": entries}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("kpi_streams_state_keys{"):
+            head, _, value = line.rpartition(" ")
+            labels = {k: v.strip('"') for k, v in
+                      (p.split("=", 1) for p in head[head.index("{") + 1:-1].split(","))}
+            out[f"{labels['stage']}.{labels['kind']}"] = float(value)
+    return dict(sorted(out.items()))
+
+
 def scrape(url: str, attempts: int = 10) -> str:
     """/metrics text; a worker busy with a replay may answer slowly."""
     for _ in range(attempts - 1):
@@ -90,7 +102,7 @@ def main() -> int:
     args = ap.parse_args()
 
     base = load_settings()
-    bootstrap = broker.start(base, quiet=True)
+    bootstrap = broker.start(base)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     env = {"KAFKA_BOOTSTRAP": bootstrap, "KPI_NAMESPACE": f"soak{stamp}",
            "KPI_LOG_LEVEL": "warning", "KPI_IDLE_TIMEOUT": "6h",
@@ -148,7 +160,7 @@ def main() -> int:
             keys = {st: metric_sum(text, "kpi_streams_state_keys", stage=st)
                     for st in ("web", "email", "spend", "funnel", "customers", "merge")}
             row = {"day": day, "events": produced, "rss_mb": round(rss_mb(w.proc.pid), 1),
-                   "state_keys": keys,
+                   "state_keys": keys, "state_by_kind": state_by_kind(text),
                    "state_topic_mb": round(dir_bytes(data_dir, f"{s.namespace}.kpi-streams.state.")
                                            / 2**20, 1),
                    "elapsed_s": round(time.monotonic() - began, 1)}

@@ -224,6 +224,19 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
                 lag += max(0, end - 1 - done)
             runner.metrics.consumer_lag.labels(name).set(lag)
 
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def on_shutdown(sender: Any, **_: Any) -> None:
+        # a flush under way finishes (it is crash-safe anyway, but a clean stop should
+        # not leave a restore work to do); then our own Kafka clients close
+        pipe.rebalancing = True  # the timers stand still from here on
+        for runner in pipe.runners.values():
+            async with runner.lock:
+                pass
+        probe = lag_probe.pop("c", None)
+        if probe is not None:
+            await probe.stop()
+        await pipe.stop()
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         # eager rebalancing revokes everything; keep state in memory but stop

@@ -18,15 +18,21 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .settings import Settings
 
 REPO_DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+
+Say = Callable[[str], None]  # receives one progress line
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 class BrokerError(RuntimeError):
@@ -68,8 +74,10 @@ def jar_dir(settings: Settings) -> Path:
     return settings.home / f"kafka-{settings.kafka_version}" / "libs"
 
 
-def fetch(settings: Settings, *, quiet: bool = False) -> Path:
-    """Make sure the Kafka jars are present; download them with Maven if not."""
+def fetch(settings: Settings, *, say: Say = _silent) -> Path:
+    """Make sure the Kafka jars are present; download them with Maven if not.
+
+    ``say`` receives progress lines (the CLI prints them to stderr)."""
     libs = jar_dir(settings)
     marker = libs / ".complete"
     if settings.kafka_home or marker.exists():
@@ -84,9 +92,8 @@ def fetch(settings: Settings, *, quiet: bool = False) -> Path:
     tmp = libs.with_name(libs.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    if not quiet:
-        print(f"fetching Apache Kafka {settings.kafka_version} from Maven Central "
-              f"into {libs.parent} (first start only) ...", file=sys.stderr, flush=True)
+    say(f"fetching Apache Kafka {settings.kafka_version} from Maven Central "
+        f"into {libs.parent} (first start only) ...")
     cmd = [mvn, "-B", "-q", "-f", str(pom), f"-Dkafka.version={settings.kafka_version}",
            "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -178,12 +185,13 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(data[-lines:])
 
 
-def start(settings: Settings, *, timeout: float = 90.0, quiet: bool = False) -> str:
-    """Start the local broker (or confirm it runs); returns the bootstrap address."""
+def start(settings: Settings, *, timeout: float = 90.0, say: Say = _silent) -> str:
+    """Start the local broker (or confirm it runs); returns the bootstrap address.
+
+    ``say`` receives progress lines (the CLI prints them to stderr)."""
     if not settings.uses_local_broker:
-        if not quiet:
-            print(f"KAFKA_BOOTSTRAP={settings.kafka_bootstrap}: using that cluster, "
-                  "starting nothing", file=sys.stderr)
+        say(f"KAFKA_BOOTSTRAP={settings.kafka_bootstrap}: using that cluster, "
+            "starting nothing")
         return settings.bootstrap
     p = paths(settings)
     if recorded_pid(settings) is not None:
@@ -195,7 +203,7 @@ def start(settings: Settings, *, timeout: float = 90.0, quiet: bool = False) -> 
     java = shutil.which("java")
     if java is None:
         raise BrokerError("java (17 or newer) is needed to run the local broker")
-    libs = fetch(settings, quiet=quiet)
+    libs = fetch(settings, say=say)
     p.root.mkdir(parents=True, exist_ok=True)
     p.config.write_text(_server_properties(settings, p))
     log4j = REPO_DEPLOY / "log4j2.yaml"
@@ -231,9 +239,7 @@ def start(settings: Settings, *, timeout: float = 90.0, quiet: bool = False) -> 
         raise BrokerError(f"could not launch java: {launcher.stderr.strip()}") from exc
     p.pid.write_text(f"{pid}\n")
     _wait_ready(settings, p, pid, timeout, log_offset)
-    if not quiet:
-        print(f"broker up on {settings.bootstrap} (pid {pid}, data {p.data})",
-              file=sys.stderr)
+    say(f"broker up on {settings.bootstrap} (pid {pid}, data {p.data})")
     return settings.bootstrap
 
 

@@ -75,11 +75,16 @@ def _parse_time(text: str) -> int:
 
 
 # -- broker -------------------------------------------------------------------------
+def _progress(line: str) -> None:
+    """Progress of long work (fetching Kafka, starting the broker), on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     s = _settings(args)
     try:
         if args.action == "start":
-            broker.start(s)
+            broker.start(s, say=_progress)
             created = asyncio.run(_ensure_topics(s))
             print(f"Kafka ready on {s.bootstrap}; {len(created)} topics created")
         elif args.action == "stop":
@@ -477,7 +482,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     s = _settings(args)
     try:
-        broker.start(s)
+        broker.start(s, say=_progress)
     except broker.BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

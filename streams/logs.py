@@ -17,6 +17,9 @@ CONNECTION_ERRORS = (  # what aiokafka says, over and over, while a broker is do
     "NodeNotReadyError", "KafkaConnectionError", "Unable to request metadata",
     "Failed fetch messages from",
 )
+ROUND_TRIPS = (  # what aiokafka says only after the broker answered
+    "Discovered coordinator", "Successfully synced group", "Joined group",
+)
 LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.client",
            "aiokafka.consumer.group_coordinator", "aiokafka.consumer.fetcher",
            "aiokafka.consumer.consumer", "aiokafka.producer.sender",
@@ -53,6 +56,8 @@ class BrokerOutageLog(logging.Filter):
         except Exception:  # a record whose args do not format is not ours to judge
             return True
         if record.levelno < logging.WARNING or not any(p in text for p in CONNECTION_ERRORS):
+            if self.since is not None and any(p in text for p in ROUND_TRIPS):
+                self.reachable()  # a worker still joining its group has no lag probe yet
             return True
         now = self.clock()
         first = self.since is None

@@ -53,7 +53,7 @@ def kafka_bootstrap() -> Iterator[str]:
     s = load_settings(env)
     shutil.rmtree(broker.paths(s).root, ignore_errors=True)
     try:
-        bootstrap = broker.start(s, timeout=120)
+        bootstrap = broker.start(s, timeout=120, say=print)
     except broker.BrokerError as exc:
         pytest.fail(f"the test session could not start Kafka: {exc}")
     SESSION_BROKER.append(s)

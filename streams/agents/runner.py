@@ -80,6 +80,7 @@ class StageRunner:
         self.parts: dict[int, Part] = {}
         self.assigned: set[int] = set()
         self.lock = asyncio.Lock()
+        self.state_kinds: set[str] = set()  # kinds of state reported so far
         self._partition_counts: dict[str, int] = {}
 
     # -- hooks for subclasses ------------------------------------------------------
@@ -205,8 +206,13 @@ class StageRunner:
                 if part.changed or part.dirty or part.outbox or part.after or stale:
                     due.append(part)
             await self._flush_parts(due, wall, full=True)
-            self.metrics.state_keys.labels(self.stage).set(
-                sum(part.proc.state_keys() for part in self.parts.values()))
+            kinds: dict[str, int] = dict.fromkeys(self.state_kinds, 0)
+            for part in self.parts.values():
+                for kind, n in part.proc.state_keys().items():
+                    kinds[kind] = kinds.get(kind, 0) + n
+            self.state_kinds |= set(kinds)  # a kind that empties reports 0, not its old value
+            for kind, n in kinds.items():
+                self.metrics.state_keys.labels(self.stage, kind).set(n)
 
     async def _flush_parts(self, parts: list[Part], wall: int, full: bool) -> None:
         # partitions are independent: their flushes wait for the broker together

@@ -63,9 +63,9 @@ class CustomerPartition:
         out.deltas = prune_zero(out.deltas)
         return out
 
-    def state_keys(self) -> int:
-        """Entries of state held (the changelog holds one record per entry)."""
-        return len(self.customers)
+    def state_keys(self) -> dict[str, int]:
+        """Entries of state held, by kind (the changelog holds one record per entry)."""
+        return {"customer": len(self.customers)}
 
     def dump(self, key: str) -> Any:
         return self.customers.get(key)

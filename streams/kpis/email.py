@@ -112,9 +112,9 @@ class EmailPartition(ClockedPartition):
             del self.messages[mid]
         return gone
 
-    def state_keys(self) -> int:
-        """Entries of state held (the changelog holds one record per entry)."""
-        return len(self.messages)
+    def state_keys(self) -> dict[str, int]:
+        """Entries of state held, by kind (the changelog holds one record per entry)."""
+        return {"message": len(self.messages)}
 
     def dump(self, key: str) -> Any:
         entry = self.messages.get(key)

@@ -302,9 +302,9 @@ class FunnelPartition(ClockedPartition):
                 "qualified_at": iso_ms(st["q"]) if "q" in st else None,
                 "threshold": sc.mql_threshold, "rules": sc.breakdown(facts, at)}
 
-    def state_keys(self) -> int:
-        """Entries of state held (the changelog holds one record per entry)."""
-        return len(self.contacts)
+    def state_keys(self) -> dict[str, int]:
+        """Entries of state held, by kind (the changelog holds one record per entry)."""
+        return {"contact": len(self.contacts)}
 
     def dump(self, key: str) -> Any:
         st = self.contacts.get(key)

@@ -532,9 +532,16 @@ class MergePartition:
         return out
 
     # -- persistence ------------------------------------------------------------
-    def state_keys(self) -> int:
-        """Entries of state held: stored cells and rolling views."""
-        return len(self.cells) + len(self.views)
+    def state_keys(self) -> dict[str, int]:
+        """Entries of state held, by kind: cells by bucket size, rolling views by window."""
+        out: dict[str, int] = {}
+        for size, _, _ in self.cells:
+            kind = "cell_" + size
+            out[kind] = out.get(kind, 0) + 1
+        for window, _, _ in self.views:
+            kind = "view_" + window
+            out[kind] = out.get(kind, 0) + 1
+        return out
 
     def dump(self, key: str) -> Any:
         if key.startswith("r|"):

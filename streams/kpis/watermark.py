@@ -124,9 +124,9 @@ class DedupedPartition(ClockedPartition):
             del self.seen[eid]
         return gone
 
-    def state_keys(self) -> int:
-        """Entries of state held (the changelog holds one record per entry)."""
-        return len(self.seen)
+    def state_keys(self) -> dict[str, int]:
+        """Entries of state held, by kind (the changelog holds one record per entry)."""
+        return {"event_id": len(self.seen)}
 
     def dump(self, key: str) -> Any:
         return self.seen.get(key)

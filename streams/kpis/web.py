@@ -422,9 +422,9 @@ class WebPartition(ClockedPartition):
         return dropped
 
     # -- persistence ------------------------------------------------------------
-    def state_keys(self) -> int:
-        """Entries of state held (the changelog holds one record per entry)."""
-        return len(self.visitors)
+    def state_keys(self) -> dict[str, int]:
+        """Entries of state held, by kind (the changelog holds one record per entry)."""
+        return {"visitor": len(self.visitors)}
 
     def dump(self, key: str) -> dict[str, Any] | None:
         v = self.visitors.get(key)

@@ -77,6 +77,7 @@ class Metrics:
                                registry=registry),
             state_keys=Gauge(f"{NS}_state_keys",
                              "Entries held in memory (and in the state changelog) by this "
-                             "worker: visitors, messages, contacts, cells.", ["stage"],
+                             "worker, by stage and kind (visitor, message, event_id, contact, "
+                             "customer, cell_<bucket>, view_<window>).", ["stage", "kind"],
                              registry=registry),
         )

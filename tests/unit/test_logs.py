@@ -43,3 +43,44 @@ def test_outage_is_summarised_not_repeated(caplog: pytest.LogCaptureFixture) -> 
     assert "1 connection errors not shown" in lines[3][1]
     assert all(r.exc_info is None for r in caplog.records)  # no stack trace per retry
     assert not outage.away
+
+
+def test_only_the_cli_prints() -> None:
+    """Library code reports through logging or a callback; stdout belongs to the CLI
+    (conventions: no print inside agents), so `kpi-streams kpis --format json` stays
+    parseable and a worker's output stays in its log."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "streams"
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_a_group_join_ends_the_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """A worker still joining its group has no lag probe to notice the broker is back;
+    aiokafka finding the group coordinator is a round trip, so it ends the outage."""
+    now = [0.0]
+    outage = BrokerOutageLog("127.0.0.1:9092", clock=lambda: now[0])
+    coord = logging.getLogger("aiokafka.consumer.group_coordinator")
+    coord.addFilter(outage)
+    try:
+        with caplog.at_level(logging.INFO):
+            coord.info("Discovered coordinator 1 for group g")  # not away: nothing extra
+            coord.warning("Unable connect to node with id 1: Connect call failed")
+            now[0] += 14
+            coord.info("Discovered coordinator 1 for group g")
+    finally:
+        coord.removeFilter(outage)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4, lines
+    assert "unreachable" in lines[1]
+    assert "reachable again" in lines[2] and "after 14 s" in lines[2]
+    assert lines[3] == "Discovered coordinator 1 for group g"
+    assert not outage.away
