@@ -232,6 +232,9 @@ SPECS: tuple[Spec, ...] = (
          "How long 1d buckets are kept.", "time"),
     Spec("visitor_ttl_ms", "KPI_VISITOR_TTL", "400d", parse_duration_ms,
          "How long a visitor's first-seen record is kept (new vs returning users).", "time"),
+    Spec("message_ttl_ms", "KPI_MESSAGE_TTL", "30d", parse_duration_ms,
+         "How long an e-mail message is remembered after its last event (its send, "
+         "first open and click count once within this).", "time"),
     # -- KPI definitions -----------------------------------------------------
     Spec("reporting_currency", "KPI_REPORTING_CURRENCY", "EUR", _currency,
          "Every amount is converted to this currency.", "kpi"),
@@ -342,6 +345,7 @@ class Settings:
     retention_1h_ms: int
     retention_1d_ms: int
     visitor_ttl_ms: int
+    message_ttl_ms: int
     reporting_currency: str
     fx_rates_file: Path | None
     channel_rules_file: Path | None

@@ -113,6 +113,7 @@ class InputStage(StageRunner):
             self.cfg: Any = web_config(s)
         elif kind == "email":
             self.cfg = EmailConfig(s.allowed_lateness_ms, s.exclude_machine_opens,
+                                   message_ttl_ms=s.message_ttl_ms,
                                    scoring=scoring_from_settings(s))
         elif kind == "engagement":
             self.cfg = EngagementConfig(s.allowed_lateness_ms, scoring_from_settings(s))

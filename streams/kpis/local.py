@@ -156,6 +156,24 @@ class LocalPipeline:
         for q, msg in by_part.items():
             self.merge[q].apply(msg)
 
+    def expire(self) -> None:
+        """What the worker's timer does every 30 s: drop state past retention and TTLs."""
+        for m in self.merge:
+            m.expire()
+        for group in (self.web, self.email, self.spend, self.engagement):
+            for proc in group:
+                proc.prune()
+
+    def state_keys(self) -> dict[str, int]:
+        """Entries held by every stage, by kind (as ``kpi_streams_state_keys``)."""
+        out: dict[str, int] = {}
+        for group in (self.web, self.email, self.spend, self.engagement, self.funnel,
+                      self.customers, self.merge):
+            for proc in group:
+                for kind, n in proc.state_keys().items():
+                    out[kind] = out.get(kind, 0) + n
+        return out
+
     def emit(self, wall_ms: int = 0) -> dict[str, dict[str, Any]]:
         for m in self.merge:
             for key, doc in m.emit(wall_ms, publish=self.publish):
