@@ -20,7 +20,7 @@ import faust
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types.auth import SASLMechanism
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from .agents.runner import StageRunner
 from .agents.stages import CustomerStage, FunnelStage, InputStage, MergeStage
@@ -81,7 +81,10 @@ def worker_id(settings: Settings) -> str:
 
 def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None) -> Pipeline:
     topics = Topics(settings)
-    registry = registry or CollectorRegistry()
+    if registry is None:
+        registry = CollectorRegistry()
+        # resident memory, CPU, open files: what an operator checks first on a worker
+        ProcessCollector(registry=registry)
     metrics = Metrics.create(registry)
     decoder = Decoder.from_settings(settings)
 
