@@ -479,6 +479,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 # -- up: the main job -----------------------------------------------------------------
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     s = _settings(args)
     try:
@@ -502,6 +506,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         sim += ["--incident", args.incident, "--incident-after", str(args.incident_after)]
     procs.append(subprocess.Popen(sim, stdout=sim_log, stderr=subprocess.STDOUT, env=env))
     url = f"http://{s.web_host}:{s.web_port}"
+    # `kill`, systemd and CI stop with SIGTERM: stop the children too, as for Ctrl-C
+    signal.signal(signal.SIGTERM, _interrupt)
     print(f"""
 kpi-streams is up.
   broker     {s.bootstrap}   (kpi-streams broker status | logs | stop)

@@ -1,0 +1,81 @@
+"""The README's first command, `kpi-streams up`: worker and simulator start, KPIs flow,
+and stopping it (SIGTERM, as `kill`, systemd or CI send) stops both children."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.fixtures_kafka import ROOT, free_port, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return bytes(resp.read())
+
+
+def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
+                                            tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, **kafka_env, "KPI_WEB_PORT": str(port), "KPI_HOME": str(tmp_path),
+           "PYTHONUNBUFFERED": "1"}
+    with (tmp_path / "up.out").open("wb") as out:
+        up = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--rate", "20",
+                               "--warmup-hours", "0.5"], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def banner() -> str | None:
+            assert up.poll() is None, (tmp_path / "up.out").read_text()
+            text = (tmp_path / "up.out").read_text()
+            return text if "kpi-streams is up" in text and "Ctrl-C" in text else None
+
+        text = wait_for(banner, 60, "the banner of kpi-streams up")
+        worker = int(re.search(r"worker\s+pid (\d+)", text).group(1))  # type: ignore[union-attr]
+        sim = int(re.search(r"simulator\s+pid (\d+)", text).group(1))  # type: ignore[union-attr]
+        assert f"{base}/" in text  # the wall's address is printed where the README says
+
+        def kpis_flow() -> bool:
+            try:
+                doc = orjson.loads(_get(f"{base}/api/kpis?bucket=1h&kpi=pageviews&dim=total"))
+            except OSError:
+                return False
+            return any(s.get("numerator", 0) > 0 for s in doc.get("snapshots", []))
+
+        wait_for(kpis_flow, 180, "page views on /api/kpis")
+        assert b"kpi_streams_events_total" in _get(f"{base}/metrics")
+        assert b"<title>kpi-streams" in _get(f"{base}/")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        try:
+            code = up.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            raise
+    orphans = [name for name, pid in (("worker", worker), ("simulator", sim)) if _alive(pid)]
+    for name, pid in (("worker", worker), ("simulator", sim)):
+        if name in orphans:
+            os.kill(pid, signal.SIGKILL)  # do not leave them to the next test
+    assert code == 0, (tmp_path / "up.out").read_text()
+    assert not orphans, f"{orphans} outlived kpi-streams up"
+    log = (tmp_path / "logs" / "worker.log").read_text(errors="replace")
+    assert "Unclosed AIOKafka" not in log  # the worker closed its clients on the way out
+    assert "Traceback" not in log, log[-3000:]
