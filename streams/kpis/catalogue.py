@@ -54,6 +54,9 @@ class KPI:
     uses: tuple[str, ...] = ()  # families read by ``fn``
     families: frozenset[str] = field(init=False)
     every_model: bool = field(init=False)  # kept under every attribution model (revenue)
+    # numerator and denominator of consecutive buckets add up to the longer window's:
+    # false for distinct users (a sketch) and for the active-customer ratios
+    additive: bool = field(init=False)
 
     def __post_init__(self) -> None:
         terms = list(self.num) + list(self.den or ())
@@ -62,6 +65,8 @@ class KPI:
         fams = {f for f, _, _ in terms} | set(self.uses)
         object.__setattr__(self, "families", frozenset(fams))
         object.__setattr__(self, "every_model", any("{model}" in c for _, c, _ in terms))
+        object.__setattr__(self, "additive", self.fn is None and not any(
+            (f, c) == ("web", "us") for f, c, _ in terms))
 
 
 def _t(spec: str, coef: float = 1.0) -> Term:

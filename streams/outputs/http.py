@@ -8,7 +8,8 @@ is GET (aiohttp answers 405 to anything else); nothing here changes state.
     /api/kpis/stream     server-sent events of snapshots as they are published
     /api/health          ok / restoring, and which partitions each stage owns
     /api/alerts          firing alerts from KPI_ALERTMANAGER_URL (for the wall)
-    /api/catalogue       every KPI: name, kind (leading/lagging), definition, unit, dims
+    /api/catalogue       every KPI: name, kind (leading/lagging), definition, unit, dims,
+                         aggregation (sum, ratio or computed), additive across buckets
     /api/openapi.json    the OpenAPI document of the above
     /metrics             Prometheus text format
 """
@@ -205,7 +206,10 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
         return web.json_response({"kpis": [
             {"name": k.name, "kind": k.kind, "definition": k.formula,
              "unit": settings.reporting_currency if k.unit == "CURRENCY" else k.unit,
-             "dims": sorted(k.dims), "modes": list(k.modes)} for k in KPIS]})
+             "dims": sorted(k.dims), "modes": list(k.modes),
+             "aggregation": "computed" if k.fn is not None else
+             "sum" if k.den is None else "ratio",
+             "additive": k.additive} for k in KPIS]})
 
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(document(), dumps=_dumps)

@@ -97,7 +97,8 @@ def document() -> dict[str, Any]:
                         "type": "object", "required": ["kpis"],
                         "properties": {"kpis": {"type": "array", "items": {
                             "type": "object",
-                            "required": ["name", "kind", "definition", "unit", "dims"],
+                            "required": ["name", "kind", "definition", "unit", "dims",
+                                         "aggregation", "additive"],
                             "properties": {
                                 "name": {"type": "string"},
                                 "kind": {"enum": ["leading", "lagging"]},
@@ -105,7 +106,9 @@ def document() -> dict[str, Any]:
                                 "unit": {"type": "string"},
                                 "dims": {"type": "array", "items": {"type": "string"}},
                                 "modes": {"type": "array",
-                                          "items": {"type": "string"}}}}}}}}}}}}},
+                                          "items": {"type": "string"}},
+                                "aggregation": {"enum": ["sum", "ratio", "computed"]},
+                                "additive": {"type": "boolean"}}}}}}}}}}}},
             "/api/openapi.json": {"get": {
                 "summary": "This document",
                 "responses": {"200": {"description": "OpenAPI 3.1",

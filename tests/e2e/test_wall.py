@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.fixtures_kafka import ROOT, WorkerProcess
@@ -65,6 +66,13 @@ def test_wall_fills_in_and_updates_live(kafka_env: dict[str, str], tmp_path: Pat
                     changed = True
                     break
             assert changed, "the wall did not change while traffic flowed"
+            # a tile shows the engine's 24 h figure: a count is the 24 h sum (not the
+            # average hour), and equals the 24 h view the API serves
+            api = orjson.loads(w.get("/api/kpis?kpi=leads&bucket=24h&dim=total"))
+            tile = float(page.locator("#tile-leads").get_attribute("data-value") or "nan")
+            newest = max(api["snapshots"], key=lambda d: d["window_end"])
+            assert abs(tile - newest["numerator"]) <= max(3, 0.05 * newest["numerator"]), \
+                (tile, newest)
             sparkline = page.locator("#tile-bounce_rate polyline").get_attribute("points")
             assert sparkline and len(sparkline.split()) >= 2
             assert "%" in page.locator("#tile-bounce_rate .value").inner_text()

@@ -20,6 +20,8 @@ const HOUR = 3600e3;
 
 const hourly = new Map();   // kpi -> Map(windowStartMs -> snapshot)  (total, 1h)
 const channels = new Map(); // channel -> Map(kpi -> snapshot)         (24h rolling, newest)
+const rolling = new Map();  // kpi -> Map(windowEndMs -> snapshot)     (24h rolling, total)
+let meta = {};  // kpi -> catalogue entry (aggregation, additive)
 let units = {};
 let dirty = true;
 let known = new Set();  // KPIs this worker computes (/api/catalogue)
@@ -48,6 +50,12 @@ function keep(doc) {
     if (!old || old.revision <= doc.revision || doc.computed_at >= old.computed_at) {
       hourly.get(doc.kpi).set(t, doc);
     }
+  } else if (doc.bucket === "24h" && Object.keys(doc.dims).length === 0) {
+    // the engine's own 24 h figure: distinct users are merged by sketch, not summed
+    if (!rolling.has(doc.kpi)) rolling.set(doc.kpi, new Map());
+    const t = Date.parse(doc.window_end);
+    const old = rolling.get(doc.kpi).get(t);
+    if (!old || old.revision <= doc.revision) rolling.get(doc.kpi).set(t, doc);
   } else if (doc.bucket === "24h" && doc.dims.channel) {
     const ch = doc.dims.channel;
     if (!channels.has(ch)) channels.set(ch, new Map());
@@ -68,14 +76,26 @@ function latestHour() {
   return latest;
 }
 
+// A count or sum has denominator 1 in every bucket: its 24 h value is the summed
+// numerator. A ratio is summed numerator over summed denominator. Distinct users do
+// not add up across hours, so those KPIs come only from the engine's 24 h views.
 function sumWindow(kpi, from, to) {
   const series = hourly.get(kpi);
-  if (!series) return null;
+  const m = meta[kpi] || {};
+  if (!series || m.additive === false) return null;
   let num = 0, den = 0, seen = false;
   for (const [t, doc] of series) {
     if (t >= from && t < to) { num += doc.numerator; den += doc.denominator; seen = true; }
   }
-  return seen ? {num, den, value: den ? num / den : null} : null;
+  if (!seen) return null;
+  if (m.aggregation === "sum") return {num, den: 1, value: num};
+  return {num, den, value: den ? num / den : null};
+}
+
+function window24(kpi, end) {
+  const doc = rolling.get(kpi) && rolling.get(kpi).get(end);
+  if (doc) return {num: doc.numerator, den: doc.denominator, value: doc.value};
+  return sumWindow(kpi, end - 24 * HOUR, end);
 }
 
 function sparkPoints(kpi, now) {
@@ -116,8 +136,8 @@ function render() {
     "data as of " + new Date(now + HOUR).toISOString().slice(0, 16).replace("T", " ") + " UTC";
   for (const [kpi, , , better] of TILES) {
     const el = document.getElementById("tile-" + kpi);
-    const cur = sumWindow(kpi, now - 23 * HOUR, now + HOUR);
-    const prev = sumWindow(kpi, now - 47 * HOUR, now - 23 * HOUR);
+    const cur = window24(kpi, now + HOUR);
+    const prev = window24(kpi, now - 23 * HOUR);
     if (!cur) continue;
     el.classList.remove("nodata");
     el.querySelector(".value").textContent = fmt(cur.value, units[kpi]);
@@ -148,6 +168,7 @@ async function load() {
   try {
     const cat = await (await fetch("/api/catalogue")).json();
     known = new Set(cat.kpis.map(k => k.name));
+    meta = Object.fromEntries(cat.kpis.map(k => [k.name, k]));
   } catch (e) { /* retried by the reload below */ }
   for (const [kpi] of TILES) {
     if (!known.has(kpi)) document.querySelector(`#tile-${kpi} .delta`).textContent =
@@ -155,7 +176,8 @@ async function load() {
   }
   const hourlyUrl = `/api/kpis?kpi=${tileKpis().join(",")}&bucket=1h&dim=total&limit=100000`;
   const chKpis = CHANNEL_KPIS.filter(k => known.has(k));
-  const chUrl = `/api/kpis?kpi=${chKpis.join(",")}&bucket=24h&limit=100000`;
+  const rollKpis = [...new Set([...tileKpis(), ...chKpis])];
+  const chUrl = `/api/kpis?kpi=${rollKpis.join(",")}&bucket=24h&limit=100000`;
   for (const url of [hourlyUrl, chUrl]) {
     try {
       const res = await fetch(url);
