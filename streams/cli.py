@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ import orjson
 from . import broker
 from .channels import ConfigError
 from .settings import SPECS, Settings, SettingsError, load_settings
+
+EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: stopped late because Kafka was away
 
 EPILOG = """\
 environment:
@@ -126,6 +129,15 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 # -- worker -------------------------------------------------------------------------
+def _give_up(grace_s: float) -> None:
+    logging.getLogger("kpi_streams").error(
+        "the worker did not stop within KPI_SHUTDOWN_GRACE=%gs (is Kafka reachable?); "
+        "exiting anyway: state is crash-safe, a restart restores it", grace_s)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_STOP_TIMEOUT)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     s = _settings(args)
     if args.web_port is not None:
@@ -149,8 +161,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         log.info("worker %s: group %s on %s; wall http://%s:%d/", worker_id(s),
                  s.consumer_group, s.bootstrap, s.web_host, s.web_port)
 
-    worker = faust.Worker(app, loglevel=s.log_level.upper(), quiet=True,
-                          redirect_stdouts=False, override_logging=False)
+    grace_s = s.shutdown_grace_ms / 1000
+
+    class Worker(faust.Worker):
+        """Faust's worker with a deadline on stopping: with the broker away, Faust
+        waits for its streams forever; state is crash-safe, so exiting loses nothing."""
+
+        def _schedule_shutdown(self, signum: signal.Signals) -> None:
+            if not self._signal_stop_time:
+                timer = threading.Timer(grace_s, _give_up, args=(grace_s,))
+                timer.daemon = True
+                timer.start()
+            super()._schedule_shutdown(signum)
+
+    worker = Worker(app, loglevel=s.log_level.upper(), quiet=True,
+                    redirect_stdouts=False, override_logging=False)
     profile_to = os.environ.get("KPI_PROFILE")  # for bench/: where the time goes
     if not profile_to:
         worker.execute_from_commandline()

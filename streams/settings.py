@@ -282,6 +282,9 @@ SPECS: tuple[Spec, ...] = (
          "worker"),
     Spec("flush_interval_ms", "KPI_FLUSH_INTERVAL", "250ms", parse_duration_ms,
          "How often the worker writes state and partial aggregates.", "worker"),
+    Spec("shutdown_grace_ms", "KPI_SHUTDOWN_GRACE", "30s", parse_duration_ms,
+         "A worker told to stop (SIGTERM, Ctrl-C) that has not stopped after this long "
+         "(Kafka away) exits anyway; its state is crash-safe.", "worker"),
     Spec("take_messages", "KPI_TAKE_MESSAGES", "500", _positive_int,
          "Kafka messages an agent processes per step.", "worker"),
     Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "1s", parse_duration_ms,
@@ -364,6 +367,7 @@ class Settings:
     max_message_bytes: int
     max_batch_events: int
     flush_interval_ms: int
+    shutdown_grace_ms: int
     take_messages: int
     snapshot_interval_ms: int
     publish_windows: tuple[str, ...]
