@@ -129,9 +129,15 @@ function buildTiles() {
 function render() {
   if (!dirty) return;
   dirty = false;
-  const last = latestHour();
+  // the newest hour: the end of the engine's newest 24 h view (event time, not the
+  // wall clock; prorated costs can reach into later hours), else the newest bucket
+  let newestEnd = null;
+  for (const series of rolling.values()) {
+    for (const t of series.keys()) if (newestEnd === null || t > newestEnd) newestEnd = t;
+  }
+  const last = newestEnd !== null ? newestEnd - HOUR : latestHour();
   if (last === null) return;
-  const now = last;  // the newest hour with data: event time, not the wall clock
+  const now = last;
   document.getElementById("asof").textContent =
     "data as of " + new Date(now + HOUR).toISOString().slice(0, 16).replace("T", " ") + " UTC";
   for (const [kpi, , , better] of TILES) {
