@@ -93,14 +93,38 @@ def parse_store_key(text: str) -> tuple[str, int, str]:
     return (size, int(start), dim)
 
 
+class CountedByKind(dict):
+    """A dict of tuple keys that keeps how many keys share each first element (a
+    bucket size, a view window), so ``state_keys`` on the worker's 1 s timer costs
+    one entry per kind instead of a pass over every cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self:
+            self.counts[key[0]] = self.counts.get(key[0], 0) + 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self.counts[key[0]] -= 1
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if key in self:
+            self.counts[key[0]] -= 1
+        return super().pop(key, *default)
+
+
 class MergePartition:
     """The cells of one stage-3 partition and everything needed to publish them."""
 
     def __init__(self, cfg: MergeConfig) -> None:
         self.cfg = cfg
-        self.cells: dict[CellKey, Cell] = {}
+        self.cells: dict[CellKey, Cell] = CountedByKind()
         # rolling view -> [rev, final, fams(, unpublished)]; rev -1: never published yet
-        self.views: dict[ViewKey, list[Any]] = {}
+        self.views: dict[ViewKey, list[Any]] = CountedByKind()
         self.src_wm: dict[str, int | None] = {}  # "topic/partition" -> watermark
         self.applied: dict[str, list[int]] = {}  # source -> last [sequence, piece] applied
         self.pending: set[CellKey] = set()  # changed since the last emission
@@ -534,14 +558,9 @@ class MergePartition:
     # -- persistence ------------------------------------------------------------
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind: cells by bucket size, rolling views by window."""
-        out: dict[str, int] = {}
-        for size, _, _ in self.cells:
-            kind = "cell_" + size
-            out[kind] = out.get(kind, 0) + 1
-        for window, _, _ in self.views:
-            kind = "view_" + window
-            out[kind] = out.get(kind, 0) + 1
-        return out
+        assert isinstance(self.cells, CountedByKind) and isinstance(self.views, CountedByKind)
+        return {**{"cell_" + size: n for size, n in self.cells.counts.items()},
+                **{"view_" + window: n for window, n in self.views.counts.items()}}
 
     def dump(self, key: str) -> Any:
         if key.startswith("r|"):
