@@ -63,6 +63,13 @@ class Pipeline:
                     runner.producer = self.producer
                 self._started = True
 
+    async def hold(self) -> None:
+        """Stop the timers from writing and wait for any flush under way to finish."""
+        self.rebalancing = True
+        for runner in self.runners.values():
+            async with runner.lock:
+                pass
+
     async def stop(self) -> None:
         if self._started and self.producer is not None:
             await self.producer.stop()
@@ -231,10 +238,7 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
     async def on_shutdown(sender: Any, **_: Any) -> None:
         # a flush under way finishes (it is crash-safe anyway, but a clean stop should
         # not leave a restore work to do); then our own Kafka clients close
-        pipe.rebalancing = True  # the timers stand still from here on
-        for runner in pipe.runners.values():
-            async with runner.lock:
-                pass
+        await pipe.hold()
         probe = lag_probe.pop("c", None)
         if probe is not None:
             await probe.stop()
@@ -244,10 +248,7 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
     async def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
         # eager rebalancing revokes everything; keep state in memory but stop
         # writing until the new assignment says which partitions are still ours
-        pipe.rebalancing = True
-        for runner in pipe.runners.values():
-            async with runner.lock:
-                pass
+        await pipe.hold()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
