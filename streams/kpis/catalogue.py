@@ -57,6 +57,7 @@ class KPI:
     # numerator and denominator of consecutive buckets add up to the longer window's:
     # false for distinct users (a sketch) and for the active-customer ratios
     additive: bool = field(init=False)
+    aggregation: str = field(init=False)  # sum (denominator 1), ratio, or computed (fn)
 
     def __post_init__(self) -> None:
         terms = list(self.num) + list(self.den or ())
@@ -67,6 +68,8 @@ class KPI:
         object.__setattr__(self, "every_model", any("{model}" in c for _, c, _ in terms))
         object.__setattr__(self, "additive", self.fn is None and not any(
             (f, c) == ("web", "us") for f, c, _ in terms))
+        object.__setattr__(self, "aggregation", "computed" if self.fn is not None else
+                           "sum" if self.den is None else "ratio")
 
 
 def _t(spec: str, coef: float = 1.0) -> Term:

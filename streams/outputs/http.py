@@ -207,8 +207,7 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
             {"name": k.name, "kind": k.kind, "definition": k.formula,
              "unit": settings.reporting_currency if k.unit == "CURRENCY" else k.unit,
              "dims": sorted(k.dims), "modes": list(k.modes),
-             "aggregation": "computed" if k.fn is not None else
-             "sum" if k.den is None else "ratio",
+             "aggregation": k.aggregation,
              "additive": k.additive} for k in KPIS]})
 
     async def openapi(_: web.Request) -> web.Response:
