@@ -157,10 +157,11 @@ def main() -> int:
             time.sleep(2)  # a tick to flush, expire and publish
             text = scrape(url)
             assert w.proc is not None
-            keys = {st: metric_sum(text, "kpi_streams_state_keys", stage=st)
+            by_kind = state_by_kind(text)
+            keys = {st: sum(n for k, n in by_kind.items() if k.split(".")[0] == st)
                     for st in ("web", "email", "spend", "funnel", "customers", "merge")}
             row = {"day": day, "events": produced, "rss_mb": round(rss_mb(w.proc.pid), 1),
-                   "state_keys": keys, "state_by_kind": state_by_kind(text),
+                   "state_keys": keys, "state_by_kind": by_kind,
                    "state_topic_mb": round(dir_bytes(data_dir, f"{s.namespace}.kpi-streams.state.")
                                            / 2**20, 1),
                    "elapsed_s": round(time.monotonic() - began, 1)}

@@ -68,9 +68,10 @@ function keep(doc) {
   dirty = true;
 }
 
-function latestHour() {
+// the largest time key over a Map(kpi -> Map(time -> snapshot)), or null
+function newestKey(byKpi) {
   let latest = null;
-  for (const series of hourly.values()) {
+  for (const series of byKpi.values()) {
     for (const t of series.keys()) if (latest === null || t > latest) latest = t;
   }
   return latest;
@@ -131,11 +132,8 @@ function render() {
   dirty = false;
   // the newest hour: the end of the engine's newest 24 h view (event time, not the
   // wall clock; prorated costs can reach into later hours), else the newest bucket
-  let newestEnd = null;
-  for (const series of rolling.values()) {
-    for (const t of series.keys()) if (newestEnd === null || t > newestEnd) newestEnd = t;
-  }
-  const last = newestEnd !== null ? newestEnd - HOUR : latestHour();
+  const newestEnd = newestKey(rolling);
+  const last = newestEnd !== null ? newestEnd - HOUR : newestKey(hourly);
   if (last === null) return;
   const now = last;
   document.getElementById("asof").textContent =
