@@ -61,6 +61,9 @@ class Part:
     last_flush_wall: int = 0
     last_prune_wall: int = 0
     changed: bool = False  # something to report (watermark moved, inputs applied)
+    # the watermark last reported to *every* downstream partition (a full flush);
+    # None: not since this worker took the partition over
+    reported: Any = None
 
 
 class StageRunner:
@@ -103,6 +106,10 @@ class StageRunner:
         """Outputs of a flush beyond its outbox: partial aggregates, and with ``full``
         (the timer's flushes) a watermark report to every downstream partition."""
         return []
+
+    def watermark_doc(self, part: Part) -> Any:
+        """The watermark this partition's heartbeats report downstream (None: none)."""
+        return None
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
         return {}
@@ -203,7 +210,12 @@ class StageRunner:
             for part in self.parts.values():
                 self.tick_part(part, wall)
                 stale = wall - part.last_flush_wall > 5_000
-                if part.changed or part.dirty or part.outbox or part.after or stale:
+                # Flushes of the hot path report the watermark only to the downstream
+                # partitions they carry data for. A partition that gets no data must
+                # still learn that the watermark moved, or its buckets never become
+                # final: the timer's full flush tells every one, whenever it moved.
+                moved = self.watermark_doc(part) != part.reported
+                if part.changed or part.dirty or part.outbox or part.after or stale or moved:
                     due.append(part)
             await self._flush_parts(due, wall, full=True)
             kinds: dict[str, int] = dict.fromkeys(self.state_kinds, 0)
@@ -221,6 +233,7 @@ class StageRunner:
     async def _flush(self, part: Part, wall: int, full: bool) -> None:
         started = time.perf_counter()
         part.seq += 1
+        reported = self.watermark_doc(part)
         items = part.outbox + self.heartbeat(part, full)
         updates = {key: part.proc.dump(key) for key in part.dirty}
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
@@ -235,6 +248,8 @@ class StageRunner:
         part.after = []
         part.changed = False
         part.last_flush_wall = wall
+        if full:
+            part.reported = reported
         self.metrics.flush_seconds.labels(self.stage).observe(time.perf_counter() - started)
 
     async def _retrying(self, what: str, op: Callable[[], Any]) -> Any:

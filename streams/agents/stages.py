@@ -174,6 +174,9 @@ class InputStage(StageRunner):
         return {f"{t}/{part.partition}": (clocks[t].wm if t in clocks else None)
                 for t in self.input_topics}
 
+    def watermark_doc(self, part: Part) -> dict[str, int | None]:
+        return self.watermarks(part)
+
     def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
         src = f"{self.kind}/{part.partition}"
@@ -347,10 +350,14 @@ class FunnelStage(DerivedStage):
             StageOutput(deltas=out.deltas))
         self._score(part)
 
+    def watermark_doc(self, part: Part) -> dict[str, int | None]:
+        """The lowest of the web sources heard from and of the deal clock."""
+        deal_clock = part.proc.clocks.get(self.deal_topic)
+        return self.output_watermark(part, [deal_clock.wm if deal_clock else None])
+
     def _score(self, part: Part) -> None:
         """Lead-score outputs that the stage's watermark has made final."""
-        deal_clock = part.proc.clocks.get(self.deal_topic)
-        marks = self.output_watermark(part, [deal_clock.wm if deal_clock else None])
+        marks = self.watermark_doc(part)
         out = part.proc.score_due(next(iter(marks.values()), None))
         for doc in out.qualified:
             part.outbox.append([self.topics.lead_scores, None, doc["contact_id"], doc])
@@ -363,9 +370,7 @@ class FunnelStage(DerivedStage):
 
     def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
-        deal_clock = part.proc.clocks.get(self.deal_topic)
-        own = [deal_clock.wm if deal_clock else None]
-        wm = self.output_watermark(part, own)
+        wm = self.watermark_doc(part)
         items = partial_messages(self.topics.partials, self.settings.kpi_partitions,
                                  f"funnel/{part.partition}", part.seq, wm, acc.deltas, {},
                                  full)
@@ -432,11 +437,14 @@ class CustomerStage(DerivedStage):
         self.acc.setdefault(part.partition, StageOutput()).absorb(
             StageOutput(deltas=out.deltas))
 
+    def watermark_doc(self, part: Part) -> dict[str, int | None]:
+        return self.output_watermark(part)
+
     def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
         return partial_messages(self.topics.partials, self.settings.kpi_partitions,
                                 f"customers/{part.partition}", part.seq,
-                                self.output_watermark(part), acc.deltas, {}, full)
+                                self.watermark_doc(part), acc.deltas, {}, full)
 
     def buffers(self) -> list[dict[int, Any]]:
         return [self.facts, self.acc]
