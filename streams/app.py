@@ -27,7 +27,7 @@ from .agents.stages import CustomerStage, FunnelStage, InputStage, MergeStage
 from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
 from .kpis.catalogue import Modes
-from .logs import BrokerOutageLog
+from .logs import BrokerOutageLog, FreshAssignmentNoise
 from .outputs.collector import KpiCollector
 from .outputs.hub import SnapshotHub
 from .outputs.metrics import Metrics
@@ -52,6 +52,7 @@ class Pipeline:
     _start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rebalancing: bool = False
     outage: BrokerOutageLog | None = None
+    fresh: FreshAssignmentNoise | None = None
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -259,6 +260,8 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
                 await runner.on_revoked(lost)
             runner.on_assigned(mine)
         pipe.rebalancing = False
+        if pipe.fresh is not None:
+            pipe.fresh.assigned()
         log.info("assignment: %s", {name: sorted(r.assigned)
                                     for name, r in pipe.runners.items()})
 

@@ -146,12 +146,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from .app import build_pipeline, create_app, worker_id
-    from .logs import BrokerOutageLog
+    from .logs import BrokerOutageLog, FreshAssignmentNoise
     from .outputs.http import build_web_app, serve
 
     asyncio.run(_ensure_topics(s))
     pipe = build_pipeline(s)
     pipe.outage = BrokerOutageLog(s.bootstrap).install()
+    pipe.fresh = FreshAssignmentNoise().install()
     app = create_app(s, pipe)
     log = logging.getLogger("kpi_streams.worker")
 

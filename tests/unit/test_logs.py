@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from streams.logs import BrokerOutageLog
+from streams.logs import BrokerOutageLog, FreshAssignmentNoise
 
 
 def test_outage_is_summarised_not_repeated(caplog: pytest.LogCaptureFixture) -> None:
@@ -84,3 +84,30 @@ def test_a_group_join_ends_the_outage(caplog: pytest.LogCaptureFixture) -> None:
     assert "reachable again" in lines[2] and "after 14 s" in lines[2]
     assert lines[3] == "Discovered coordinator 1 for group g"
     assert not outage.away
+
+
+def test_faust_no_fetch_since_start_is_dropped_only_right_after_an_assignment(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [1000.0]
+    noise = FreshAssignmentNoise(grace_s=30, clock=lambda: now[0])
+    thread = logging.getLogger("faust.transport.drivers.aiokafka")
+    thread.addFilter(noise)
+    line = ("[^---AIOKafkaConsumerThread]: Aiokafka has not sent fetch request for %r "
+            "since start (started %s)")
+    try:
+        with caplog.at_level(logging.INFO):
+            thread.error(line, "TP(topic='a', partition=0)", "5.42 minutes ago")  # no rebalance
+            noise.assigned()
+            now[0] += 1
+            for p in range(3):  # every partition of the new assignment, a second later
+                thread.error(line, f"TP(topic='a', partition={p})", "5.43 minutes ago")
+            thread.error("Aiokafka stopped fetching from %r (last done %s)", "TP(b)",
+                         "40 s ago")  # the "no recent fetch" check is not this one
+            now[0] += 40  # still not fetched long after the assignment: a real stall
+            thread.error(line, "TP(topic='a', partition=1)", "6.1 minutes ago")
+    finally:
+        thread.removeFilter(noise)
+    kept = [r.getMessage() for r in caplog.records]
+    assert len(kept) == 3, kept
+    assert "partition=0" in kept[0] and "TP(b)" in kept[1] and "partition=1" in kept[2]
+    assert noise.dropped == 3
