@@ -27,7 +27,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from streams.simulate import DAY, HOUR, Options, closing_events, generate  # noq
 from streams.topics import Topics  # noqa: E402
 
 WINDOWS = ("1h", "1d")
+PACE_S = 2.0  # each slice of the disturbed log arrives over this long
 RUN_ENV = {
     "KPI_INPUT_PARTITIONS": "3",
     "KPI_KPI_PARTITIONS": "3",
@@ -55,6 +58,8 @@ RUN_ENV = {
     # advancement out of the comparison
     "KPI_IDLE_TIMEOUT": "6h",
     "KPI_LOG_LEVEL": "info",
+    # a killed worker's partitions move after 10 s instead of Faust's 60 s
+    "KPI_GROUP_SESSION_TIMEOUT": "10s",
 }
 
 
@@ -74,6 +79,36 @@ async def produce_log(settings: Settings, events: list[dict[str, Any]]) -> None:
             await bp.send(events[i:i + 20_000])
     finally:
         await p.stop()
+
+
+class PacedProducer(threading.Thread):
+    """Produces events in ten pieces spread over ``seconds``, in a thread, so that
+    a disturbance can land while events are still arriving. ``join`` re-raises a
+    failure: an event the harness failed to send would read as a lost event."""
+
+    def __init__(self, settings: Settings, events: list[dict[str, Any]],
+                 seconds: float) -> None:
+        super().__init__(name="produce", daemon=True)
+        self.settings, self.events, self.seconds = settings, events, seconds
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        async def send() -> None:
+            step = max(1, -(-len(self.events) // 10))
+            for i in range(0, len(self.events), step):
+                await produce_log(self.settings, self.events[i:i + step])
+                await asyncio.sleep(self.seconds / 10)
+
+        try:
+            asyncio.run(send())
+        except BaseException as exc:  # handed to the main thread by join()
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise RuntimeError("producing the disturbed log failed") from self.error
 
 
 @dataclass
@@ -106,6 +141,73 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def _get(self, path: str) -> bytes | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=10) as resp:
+                return bytes(resp.read())
+        except OSError:
+            return None
+
+    def wait_ready(self, limit_s: float = 180) -> float:
+        """Wait until the worker holds partitions and has restored every one of them
+        (a restarted worker first rejoins its group, then reads its changelogs).
+        Returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit_s:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited (code {self.proc and self.proc.poll()}); "
+                                   f"see {self.log}")
+            body = self._get("/api/health")
+            doc = orjson.loads(body) if body else None
+            if doc and doc["status"] == "ok" and not doc["rebalancing"]:
+                stages = doc["stages"].values()
+                if any(st["assigned"] for st in stages) and \
+                        all(st["assigned"] == st["restored"] for st in stages):
+                    return time.monotonic() - started
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name} did not get and restore its partitions in "
+                           f"{limit_s:.0f} s; see {self.log}")
+
+    def events_seen(self) -> float:
+        """Input events this worker process has taken in (any outcome)."""
+        body = self._get("/metrics")
+        if body is None:
+            return -1.0
+        return sum(float(line.rpartition(" ")[2]) for line in body.decode().splitlines()
+                   if line.startswith("kpi_streams_events_total{"))
+
+    def wait_for_events(self, before: float, limit_s: float = 60) -> None:
+        """Wait until the worker has taken in events since it counted ``before``."""
+        deadline = time.monotonic() + limit_s
+        while self.events_seen() <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill_while_consuming(self, rng: random.Random, before: float) -> bool:
+        """SIGKILL at a random moment soon after the worker began on the slice it was
+        just sent (it had counted ``before``). True if it had taken in events in the
+        half second before the kill."""
+        self.wait_for_events(before)
+        time.sleep(rng.uniform(0.0, PACE_S / 2))
+        a = self.events_seen()
+        time.sleep(0.5)
+        busy = self.events_seen() > a
+        self.signal(signal.SIGKILL)
+        return busy
+
+    def watermarks(self) -> str:
+        """The merge stage's lowest watermark per input, for a run that did not finish:
+        an input stuck far behind the others says where finality waits."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
+                                        timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError as exc:
+            return f"{self.name}: /metrics unreadable ({exc})"
+        marks = [line.split("input=", 1)[1].rstrip() for line in text.splitlines()
+                 if line.startswith("kpi_streams_watermark_timestamp_seconds{")]
+        return f"{self.name} (alive: {self.alive()}): " + "; ".join(marks)
 
     def restore_seconds(self) -> list[float]:
         text = self.log.read_text(errors="replace")
@@ -191,7 +293,9 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
     ref.start()
     main.start()
     report: dict[str, Any] = {"events": len(events), "days": days, "kills": 0,
-                              "rebalances": 0, "broker_restarts": 0}
+                              "kills_while_consuming": 0, "kills_while_events_arrive": 0,
+                              "rebalances": 0,
+                              "broker_restarts": 0}
     plan = ["kill"] * kills
     if rebalance:
         plan.insert(min(1, len(plan)), "join")
@@ -202,37 +306,61 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
     # kill, rebalance and broker restart lands while events are flowing
     cuts = [round(len(events) * (i + 1) / (len(plan) + 1)) for i in range(len(plan))]
     slices = [events[a:b] for a, b in zip([0, *cuts], [*cuts, len(events)], strict=True)]
+    ready: list[float] = []  # restart (or join) -> partitions restored, seconds
     for step, chunk in zip(plan, slices, strict=False):
-        asyncio.run(produce_log(settings["dis"], chunk))
-        time.sleep(rng.uniform(1.5, 4))
+        # every disturbance hits a worker that holds partitions and is working
+        main.wait_ready()
+        if second.alive():
+            second.wait_ready()
+        before = main.events_seen()
+        producing = PacedProducer(settings["dis"], chunk, PACE_S)
         if step == "kill":
-            main.signal(signal.SIGKILL)
+            busy = main.kill_while_consuming(rng, before)
             report["kills"] += 1
-            print(f"SIGKILL worker ({report['kills']}/{kills})", file=sys.stderr)
+            report["kills_while_consuming"] += busy
+            report["kills_while_events_arrive"] += producing.is_alive()
+            print(f"SIGKILL worker ({report['kills']}/{kills}; "
+                  f"{'taking in events' if busy else 'between batches'}, "
+                  f"{'more arriving' if producing.is_alive() else 'slice sent'})",
+                  file=sys.stderr)
             time.sleep(rng.uniform(0.5, 3))
             main.start()
-        elif step == "join":
+            producing.join()
+            ready.append(main.wait_ready())
+            print(f"  back with its partitions restored after {ready[-1]:.1f} s",
+                  file=sys.stderr)
+            continue
+        main.wait_for_events(before)
+        time.sleep(rng.uniform(0.0, PACE_S / 2))
+        if step == "join":
             second.start()
             report["rebalances"] += 1
             print("second worker joins (rebalance)", file=sys.stderr)
+            ready.append(second.wait_ready())
         elif step == "leave":
             second.signal(signal.SIGTERM)
             report["rebalances"] += 1
             print("second worker stops (rebalance)", file=sys.stderr)
         elif step == "broker":
+            producing.join()  # what the harness sends must arrive; the worker is busy
             print("stopping the broker", file=sys.stderr)
             broker.stop(base)
             time.sleep(rng.uniform(5, 10))
             broker.start(base)
             report["broker_restarts"] += 1
             print("broker back", file=sys.stderr)
+        producing.join()
     asyncio.run(produce_log(settings["dis"], slices[-1]))
     if not main.alive():
         main.start()
     span = (start, end)
     try:
-        reference = asyncio.run(finished(settings["ref"], span))
-        disturbed = asyncio.run(finished(settings["dis"], span))
+        try:
+            reference = asyncio.run(finished(settings["ref"], span))
+            disturbed = asyncio.run(finished(settings["dis"], span))
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\nwatermarks: {ref.watermarks()}\n"
+                               f"{main.watermarks()}") from exc
     finally:
         for w in (ref, main, second):
             w.signal(signal.SIGTERM)
@@ -241,6 +369,7 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
         "keys_compared": len(reference), "mismatches": len(problems),
         "examples": problems[:10],
         "restore_seconds": sorted(main.restore_seconds() + second.restore_seconds()),
+        "ready_after_restart_seconds": [round(x, 1) for x in ready],
         "replayed_partials_logged": log_says(main.log, "restored "),
         "broker_away_warnings": log_says(main.log, "Kafka broker unreachable"),
         "broker_back_lines": log_says(main.log, "Kafka broker reachable again"),

@@ -163,6 +163,9 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
         stream_buffer_maxsize=4 * settings.take_messages,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
+        # a crashed worker's partitions move after this; heartbeats well inside it
+        broker_session_timeout=settings.group_session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, settings.group_session_timeout_ms / 3000),
         producer_acks=-1,
         datadir=str(_datadir(settings)),
         logging_config=None,

@@ -106,6 +106,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _group_session(text: str) -> int:
+    # the broker refuses less than its group.min.session.timeout.ms (6 s by default);
+    # Faust refuses more than its request timeout (90 s)
+    value = parse_duration_ms(text)
+    if not 6_000 <= value <= 90_000:
+        raise ValueError(f"must be between 6s and 90s, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -285,6 +294,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("shutdown_grace_ms", "KPI_SHUTDOWN_GRACE", "30s", parse_duration_ms,
          "A worker told to stop (SIGTERM, Ctrl-C) that has not stopped after this long "
          "(Kafka away) exits anyway; its state is crash-safe.", "worker"),
+    Spec("group_session_timeout_ms", "KPI_GROUP_SESSION_TIMEOUT", "60s", _group_session,
+         "How long the consumer group waits for a worker that stopped answering (a "
+         "crash) before its partitions go to the others; 6s to 90s.", "worker"),
     Spec("take_messages", "KPI_TAKE_MESSAGES", "500", _positive_int,
          "Kafka messages an agent processes per step.", "worker"),
     Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "1s", parse_duration_ms,
@@ -368,6 +380,7 @@ class Settings:
     max_batch_events: int
     flush_interval_ms: int
     shutdown_grace_ms: int
+    group_session_timeout_ms: int
     take_messages: int
     snapshot_interval_ms: int
     publish_windows: tuple[str, ...]

@@ -50,6 +50,8 @@ def test_durations(text: str, ms: int) -> None:
     ({"KPI_DEFAULT_MARGIN": "1.5"}, "KPI_DEFAULT_MARGIN"),
     ({"KPI_REPORTING_CURRENCY": "euro"}, "KPI_REPORTING_CURRENCY"),
     ({"KPI_SESSION_SPLIT_MIDNIGHT": "maybe"}, "KPI_SESSION_SPLIT_MIDNIGHT"),
+    ({"KPI_GROUP_SESSION_TIMEOUT": "2s"}, "KPI_GROUP_SESSION_TIMEOUT"),
+    ({"KPI_GROUP_SESSION_TIMEOUT": "5m"}, "KPI_GROUP_SESSION_TIMEOUT"),
 ])
 def test_bad_values_name_the_variable(env: dict, name: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -68,3 +70,15 @@ def test_readme_documents_every_setting() -> None:
     text = README.read_text()
     missing = [spec.env for spec in SPECS if f"`{spec.env}`" not in text]
     assert not missing, f"README settings table lacks {missing}"
+
+
+@pytest.mark.parametrize(("text", "session", "heartbeat"), [
+    ("60s", 60.0, 3.0), ("10s", 10.0, 3.0), ("6s", 6.0, 2.0)])
+def test_group_session_timeout_reaches_faust_with_heartbeats_inside_it(
+        text: str, session: float, heartbeat: float, tmp_path: Path) -> None:
+    from streams.app import build_pipeline, create_app
+
+    s = load_settings({"KPI_GROUP_SESSION_TIMEOUT": text, "KPI_HOME": str(tmp_path)})
+    app = create_app(s, build_pipeline(s))
+    assert app.conf.broker_session_timeout == session
+    assert app.conf.broker_heartbeat_interval == heartbeat
