@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 META_KEY = b"\x00meta"
 OUT_PREFIX = "\x00out/"
 CHUNK_BYTES = 256 * 1024
+PROGRESS_EVERY_S = 2.0  # a restore in progress reports this often
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
                 else:
                     value = None if msg.value is None else orjson.loads(msg.value)
                     pending.setdefault(flush, {})[key] = value
-            if progress is not None and time.monotonic() - last_report > 2.0:
+            if progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 progress(position - begin, end - begin)
                 last_report = time.monotonic()
         for orphaned in pending.values():

@@ -169,3 +169,76 @@ def _iso_to_ms(text: str) -> int:
     from streams.schemas import parse_rfc3339_ms
 
     return parse_rfc3339_ms(text)
+
+
+class Changelog:
+    """A consumer of one state partition holding ``records`` (key, value, flush id),
+    served in batches as aiokafka's ``getmany`` would."""
+
+    def __init__(self, records: list[tuple[bytes, bytes, str]], batch: int = 500) -> None:
+        self.records, self.batch, self.pos = records, batch, 0
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def assign(self, tps: Any) -> None: ...
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        self.pos = 0
+
+    async def end_offsets(self, tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, len(self.records))
+
+    async def position(self, tp: Any) -> int:
+        return self.pos
+
+    async def getmany(self, tp: Any, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+        await asyncio.sleep(0)
+        out = []
+        for off in range(self.pos, min(self.pos + self.batch, len(self.records))):
+            key, value, flush = self.records[off]
+            out.append(SimpleNamespace(offset=off, key=key, value=value,
+                                       headers=[("f", flush.encode())]))
+        self.pos += len(out)
+        return {tp: out}
+
+
+def test_a_long_restore_reports_progress_and_keeps_only_confirmed_flushes(
+        monkeypatch: Any, caplog: Any) -> None:
+    """An operator must see that a restarting worker is reading its changelog, not hung:
+    progress lines and the restore gauge while it reads, the time it took after."""
+    import logging
+
+    import streams.store as store
+
+    monkeypatch.setattr(store, "PROGRESS_EVERY_S", 0.0)  # report after every batch
+    s = _settings()
+    topics = Topics(s)
+    records: list[tuple[bytes, bytes, str]] = []
+    for flush in range(10):  # ten confirmed flushes of 500 event ids each
+        fid = f"flush{flush}"
+        records += [(f"e{flush}-{i}".encode(), b"1794218400000", fid) for i in range(500)]
+        records.append((store.META_KEY, orjson.dumps(
+            {"seq": flush + 1, "offsets": {}, "clocks": {}, "flush": fid, "out": 0}), fid))
+    records += [(b"orphan", b"1794218400000", "never-confirmed")]  # a crash mid-flush
+    registry = CollectorRegistry()
+    metrics = Metrics.create(registry)
+    stage = InputStage("spend", topics, Decoder.from_settings(s), settings=s,
+                       producer=FakeProducer(KPI_PARTS),
+                       consumer_factory=lambda: Changelog(records), metrics=metrics)
+    stage.on_assigned({0})
+    with caplog.at_level(logging.INFO, logger="streams.agents.runner"):
+        part = asyncio.run(stage.part(0))
+    lines = [r.getMessage() for r in caplog.records]
+    progress = [ln for ln in lines if ln.startswith("restoring spend/0:")]
+    assert len(progress) >= 5, lines
+    done = [int(ln.split(": ", 1)[1].split(" of ")[0]) for ln in progress]
+    assert done == sorted(done) and done[-1] < len(records)
+    assert all(ln.endswith(f"of {len(records)} changelog records") for ln in progress)
+    assert any(ln.startswith(f"restored spend/0: {len(records)} records in ") for ln in lines)
+    assert registry.get_sample_value("kpi_streams_restore_progress_ratio",
+                                     {"stage": "spend", "partition": "0"}) == 1.0
+    assert registry.get_sample_value("kpi_streams_restore_duration_seconds",
+                                     {"stage": "spend", "partition": "0"}) is not None
+    assert len(part.proc.seen) == 5000 and "orphan" not in part.proc.seen
+    assert part.seq == 10
+    assert "orphan" in part.dirty  # its confirmed value (none) is written again
