@@ -169,18 +169,16 @@ class InputStage(StageRunner):
     def _topic_of(self, rec: Any) -> str:
         return self.topics.input(type_name(rec))
 
-    def watermarks(self, part: Part) -> dict[str, int | None]:
+    def watermark_doc(self, part: Part) -> dict[str, int | None]:
+        """Each input topic's watermark on this partition (None: no event yet)."""
         clocks: dict[str, PartitionClock] = part.proc.clocks
         return {f"{t}/{part.partition}": (clocks[t].wm if t in clocks else None)
                 for t in self.input_topics}
 
-    def watermark_doc(self, part: Part) -> dict[str, int | None]:
-        return self.watermarks(part)
-
     def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
         src = f"{self.kind}/{part.partition}"
-        wm = self.watermarks(part)
+        wm = self.watermark_doc(part)
         items = partial_messages(self.topics.partials, self.settings.kpi_partitions, src,
                                  part.seq, wm, acc.deltas, acc.sketches, full)
         if self.kind == "web" and full:
