@@ -199,13 +199,10 @@ class Worker:
     def watermarks(self) -> str:
         """The merge stage's lowest watermark per input, for a run that did not finish:
         an input stuck far behind the others says where finality waits."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics",
-                                        timeout=10) as resp:
-                text = resp.read().decode()
-        except OSError as exc:
-            return f"{self.name}: /metrics unreadable ({exc})"
-        marks = [line.split("input=", 1)[1].rstrip() for line in text.splitlines()
+        body = self._get("/metrics")
+        if body is None:
+            return f"{self.name}: /metrics unreadable"
+        marks = [line.split("input=", 1)[1].rstrip() for line in body.decode().splitlines()
                  if line.startswith("kpi_streams_watermark_timestamp_seconds{")]
         return f"{self.name} (alive: {self.alive()}): " + "; ".join(marks)
 

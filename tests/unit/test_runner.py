@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from streams.agents.stages import FunnelStage, InputStage
 from streams.events import Decoder
 from streams.outputs.metrics import Metrics
+from streams.schemas import parse_rfc3339_ms
 from streams.settings import load_settings
 from streams.topics import Topics
 
@@ -58,19 +59,35 @@ class FakeProducer:
         self.sent.clear()
 
 
-class EmptyChangelog:
-    """A consumer of a state topic that holds nothing (a first start)."""
+class Changelog:
+    """A consumer of one state partition holding ``records`` (key, value, flush id),
+    served in batches as aiokafka's ``getmany`` would."""
+
+    def __init__(self, records: list[tuple[bytes, bytes, str]], batch: int = 500) -> None:
+        self.records, self.batch, self.pos = records, batch, 0
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     def assign(self, tps: Any) -> None: ...
-    async def seek_to_beginning(self, *tps: Any) -> None: ...
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        self.pos = 0
 
     async def end_offsets(self, tps: Any) -> dict[Any, int]:
-        return dict.fromkeys(tps, 0)
+        return dict.fromkeys(tps, len(self.records))
 
     async def position(self, tp: Any) -> int:
-        return 0
+        return self.pos
+
+    async def getmany(self, tp: Any, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+        await asyncio.sleep(0)
+        out = []
+        for off in range(self.pos, min(self.pos + self.batch, len(self.records))):
+            key, value, flush = self.records[off]
+            out.append(SimpleNamespace(offset=off, key=key, value=value,
+                                       headers=[("f", flush.encode())]))
+        self.pos += len(out)
+        return {tp: out}
 
 
 KPI_PARTS = 6  # more stage-3 partitions than one page view's dims fill
@@ -83,7 +100,7 @@ def _settings() -> Any:
 def _stage(cls: Any, *args: Any) -> tuple[Any, FakeProducer]:
     s = _settings()
     prod = FakeProducer(KPI_PARTS)
-    stage = cls(*args, settings=s, producer=prod, consumer_factory=EmptyChangelog,
+    stage = cls(*args, settings=s, producer=prod, consumer_factory=lambda: Changelog([]),
                 metrics=Metrics.create(CollectorRegistry()))
     return stage, prod
 
@@ -135,7 +152,7 @@ def test_a_moved_watermark_reaches_every_downstream_partition_though_batches_kee
             want = _page_view(minute, minute)["occurred_at"]
             for p in range(KPI_PARTS):
                 assert marks.get(p), f"partials/{p} did not hear that web/0 moved to {want}"
-                assert marks[p][-1][f"{pv}/0"] == _iso_to_ms(want)
+                assert marks[p][-1][f"{pv}/0"] == parse_rfc3339_ms(want)
             leads = {p for (t, p) in prod.sent if t == topics.leads}
             assert leads == {0, 1, 2}  # stage 2 hears it too
         prod.clear()
@@ -163,43 +180,6 @@ def test_the_funnel_reports_its_watermark_to_every_partition_once_its_sources_mo
             assert all(m[-1] == {f"{topics.leads}/1": t} for m in marks.values())
 
     asyncio.run(scenario())
-
-
-def _iso_to_ms(text: str) -> int:
-    from streams.schemas import parse_rfc3339_ms
-
-    return parse_rfc3339_ms(text)
-
-
-class Changelog:
-    """A consumer of one state partition holding ``records`` (key, value, flush id),
-    served in batches as aiokafka's ``getmany`` would."""
-
-    def __init__(self, records: list[tuple[bytes, bytes, str]], batch: int = 500) -> None:
-        self.records, self.batch, self.pos = records, batch, 0
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    def assign(self, tps: Any) -> None: ...
-
-    async def seek_to_beginning(self, *tps: Any) -> None:
-        self.pos = 0
-
-    async def end_offsets(self, tps: Any) -> dict[Any, int]:
-        return dict.fromkeys(tps, len(self.records))
-
-    async def position(self, tp: Any) -> int:
-        return self.pos
-
-    async def getmany(self, tp: Any, timeout_ms: int, max_records: int) -> dict[Any, Any]:
-        await asyncio.sleep(0)
-        out = []
-        for off in range(self.pos, min(self.pos + self.batch, len(self.records))):
-            key, value, flush = self.records[off]
-            out.append(SimpleNamespace(offset=off, key=key, value=value,
-                                       headers=[("f", flush.encode())]))
-        self.pos += len(out)
-        return {tp: out}
 
 
 def test_a_long_restore_reports_progress_and_keeps_only_confirmed_flushes(
