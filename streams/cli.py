@@ -451,12 +451,36 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 # -- kpis ---------------------------------------------------------------------------
 def cmd_kpis(args: argparse.Namespace) -> int:
-    from .readback import latest_snapshots
+    from .readback import latest_from_api, latest_snapshots
 
     s = _settings(args)
-    snaps = asyncio.run(latest_snapshots(s, limit_s=args.timeout))
+    docs = None
+    if args.source in ("auto", "api"):
+        query: dict[str, Any] = {}
+        if args.kpi:
+            query["kpi"] = ",".join(args.kpi)
+        if args.bucket:
+            query["bucket"] = args.bucket
+        if args.channel:
+            query["channel"] = args.channel
+        if args.total:
+            query["dim"] = "total"
+        if args.final:
+            query["final"] = "true"
+        docs = latest_from_api(s, query)
+        if docs is None and args.source == "api":
+            print(f"no worker API with every KPI partition at {s.web_host}:{s.web_port}",
+                  file=sys.stderr)
+            return 1
+    if docs is None:
+        docs = list(asyncio.run(latest_snapshots(s, limit_s=args.timeout)).values())
+        where = "the KPI topic"
+    else:
+        where = f"the worker at {s.web_host}:{s.web_port}"
+    if args.format == "table":
+        print(f"(read from {where})", file=sys.stderr)
     rows = []
-    for doc in snaps.values():
+    for doc in docs:
         if args.kpi and doc["kpi"] not in args.kpi:
             continue
         if args.bucket and doc["bucket"] != args.bucket:
@@ -650,10 +674,15 @@ def build_parser() -> argparse.ArgumentParser:
             "is bad, naming the line, field and reason.", cmd_validate)
     p.add_argument("file")
 
-    p = add("kpis", "Print the latest snapshot per KPI key, read from the KPI topic.",
-            cmd_kpis)
+    p = add("kpis", "Print the latest snapshot per KPI key: from a running worker's API "
+            "when one answers and holds every KPI partition (current values, fast), else "
+            "from the KPI topic.", cmd_kpis)
+    p.add_argument("--source", choices=["auto", "api", "topic"], default="auto",
+                   help="where to read: auto (the API, else the topic; default), api, topic")
     p.add_argument("--kpi", action="append", help="only this KPI (repeatable)")
-    p.add_argument("--bucket", choices=["1m", "1h", "1d", "15m", "24h", "7d", "30d", "1mo"])
+    p.add_argument("--bucket", choices=["1m", "1h", "1d", "15m", "24h", "7d", "30d", "1mo"],
+                   help="only this bucket or rolling view (1m is served by the API only "
+                   "unless KPI_PUBLISH_WINDOWS has it)")
     p.add_argument("--channel", help="only this channel")
     p.add_argument("--total", action="store_true", help="only the totals (no dims)")
     p.add_argument("--final", action="store_true", help="only final snapshots")

@@ -63,3 +63,30 @@ async def latest_snapshots(settings: Settings, limit_s: float = 30.0) -> dict[st
         if old is None or doc["revision"] >= old["revision"]:
             out[key] = doc
     return out
+
+
+def latest_from_api(settings: Settings, query: dict[str, str],
+                    timeout_s: float = 2.0) -> list[dict[str, Any]] | None:
+    """The current snapshots from a running worker's API, or None when no worker
+    answers at ``KPI_WEB_HOST:KPI_WEB_PORT`` or it does not hold every KPI partition
+    (with several workers each one serves only its own; the topic has them all)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::", "") else settings.web_host
+    base = f"http://{host}:{settings.web_port}"
+    try:
+        with urllib.request.urlopen(f"{base}/api/health", timeout=timeout_s) as resp:
+            health = orjson.loads(resp.read())
+        merge = health.get("stages", {}).get("merge", {})
+        if len(merge.get("restored", [])) < settings.kpi_partitions:
+            return None
+        params = urllib.parse.urlencode({**query, "limit": "100000"})
+        with urllib.request.urlopen(f"{base}/api/kpis?{params}", timeout=30) as resp:
+            doc = orjson.loads(resp.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    if doc.get("count", 0) > len(doc.get("snapshots", [])):
+        return None  # more than the API returns at once: read the topic
+    return list(doc["snapshots"])

@@ -99,6 +99,18 @@ def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def _bytes(text: str) -> int:
+    """A size: 64MB, 512MiB, 1g, or a number of bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if not m:
+        raise ValueError(f"not a size: {text!r} (e.g. 64MB, 1GB)")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
+    value = int(float(m.group(1)) * scale)
+    if value < 1 << 20:
+        raise ValueError(f"must be at least 1MB, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -284,6 +296,15 @@ SPECS: tuple[Spec, ...] = (
          "Gross profit = amount x this, for won deals without gross_profit (1.0: no "
          "margin data, so ROI is computed on revenue).", "kpi"),
     # -- Worker --------------------------------------------------------------
+    Spec("state_store", "KPI_STATE_STORE", "rocksdb", _choice("rocksdb", "memory"),
+         "Where long-lived state (cold visitors) lives: rocksdb (on disk under "
+         "KPI_STATE_DIR, memory bounded by KPI_STATE_CACHE) or memory (the heap; "
+         "tests).", "worker"),
+    Spec("state_dir", "KPI_STATE_DIR", str(Path(_DEFAULT_HOME) / "state"), _path,
+         "Directory of the embedded stores, one per stage partition (give each worker "
+         "its own volume).", "worker"),
+    Spec("state_cache_bytes", "KPI_STATE_CACHE", "64MB", _bytes,
+         "Block cache (and write buffer) memory of each embedded store.", "worker"),
     Spec("max_message_bytes", "KPI_MAX_MESSAGE_BYTES", "1048576", _positive_int,
          "Input messages larger than this are rejected (reason too_large).", "worker"),
     Spec("max_batch_events", "KPI_MAX_BATCH_EVENTS", "5000", _positive_int,
@@ -299,11 +320,24 @@ SPECS: tuple[Spec, ...] = (
          "crash) before its partitions go to the others; 6s to 90s.", "worker"),
     Spec("take_messages", "KPI_TAKE_MESSAGES", "500", _positive_int,
          "Kafka messages an agent processes per step.", "worker"),
-    Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "1s", parse_duration_ms,
-         "A changing KPI key is published at most this often (finals always are).", "worker"),
-    Spec("publish_windows", "KPI_PUBLISH_WINDOWS", "1m,1h,1d,15m,24h,7d,30d,1mo", _windows,
-         "Buckets and rolling views published on the KPI topic (all are still computed "
-         "and served by the API and /metrics). 1m and 15m are the chatty ones.", "worker"),
+    Spec("live_interval_ms", "KPI_LIVE_INTERVAL", "1s", parse_duration_ms,
+         "How often changed KPIs are recomputed for the live wall, the SSE stream and "
+         "the API.", "worker"),
+    Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "5s", parse_duration_ms,
+         "An open 1m or 1h cell whose value changed goes on the KPI topic at most this "
+         "often (finals and restatements always go, once).", "worker"),
+    Spec("snapshot_slow_interval_ms", "KPI_SNAPSHOT_SLOW_INTERVAL", "60s",
+         parse_duration_ms,
+         "The same for open 1d cells, months and rolling views.", "worker"),
+    Spec("catchup_lag_ms", "KPI_CATCHUP_LAG", "15m", parse_duration_ms,
+         "A merge partition whose event time is further behind the wall clock than this "
+         "while data keeps arriving is catching up (a replay, a backlog): it puts only "
+         "finals, restatements and tombstones on the KPI topic, and the latest open "
+         "values once caught up.", "worker"),
+    Spec("publish_windows", "KPI_PUBLISH_WINDOWS", "1h,1d,1mo,15m,24h,7d,30d", _windows,
+         "Buckets and rolling views published on the KPI topic (all, 1m too, are still "
+         "computed and served by the API, /metrics and the wall). Add 1m to put minute "
+         "cells on the topic.", "worker"),
     Spec("web_host", "KPI_WEB_HOST", "127.0.0.1", str,
          "Address the worker's web server (wall, API, /metrics) binds to.", "worker"),
     Spec("web_port", "KPI_WEB_PORT", "6066", _positive_int,
@@ -376,13 +410,19 @@ class Settings:
     lead_goals: tuple[str, ...]
     exclude_machine_opens: bool
     default_margin: float
+    state_store: str
+    state_dir: Path
+    state_cache_bytes: int
     max_message_bytes: int
     max_batch_events: int
     flush_interval_ms: int
     shutdown_grace_ms: int
     group_session_timeout_ms: int
     take_messages: int
+    live_interval_ms: int
     snapshot_interval_ms: int
+    snapshot_slow_interval_ms: int
+    catchup_lag_ms: int
     publish_windows: tuple[str, ...]
     web_host: str
     web_port: int

@@ -35,6 +35,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from .kpis.visitors import COLD_PREFIX  # keys whose values are packed bytes, not JSON
+
 META_KEY = b"\x00meta"
 OUT_PREFIX = "\x00out/"
 CHUNK_BYTES = 256 * 1024
@@ -92,7 +94,9 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
                     result.orphans.difference_update(mine)
                     result.meta = meta
                 else:
-                    value = None if msg.value is None else orjson.loads(msg.value)
+                    value = msg.value
+                    if value is not None and not key.startswith(COLD_PREFIX):
+                        value = orjson.loads(value)
                     pending.setdefault(flush, {})[key] = value
             if progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 progress(position - begin, end - begin)
@@ -140,7 +144,10 @@ class StateWriter:
         headers = [("f", flush.encode())]
         records: list[tuple[bytes | None, bytes | None]] = []
         for key, value in updates.items():
-            records.append((key.encode(), None if value is None else orjson.dumps(value)))
+            if value is None or isinstance(value, bytes):
+                records.append((key.encode(), value))  # a tombstone, or a packed record
+            else:
+                records.append((key.encode(), orjson.dumps(value)))
         chunks = _chunks(outbox)
         for i, items in enumerate(chunks):
             records.append((f"{OUT_PREFIX}{i}".encode(),

@@ -129,7 +129,10 @@ class StageRunner:
     async def on_revoked(self, partitions: set[int]) -> None:
         async with self.lock:
             for p in partitions:
-                self.parts.pop(p, None)
+                part = self.parts.pop(p, None)
+                close = getattr(part.proc, "close", None) if part is not None else None
+                if close is not None:
+                    close()  # its embedded store: the next owner rebuilds it
             self.assigned -= partitions
             self.metrics.partitions_owned.labels(self.stage).set(len(self.assigned))
 

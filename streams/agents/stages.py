@@ -22,11 +22,13 @@ from ..kpis.email import EmailConfig, EmailPartition
 from ..kpis.engagement import EngagementConfig, EngagementPartition
 from ..kpis.funnel import FunnelConfig, FunnelPartition
 from ..kpis.merge import MergeConfig, MergePartition
+from ..kpis.publish import PublishConfig, TopicPublisher, catching_up
 from ..kpis.scoring import scoring_from_settings
 from ..kpis.spend import SpendConfig, SpendPartition
 from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebConfig, WebPartition
+from ..statestore import cold_store
 from ..topics import Topics
 from .runner import OutItem, Part, StageRunner, dim_partition, now_ms
 
@@ -35,6 +37,8 @@ PRUNE_EVERY_MS = 30_000
 EMIT_MAX_CELLS = 2_000  # cells published per emission round (bounds flush size and latency)
 EMIT_MAX_VIEWS = 1_000  # rolling views published per emission round (same reason)
 EMIT_MAX_DOCS = 8_000  # snapshot documents per round and partition (bounds memory)
+LIVE_WINDOWS = frozenset({"1h", "24h"})  # what the wall reads from the SSE stream
+CATCHUP_QUIET_MS = 10_000  # no data for this long: a replay or backlog has ended
 
 
 def web_config(s: Any) -> WebConfig:
@@ -124,7 +128,10 @@ class InputStage(StageRunner):
 
     def new_processor(self, partition: int) -> Any:
         if self.kind == "web":
-            return WebPartition(self.cfg)
+            s = self.settings
+            return WebPartition(self.cfg, cold_store(
+                s.state_store, s.state_dir, s.namespace, self.state_topic, partition,
+                s.state_cache_bytes))
         if self.kind == "email":
             return EmailPartition(self.cfg)
         if self.kind == "engagement":
@@ -476,18 +483,42 @@ class MergeStage(StageRunner):
             currency=s.reporting_currency)
         self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.last_emit: dict[int, int] = {}
+        self.last_views: dict[int, int] = {}  # when rolling views were last evaluated
+        self.last_data: dict[int, int] = {}  # when a partial with data last arrived
         self.backlog: dict[int, bool] = {}  # partitions whose last round hit its budget
         self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
         self.publish_windows = frozenset(s.publish_windows)
+        # documents are built for the live side (SSE, the wall: 1h cells, 24h views)
+        # and for the topic
+        self.build_windows = self.publish_windows | LIVE_WINDOWS
+        self.publish_cfg = PublishConfig(self.publish_windows, s.snapshot_interval_ms,
+                                         s.snapshot_slow_interval_ms)
+        self.publishers: dict[int, TopicPublisher] = {}
 
     def new_processor(self, partition: int) -> Any:
+        self.publishers[partition] = TopicPublisher(self.publish_cfg)
         return MergePartition(self.cfg)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        await super().on_revoked(partitions)
+        for p in partitions:
+            for buf in (self.publishers, self.last_emit, self.last_views, self.last_data,
+                        self.backlog, self.items):
+                buf.pop(p, None)
 
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
                wall: int) -> None:
         doc = orjson.loads(value) if value else None
-        if isinstance(doc, dict) and not part.proc.apply(doc):
-            self.metrics.replayed_partials.inc()
+        if isinstance(doc, dict):
+            if doc.get("d") or doc.get("h"):
+                self.last_data[part.partition] = wall
+            if not part.proc.apply(doc):
+                self.metrics.replayed_partials.inc()
+
+    def catching_up(self, part: Part, wall: int) -> bool:
+        return catching_up(wall, part.proc.event_time_now(),
+                           self.last_data.get(part.partition, 0),
+                           self.settings.catchup_lag_ms, CATCHUP_QUIET_MS)
 
     def process(self, part: Part, wall: int) -> None:
         self._maybe_emit(part, wall)
@@ -495,37 +526,52 @@ class MergeStage(StageRunner):
         part.proc.dirty.clear()
 
     def _maybe_emit(self, part: Part, wall: int) -> None:
-        last = self.last_emit.get(part.partition, 0)
+        p = part.partition
+        publisher = self.publishers[p]
+        behind = self.catching_up(part, wall)
+        last = self.last_emit.get(p, 0)
         # a backlog (a replay of history) is worked off round after round; live
-        # changes are published at most once per snapshot interval
-        if wall - last < self.settings.snapshot_interval_ms and \
-                not self.backlog.get(part.partition) and \
-                len(part.proc.pending) < EMIT_MAX_CELLS:
-            return
-        self.last_emit[part.partition] = wall
-        snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS,
-                                   publish=self.publish_windows, max_views=EMIT_MAX_VIEWS,
-                                   max_docs=EMIT_MAX_DOCS)
-        # what a budgeted round left over is published by the next one, not after an
-        # interval
-        self.backlog[part.partition] = bool(part.proc.pending or part.proc.views_todo)
-        if self.backlog[part.partition]:
-            part.changed = True  # more to publish: the next tick continues
-        finals = 0
+        # changes are recomputed at most once per live interval
+        if wall - last >= self.settings.live_interval_ms or self.backlog.get(p) or \
+                len(part.proc.pending) >= EMIT_MAX_CELLS:
+            self.last_emit[p] = wall
+            # rolling views move with the watermark: while catching up they are
+            # evaluated only as often as they can go on the topic
+            every = self.settings.snapshot_slow_interval_ms if behind else \
+                self.settings.live_interval_ms
+            views = wall - self.last_views.get(p, 0) >= every
+            if views:
+                self.last_views[p] = wall
+            snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS,
+                                       publish=self.build_windows, max_views=EMIT_MAX_VIEWS,
+                                       max_docs=EMIT_MAX_DOCS, views=views)
+            # what a budgeted round left over is published by the next one, not after
+            # an interval
+            self.backlog[p] = bool(part.proc.pending or part.proc.views_todo)
+            if self.backlog[p]:
+                part.changed = True  # more to publish: the next tick continues
+            if snapshots:
+                # snapshots are derived from cells, so they are not persisted with the
+                # flush; the keys of what was published are, and a restore publishes
+                # them again (and every open cell and view: see MergePartition.load)
+                part.outbox.append(["", None, "republish",
+                                    [list(part.proc.emitted_cells),
+                                     list(part.proc.emitted_views)]])
+                if self.publish is not None:
+                    self.publish([doc for _, doc in snapshots if doc is not None])
+            self._send(part, publisher.offer(snapshots))
+        self._send(part, publisher.due(wall, behind))
+        self.metrics.snapshots_waiting.labels(str(p)).set(publisher.waiting())
+
+    def _send(self, part: Part, snapshots: list[Any]) -> None:
         topic, n = self.topics.snapshots, self.settings.kpi_partitions
+        finals = 0
         for key, doc in snapshots:
-            # snapshots are derived from cells, so they are not persisted with the flush;
-            # the keys of what was published are, and a restore publishes them again
             part.after.append([topic, snapshot_partition(key, n), key, doc])
             finals += bool(doc and doc["final"])
         if snapshots:
-            part.outbox.append(["", None, "republish",
-                                [list(part.proc.emitted_cells), list(part.proc.emitted_views)]])
-        if snapshots:
             self.metrics.snapshots.labels("true").inc(finals)
             self.metrics.snapshots.labels("false").inc(len(snapshots) - finals)
-            if self.publish is not None:
-                self.publish([doc for _, doc in snapshots if doc is not None])
 
     def tick_part(self, part: Part, wall: int) -> None:
         if wall - part.last_prune_wall >= PRUNE_EVERY_MS:

@@ -27,7 +27,8 @@ from . import buckets as B
 from .catalogue import BY_DIM, KPI, KPIS, Comps, Context, Modes, dim_name, evaluate, kpis_for
 
 CellKey = tuple[str, int, str]  # (size, start, dim)
-ViewKey = tuple[str, int, str]  # (window, end, dim)
+ViewKey = tuple[str, int, str]  # (window, end, dim): calendar months
+RollKey = tuple[str, str]  # (window, dim): a rolling view, updated in place
 HLL_LG_K = 14  # relative standard error ~0.8 %; the contract allows 2 %
 SESSION_FAMILIES = frozenset({"web", "lead"})
 Snapshot = tuple[str, dict[str, Any] | None]  # (key, document or None for a tombstone)
@@ -40,7 +41,14 @@ def iso_s(ms: int) -> str:
 
 
 def snapshot_key(kpi: str, window: str, start: int, dim: str) -> str:
-    """``kpi|bucket|window_start|dim=value`` (the total has nothing after the last bar)."""
+    """``kpi|bucket|window_start|dim=value`` (the total has nothing after the last bar).
+
+    A rolling view (``15m``, ``24h``, ``7d``, ``30d``) is one key per (kpi, view, dims),
+    ``kpi|view|dim=value``, updated in place as the view moves: its current window is
+    in the document, so a compacted topic keeps one record per view.
+    """
+    if window in B.ROLLING:
+        return f"{kpi}|{window}|{dim}"
     return f"{kpi}|{window}|{iso_s(start)}|{dim}"
 
 
@@ -88,6 +96,27 @@ def view_store_key(key: ViewKey) -> str:
     return f"r|{key[0]}|{key[1]}|{key[2]}"
 
 
+def roll_store_key(key: RollKey) -> str:
+    return f"v|{key[0]}|{key[1]}"
+
+
+@dataclass
+class ViewState:
+    """What was last published for one rolling view (one key per KPI, moved in place)."""
+
+    rev: int  # revision of the last publication
+    end: int  # end of the window last published
+    fams: list[str]  # families present then (their KPIs get tombstones when gone)
+    final: bool = False
+
+    def to_json(self) -> list[Any]:
+        return [self.rev, self.end, self.fams, self.final]
+
+    @classmethod
+    def from_json(cls, d: list[Any]) -> ViewState:
+        return cls(int(d[0]), int(d[1]), list(d[2]), bool(d[3]))
+
+
 def parse_store_key(text: str) -> tuple[str, int, str]:
     size, start, dim = text.split("|", 2)
     return (size, int(start), dim)
@@ -123,8 +152,12 @@ class MergePartition:
     def __init__(self, cfg: MergeConfig) -> None:
         self.cfg = cfg
         self.cells: dict[CellKey, Cell] = CountedByKind()
-        # rolling view -> [rev, final, fams(, unpublished)]; rev -1: never published yet
+        # calendar month view -> [rev, final, fams(, unpublished)]; rev -1: never
+        # published yet
         self.views: dict[ViewKey, list[Any]] = CountedByKind()
+        # rolling view (window, dim) -> what was last published for it
+        self.rolls: dict[RollKey, ViewState] = CountedByKind()
+        self.rolls_todo: set[RollKey] = set()  # rolling views to evaluate again
         self.src_wm: dict[str, int | None] = {}  # "topic/partition" -> watermark
         self.applied: dict[str, list[int]] = {}  # source -> last [sequence, piece] applied
         self.pending: set[CellKey] = set()  # changed since the last emission
@@ -256,7 +289,7 @@ class MergePartition:
     # -- snapshots ----------------------------------------------------------------
     def emit(self, now_wall_ms: int, max_cells: int | None = None,
              publish: Any = None, max_views: int | None = None,
-             max_docs: int | None = None) -> list[Snapshot]:
+             max_docs: int | None = None, views: bool = True) -> list[Snapshot]:
         """Snapshots of changed cells, cells that just became final, and their rolling views.
 
         A ``None`` document is a tombstone: the key no longer exists because every
@@ -267,7 +300,8 @@ class MergePartition:
         state, so a crash does not forget them), so a replay of history does not
         build one enormous batch of snapshots. ``emitted_cells`` and ``emitted_views`` say what
         this call published. ``publish`` limits the documents built to these windows
-        (the others are still advanced: revisions, finality).
+        (the others are still advanced: revisions, finality). With ``views`` false the
+        rolling views are not evaluated in this call; the ones touched wait for the next.
         """
         self._publish_windows = publish
         self._lows = self._topic_lows()
@@ -302,7 +336,12 @@ class MergePartition:
                         touched.add((window, key[1], key[2]))
             self.emitted_cells = todo[:done]
             budget = None if max_docs is None else max(max_docs - len(out), 0)
-            out += self._rolling_snapshots(touched, computed_at, max_views, budget)
+            months = {t for t in touched if t[0] not in B.ROLLING}
+            self.rolls_todo |= {(w, d) for w, _, d in touched if w in B.ROLLING}
+            out += self._rolling_snapshots(months, computed_at, max_views, budget)
+            if views:
+                budget = None if max_docs is None else max(max_docs - len(out), 0)
+                out += self._live_views(computed_at, budget)
             return out
         finally:
             self._lows = None
@@ -390,10 +429,53 @@ class MergePartition:
             merged["web"]["us"] = round(est)
         return merged, found
 
+    def _live_views(self, computed_at: str, max_docs: int | None = None) -> list[Snapshot]:
+        """Rolling views whose members changed or whose window moved, at their current
+        window (ending with the base bucket that holds the watermark). A view whose
+        window no longer holds any data is deleted: tombstones for its keys. Past about
+        ``max_docs`` documents the rest wait in ``rolls_todo`` for the next call."""
+        now = self.event_time_now()
+        if now is None:
+            return []
+        publish = self._publish_windows
+        todo = self.rolls_todo
+        self.rolls_todo = set()
+        for rkey, held in self.rolls.items():
+            if held.end != B.view_end_at(rkey[0], now):
+                todo.add(rkey)
+        out: list[Snapshot] = []
+        for rkey in sorted(todo):
+            if max_docs is not None and len(out) >= max_docs:
+                self.rolls_todo.add(rkey)
+                continue
+            window, dim = rkey
+            if publish is not None and window not in publish:
+                continue  # not published: the API computes it on demand
+            end = B.view_end_at(window, now)
+            comps, found = self.rolling_comps(window, end, dim)
+            state = self.rolls.get(rkey)
+            if not found:
+                if state is not None:
+                    out += [(snapshot_key(n, window, 0, dim), None)
+                            for n in _names_for_families(dim, tuple(state.fams))]
+                    del self.rolls[rkey]
+                    self.dirty.add(roll_store_key(rkey))
+                continue
+            final = self.is_final(end, set(comps))
+            rev = 0 if state is None else state.rev + 1
+            prev_fams = [] if state is None else state.fams
+            start = B.view_start(window, end)
+            out += self._publish((window, start, end, dim), comps, (rev, prev_fams), final,
+                                 computed_at)
+            self.rolls[rkey] = ViewState(rev, end, sorted(comps), final)
+            self.dirty.add(roll_store_key(rkey))
+        return out
+
     def _rolling_snapshots(self, touched: set[tuple[str, int, str]], computed_at: str,
                            max_views: int | None = None,
                            max_docs: int | None = None) -> list[Snapshot]:
-        """Rolling views over changed base cells, and open views that became final."""
+        """Calendar-month views over changed base cells, and open ones that became
+        final (keyed by their start, like buckets)."""
         now = self.event_time_now()
         self.emitted_views = []
         if now is None:
@@ -492,13 +574,18 @@ class MergePartition:
                 if not found:
                     continue
                 start = B.view_start(window, end)
-                state = self.views.get((window, end, dim), [0, False, []])
+                if window in B.ROLLING:
+                    roll = self.rolls.get((window, dim))
+                    rev = 0 if roll is None else roll.rev
+                    final = roll is not None and roll.end == end and roll.final
+                else:
+                    state = self.views.get((window, end, dim), [0, False, []])
+                    rev, final = max(state[0], 0), bool(state[1])
                 for kpi in kpis_for(dim, comps):
                     if kpis is not None and kpi.name not in kpis:
                         continue
                     out.append(self._doc(kpi, window, start, end, dim, comps,
-                                         bool(state[1]), max(state[0], 0), computed_at,
-                                         modes))
+                                         final, rev, computed_at, modes))
         return out
 
     # -- expiry -----------------------------------------------------------------
@@ -559,10 +646,16 @@ class MergePartition:
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind: cells by bucket size, rolling views by window."""
         assert isinstance(self.cells, CountedByKind) and isinstance(self.views, CountedByKind)
+        assert isinstance(self.rolls, CountedByKind)
         return {**{"cell_" + size: n for size, n in self.cells.counts.items()},
-                **{"view_" + window: n for window, n in self.views.counts.items()}}
+                **{"view_" + window: n for window, n in self.views.counts.items()},
+                **{"view_" + window: n for window, n in self.rolls.counts.items()}}
 
     def dump(self, key: str) -> Any:
+        if key.startswith("v|"):
+            window, dim = key[2:].split("|", 1)
+            roll = self.rolls.get((window, dim))
+            return None if roll is None else roll.to_json()
         if key.startswith("r|"):
             window, end, dim = parse_store_key(key[2:])
             return self.views.get((window, end, dim))
@@ -570,9 +663,21 @@ class MergePartition:
         return None if cell is None else cell.to_json()
 
     def load(self, key: str, value: Any) -> None:
+        if key.startswith("v|"):
+            window, dim = key[2:].split("|", 1)
+            self.rolls[(window, dim)] = ViewState.from_json(value)
+            # what was last published may not have reached the topic: evaluate again
+            self.rolls_todo.add((window, dim))
+            return
         if key.startswith("r|"):
             window, end, dim = parse_store_key(key[2:])
+            if window in B.ROLLING:
+                # a rolling view keyed by its end (before views moved in place): gone
+                self.dirty.add(key)
+                return
             self.views[(window, end, dim)] = value
+            if not value[1] and value[0] >= 0:
+                self.views_todo.add((window, end, dim))  # open: publish it again
             if len(value) > 3 and value[3]:  # deferred when the worker stopped
                 self.views_todo.add((window, end, dim))
             return
@@ -580,7 +685,10 @@ class MergePartition:
         cell = self.cells[ckey] = Cell.from_json(value)
         if not cell.final:
             self.open_cells.add(ckey)
-        if cell.unpublished:
+        # an open cell's latest value may still have been waiting for its turn on the
+        # KPI topic when the worker stopped (the topic is written at a cadence, not at
+        # every change): publish it once more
+        if cell.unpublished or not cell.final:
             self.pending.add(ckey)
         cust = cell.comps.get("cust")
         if cust:

@@ -11,7 +11,9 @@ order the events came in.
 Events are kept while they can still change a KPI: until their session cannot
 grow any more and their UTC day can receive no on-time event. After that only
 the session start and channel remain (attribution touches, for the lookback
-window) and the visitor's first-seen time (new vs returning users).
+window) and the visitor's first-seen time (new vs returning users); a visitor
+that has nothing else left moves to the cold store (:mod:`.visitors`) as one
+small binary record, and comes back to the heap when it returns.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ from .buckets import BUCKETS, DAY, starts
 from .deltas import Deltas, add, add_many, dim, prune_zero
 from .scoring import ScoringConfig
 from .stage import StageOutput
+from .visitors import (
+    COLD_PREFIX,
+    ColdStore,
+    MemoryColdStore,
+    cold_key,
+    cold_name,
+    hot_id,
+    hot_name,
+    visitor_key,
+)
+from .visitors import decode as decode_cold
+from .visitors import encode as encode_cold
 from .watermark import ClockedPartition
 
 FAMILY = "web"
@@ -199,10 +213,23 @@ def visitor_hash(visitor_id: str) -> int:
 class WebPartition(ClockedPartition):
     """Per-visitor state of one partition of the page view and form submit topics."""
 
-    def __init__(self, cfg: WebConfig) -> None:
+    def __init__(self, cfg: WebConfig, cold: ColdStore | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.visitors: dict[str, Visitor] = {}
+        self.visitors: dict[str, Visitor] = {}  # hot: sessions that can still change
+        self.cold: ColdStore = cold if cold is not None else MemoryColdStore()
+        self._sweep_after: bytes | None = None  # where the cold TTL sweep goes on
+
+    def _visitor(self, vid: str) -> Visitor | None:
+        """A hot visitor, or a cold one taken back into the heap (its record stays in
+        the cold store until the visitor goes cold again and overwrites it)."""
+        v = self.visitors.get(vid)
+        if v is None:
+            data = self.cold.get(visitor_key(vid))
+            if data is not None:
+                first, touches = decode_cold(data)
+                v = self.visitors[vid] = Visitor(first, touches=touches)
+        return v
 
     # -- the batch ------------------------------------------------------------
     def process(self, items: list[tuple[str, PageView | FormSubmit]],
@@ -219,7 +246,7 @@ class WebPartition(ClockedPartition):
         linked: dict[str, set[str]] = {}  # visitor -> contacts its forms named first now
         for topic, rec in items:
             vid = rec.visitor_id
-            v = self.visitors.get(vid)
+            v = self._visitor(vid)
             et = "page_view" if isinstance(rec, PageView) else "form_submit"
             if v is not None:
                 ids = seen_ids.get(vid)
@@ -251,7 +278,7 @@ class WebPartition(ClockedPartition):
             touched[vid] = v
         for vid in touched:
             self._visitor_deltas(vid, old_state[vid], self.visitors[vid], out)
-            out.dirty.add(vid)
+            out.dirty.add(hot_name(vid))
         for vid, v in touched.items():
             if v is None or not v.contacts:
                 continue
@@ -375,11 +402,40 @@ class WebPartition(ClockedPartition):
             if v is None:
                 continue
             if self._prune_visitor(v, horizon):
-                changed.add(vid)
-            if not v.pvs and not v.forms and not v.touches and (
-                    v.first is None or v.first < wm - cfg.visitor_ttl_ms):
-                del self.visitors[vid]
-                changed.add(vid)
+                changed.add(hot_name(vid))
+            if v.pvs or v.forms or v.leads or v.score or v.contacts:
+                continue  # still hot
+            key = visitor_key(vid)
+            del self.visitors[vid]
+            changed |= {hot_name(vid), cold_name(key)}
+            if not v.touches and (v.first is None or v.first < wm - cfg.visitor_ttl_ms):
+                self.cold.delete(key)
+            else:
+                self.cold.put(key, encode_cold(v.first, v.touches))
+        if visitor_ids is None:
+            changed |= self._sweep_cold(wm)
+        return changed
+
+    def _sweep_cold(self, wm: int, limit: int = 20_000) -> set[str]:
+        """Part of a pass over the cold store: forget touches past the lookback and
+        visitors past their TTL. Bounded per call, so each prune stays short; a full
+        pass over a million visitors takes 50 prunes (25 minutes)."""
+        cfg = self.cfg
+        oldest_touch = wm - cfg.lateness_ms - cfg.lookback_ms - cfg.session_timeout_ms
+        changed: set[str] = set()
+        last = None
+        for key, data in list(self.cold.scan(self._sweep_after, limit)):
+            last = key
+            first, touches = decode_cold(data)
+            kept = [t for t in touches if t[0] >= oldest_touch]
+            if not kept and (first is None or first < wm - cfg.visitor_ttl_ms):
+                self.cold.delete(key)
+            elif len(kept) != len(touches):
+                self.cold.put(key, encode_cold(first, kept))
+            else:
+                continue
+            changed.add(cold_name(key))
+        self._sweep_after = last  # None: the pass is complete, start again
         return changed
 
     def _prune_visitor(self, v: Visitor, horizon: int) -> bool:
@@ -422,16 +478,26 @@ class WebPartition(ClockedPartition):
         return dropped
 
     # -- persistence ------------------------------------------------------------
-    def state_keys(self) -> dict[str, int]:
-        """Entries of state held, by kind (the changelog holds one record per entry)."""
-        return {"visitor": len(self.visitors)}
+    def close(self) -> None:
+        """Release the cold store (the partition moved away or the worker stops)."""
+        self.cold.close()
 
-    def dump(self, key: str) -> dict[str, Any] | None:
-        v = self.visitors.get(key)
+    def state_keys(self) -> dict[str, int]:
+        """Entries of state held, by kind (the changelog holds one record per entry):
+        hot visitors on the heap, cold ones in the cold store."""
+        return {"visitor": len(self.visitors), "visitor_cold": self.cold.count()}
+
+    def dump(self, key: str) -> dict[str, Any] | bytes | None:
+        if key.startswith(COLD_PREFIX):
+            return self.cold.get(cold_key(key))  # packed bytes, written as they are
+        v = self.visitors.get(hot_id(key))
         return None if v is None else v.to_json()
 
-    def load(self, key: str, value: dict[str, Any]) -> None:
-        self.visitors[key] = Visitor.from_json(value)
+    def load(self, key: str, value: Any) -> None:
+        if key.startswith(COLD_PREFIX):
+            self.cold.put(cold_key(key), value)
+            return
+        self.visitors[hot_id(key)] = Visitor.from_json(value)
 
 
 def _insort(items: list[Any], item: Any) -> None:

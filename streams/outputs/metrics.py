@@ -28,6 +28,7 @@ class Metrics:
     restore_seconds: Gauge
     partitions_owned: Gauge
     snapshots: Counter
+    snapshots_waiting: Gauge
     replayed_partials: Counter
     consumer_lag: Gauge
     state_keys: Gauge
@@ -65,8 +66,12 @@ class Metrics:
             partitions_owned=Gauge(f"{NS}_partitions_owned",
                                    "Partitions this worker processes.", ["stage"],
                                    registry=registry),
-            snapshots=Counter(f"{NS}_snapshots", "KPI snapshots published.", ["final"],
-                              registry=registry),
+            snapshots=Counter(f"{NS}_snapshots", "KPI snapshots published on the KPI "
+                              "topic.", ["final"], registry=registry),
+            snapshots_waiting=Gauge(f"{NS}_snapshots_waiting",
+                                    "Open KPI keys whose latest value waits for its cadence "
+                                    "(or for the end of a catch-up) before the KPI topic.",
+                                    ["partition"], registry=registry),
             replayed_partials=Counter(f"{NS}_replayed_partials",
                                       "Partial aggregates ignored because they were "
                                       "already applied (replays after a restart).",

@@ -132,3 +132,29 @@ def test_openapi_contract_holds(fed_worker: WorkerProcess) -> None:
     assert not failures, "\n\n".join(failures)
     # (schemathesis leaves out the operation that serves the document itself)
     assert {"/api/kpis", "/api/health", "/api/alerts", "/api/catalogue"} <= tested
+
+
+def _cli_kpis(w: WorkerProcess, *args: str) -> tuple[list[dict], str]:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "streams.cli", "kpis", "--kpi", "pageviews",
+                          "--bucket", "1h", "--total", *args],
+                         env=w.env, capture_output=True, timeout=120, check=False)
+    assert res.returncode in (0, 1), res.stderr.decode()
+    rows = [orjson.loads(line) for line in res.stdout.splitlines()] \
+        if "jsonl" in args else []
+    return rows, res.stderr.decode()
+
+
+def test_cli_kpis_asks_the_worker_and_falls_back_to_the_topic(
+        fed_worker: WorkerProcess) -> None:
+    rows, _ = _cli_kpis(fed_worker, "--source", "api", "--format", "jsonl")
+    assert [r["numerator"] for r in rows] == [30]
+    # the same row reaches the compacted topic once the replayed hour has stopped
+    # arriving (it is history: nothing is published while it streams in)
+    rows = wait_for(lambda: _cli_kpis(fed_worker, "--source", "topic", "--format",
+                                      "jsonl")[0], 60, "the hour on the KPI topic")
+    assert [r["numerator"] for r in rows] == [30]
+    _, err = _cli_kpis(fed_worker)  # auto: the worker answers
+    assert "read from the worker" in err

@@ -13,7 +13,7 @@ from typing import Any
 
 from streams.events import Decoder
 from streams.kpis.local import LocalPipeline, decode_all
-from streams.kpis.merge import MergePartition, cell_store_key, view_store_key
+from streams.kpis.merge import MergePartition, cell_store_key, roll_store_key, view_store_key
 from streams.settings import load_settings
 from streams.simulate import DAY, Options, generate
 
@@ -45,6 +45,8 @@ def _restore(m: MergePartition) -> MergePartition:
         fresh.load(cell_store_key(key), m.dump(cell_store_key(key)))
     for vkey in m.views:
         fresh.load(view_store_key(vkey), m.dump(view_store_key(vkey)))
+    for rkey in m.rolls:
+        fresh.load(roll_store_key(rkey), m.dump(roll_store_key(rkey)))
     fresh.load_meta(m.meta())
     return fresh
 
@@ -60,7 +62,7 @@ def test_small_rounds_end_where_one_big_round_ends() -> None:
         out = m.emit(0, max_cells=50, max_views=30, max_docs=500)
         assert len(out) <= 500 + 120  # one cell or view may finish past the budget
         rounds.append(out)
-        if not m.pending and not m.views_todo:
+        if not m.pending and not m.views_todo and not m.rolls_todo:
             break
     assert len(rounds) > 10
     assert _latest(rounds) == reference
@@ -81,6 +83,6 @@ def test_leftovers_survive_a_crash_between_rounds() -> None:
     assert m.views_todo <= m2.views_todo
     for _ in range(10_000):
         rounds.append(m2.emit(0, max_cells=200, max_views=100, max_docs=2000))
-        if not m2.pending and not m2.views_todo:
+        if not m2.pending and not m2.views_todo and not m2.rolls_todo:
             break
     assert _latest(rounds) == reference

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from streams.events import Decoder
+from streams.kpis.local import LocalPipeline
 from tests.conftest import event
-from tests.unit.kpitables import form, pv, run_pipeline, snap, value
+from tests.unit.kpitables import FAR, form, pv, records, run_pipeline, snap, value
 
 H = "2026-11-23T10:00:00Z"
 
@@ -104,8 +105,28 @@ def test_late_engagement_changes_nothing(decoder: Decoder) -> None:
 def test_day_and_rolling_views_add_up(decoder: Decoder) -> None:
     snaps = run_pipeline(decoder, ENGAGEMENTS)
     assert value(snaps, "social_impressions", "1d", "2026-11-23T00:00:00Z") == 1000
-    # the 24h view ending with the 10:00 hour starts at 11:00 the day before
-    assert value(snaps, "social_engagement_rate", "24h", "2026-11-22T11:00:00Z") == 0.04
+
+
+def test_rolling_view_is_one_key_moved_in_place(decoder: Decoder) -> None:
+    lp = LocalPipeline()
+    lp.feed(records(decoder, ENGAGEMENTS))
+    snaps = lp.emit()
+    # the watermark is in the 10:00 hour: the 24h view ends with it, starting at 11:00
+    # the day before, under the key kpi|24h|dims (no window start in the key)
+    doc = snaps["social_engagement_rate|24h|"]
+    assert (doc["window_start"], doc["window_end"]) == ("2026-11-22T11:00:00Z",
+                                                        "2026-11-23T11:00:00Z")
+    assert doc["value"] == 0.04 and doc["revision"] == 0
+    assert not [k for k in snaps if k.split("|")[1] == "24h" and k.count("|") != 2]
+    # an hour later the same key holds the next window, with a higher revision
+    lp.feed(records(decoder, [eng("like", "2026-11-23T11:20:00Z", count=60)]))
+    doc = lp.emit()["social_engagement_rate|24h|"]
+    assert doc["window_start"] == "2026-11-22T12:00:00Z" and doc["revision"] == 1
+    assert doc["value"] == 0.1  # (40 + 60) / 1000
+    # once the window has slid past every event, the view's keys are deleted
+    snaps = lp.finish(FAR)
+    assert "social_engagement_rate|24h|" not in snaps
+    assert "social_engagement_rate|24h|channel=organic_social" not in snaps
 
 
 # -- calendar months -------------------------------------------------------------------

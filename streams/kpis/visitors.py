@@ -1,0 +1,139 @@
+"""Long-lived visitor state in its smallest shape: first seen and attribution touches.
+
+A visitor whose sessions can no longer change (older than the allowed lateness,
+the session timeout and the open day) is only needed for two questions: "is
+this visitor new?" (the time of its first page view ever) and "which sessions
+touched it before its lead?" (session starts and channels within the
+attribution lookback). That is what stays of most visitors of a site for as
+long as ``KPI_VISITOR_TTL`` — the state that grows with the site.
+
+Such a *cold* visitor is kept as one record in a :class:`ColdStore` (RocksDB in
+the worker, a dict in tests), keyed by a 64-bit hash of its id, and taken back
+into the processor's heap only when it returns. The record is packed binary,
+not JSON::
+
+    int64 first page view (ms, -1: none) | uint8 touches | per touch:
+    int64 session start (ms) | uint8 channel code (255: name follows as
+    uint8 length + UTF-8)
+
+so a visitor with one touch costs 18 bytes of value and 8 of key. Two visitor
+ids share a record only if their 64-bit hashes collide (for ten million
+visitors, a chance of about 3 in a million).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from typing import Protocol
+
+CHANNELS = ("organic_search", "paid_search", "organic_social", "paid_social", "email",
+            "display", "affiliate", "referral", "direct", "offline", "other",
+            "unattributed")
+_CODE = {name: i for i, name in enumerate(CHANNELS)}
+_NAMED = 255
+_HEAD = struct.Struct(">qB")
+_TOUCH = struct.Struct(">qB")
+# changelog keys of cold visitors: this + 16 hex digits; their values are packed bytes
+COLD_PREFIX = "\x01"
+_ESCAPE = "\\"
+
+
+def hot_name(visitor_id: str) -> str:
+    """The state-changelog key of a hot visitor: its id, escaped if it could be read as
+    a cold key."""
+    return _ESCAPE + visitor_id if visitor_id[:1] in (COLD_PREFIX, _ESCAPE) else visitor_id
+
+
+def hot_id(name: str) -> str:
+    return name[1:] if name[:1] == _ESCAPE else name
+
+
+def visitor_key(visitor_id: str) -> bytes:
+    """64-bit key of a visitor id in the cold store."""
+    return hashlib.blake2b(visitor_id.encode(), digest_size=8).digest()
+
+
+def cold_name(key: bytes) -> str:
+    """The state-changelog key of a cold record."""
+    return COLD_PREFIX + key.hex()
+
+
+def cold_key(name: str) -> bytes:
+    return bytes.fromhex(name[len(COLD_PREFIX):])
+
+
+def encode(first: int | None, touches: list[tuple[int, str]]) -> bytes:
+    if len(touches) > 255:
+        touches = touches[-255:]  # the newest matter: the lookback ends at the lead
+    parts = [_HEAD.pack(-1 if first is None else first, len(touches))]
+    for start, channel in touches:
+        code = _CODE.get(channel)
+        if code is None:
+            name = channel.encode()[:255]
+            parts.append(_TOUCH.pack(start, _NAMED) + bytes([len(name)]) + name)
+        else:
+            parts.append(_TOUCH.pack(start, code))
+    return b"".join(parts)
+
+
+def decode(data: bytes) -> tuple[int | None, list[tuple[int, str]]]:
+    first, n = _HEAD.unpack_from(data, 0)
+    pos = _HEAD.size
+    touches: list[tuple[int, str]] = []
+    for _ in range(n):
+        start, code = _TOUCH.unpack_from(data, pos)
+        pos += _TOUCH.size
+        if code == _NAMED:
+            length = data[pos]
+            touches.append((start, data[pos + 1:pos + 1 + length].decode()))
+            pos += 1 + length
+        else:
+            touches.append((start, CHANNELS[code]))
+    return (None if first < 0 else first), touches
+
+
+class ColdStore(Protocol):
+    """Where cold visitor records live: bytes keys, bytes values."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+    def scan(self, after: bytes | None, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        """Up to ``limit`` records in key order, starting after ``after``."""
+        ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryColdStore:
+    """A :class:`ColdStore` in a dict (unit tests, ``KPI_STATE_STORE=memory``)."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.data.pop(key, None)
+
+    def scan(self, after: bytes | None, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        keys = sorted(k for k in self.data if after is None or k > after)[:limit]
+        for k in keys:
+            yield k, self.data[k]
+
+    def count(self) -> int:
+        return len(self.data)
+
+    def close(self) -> None:
+        self.data.clear()

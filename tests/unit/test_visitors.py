@@ -1,0 +1,93 @@
+"""Cold visitors: packed records in the embedded store that still answer "new?" and
+"which sessions touched it?" when the visitor comes back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.events import Decoder
+from streams.kpis.local import LocalPipeline
+from streams.kpis.visitors import COLD_PREFIX, MemoryColdStore, decode, encode, hot_id, hot_name
+from streams.kpis.web import WebPartition
+from streams.statestore import RocksColdStore
+from tests.unit.kpitables import FAR, form, pv, records
+
+
+def test_records_are_small_and_round_trip() -> None:
+    touches = [(1_790_812_800_000, "paid_search"), (1_790_899_200_000, "my_podcast")]
+    data = encode(1_790_812_800_000, touches)
+    assert decode(data) == (1_790_812_800_000, touches)
+    assert len(encode(1_790_812_800_000, touches[:1])) == 18
+    assert decode(encode(None, [])) == (None, [])
+
+
+def test_a_visitor_id_never_reads_as_a_cold_key() -> None:
+    for vid in ("v1", COLD_PREFIX + "abc", "\\x", "\\"):
+        name = hot_name(vid)
+        assert not name.startswith(COLD_PREFIX) and hot_id(name) == vid
+
+
+def _stores(tmp_path: Path) -> dict[str, object]:
+    return {"memory": MemoryColdStore(), "rocksdb": RocksColdStore(tmp_path / "s", 1 << 20)}
+
+
+@pytest.mark.parametrize("kind", ["memory", "rocksdb"])
+def test_a_returning_cold_visitor_is_not_new_and_keeps_its_touch(
+        decoder: Decoder, tmp_path: Path, kind: str) -> None:
+    lp = LocalPipeline(partitions=1)
+    cold = _stores(tmp_path)[kind]
+    lp.web[0] = WebPartition(lp.web[0].cfg, cold)  # type: ignore[arg-type]
+    lp.feed(records(decoder, [pv("v1", "2026-11-20T10:00:00Z", utm_medium="cpc")]))
+    # two days later (another visitor moves the watermark): v1 can only go cold
+    lp.feed(records(decoder, [pv("v2", "2026-11-22T10:00:00Z")]))
+    lp.expire()
+    web = lp.web[0]
+    assert "v1" not in web.visitors and web.cold.count() == 1
+    assert web.state_keys() == {"visitor": 1, "visitor_cold": 1}
+    # v1 comes back direct and becomes a lead: returning, credited to its paid click
+    lp.feed(records(decoder, [pv("v1", "2026-11-22T11:00:00Z"),
+                              form("v1", "c1", "2026-11-22T11:01:00Z")]))
+    snaps = lp.finish(FAR)
+    day = "2026-11-22T00:00:00Z"
+    assert snaps[f"users|1d|{day}|"]["value"] == 2
+    assert snaps[f"new_users|1d|{day}|"]["value"] == 1  # v2 only
+    assert snaps[f"leads|1d|{day}|channel=paid_search"]["value"] == 1
+    assert f"leads|1d|{day}|channel=direct" not in snaps
+    web.close()
+
+
+def test_cold_records_survive_the_changelog(decoder: Decoder, tmp_path: Path) -> None:
+    """What dump() writes (packed bytes under the cold key) is what load() reads back."""
+    web = WebPartition(LocalPipeline().web[0].cfg, RocksColdStore(tmp_path / "a", 1 << 20))
+    recs = records(decoder, [pv("v1", "2026-11-20T10:00:00Z", utm_medium="cpc"),
+                             pv("v2", "2026-11-22T10:00:00Z")])
+    web.process([("page_views", r) for r in recs], 0)
+    changed = web.prune()
+    cold_keys = [k for k in changed if k.startswith(COLD_PREFIX)]
+    assert len(cold_keys) == 1 and "v1" in changed
+    assert web.dump("v1") is None  # hot record deleted: a tombstone
+    value = web.dump(cold_keys[0])
+    assert isinstance(value, bytes)
+    fresh = WebPartition(web.cfg, RocksColdStore(tmp_path / "b", 1 << 20))
+    fresh.load(cold_keys[0], value)
+    assert fresh.cold.count() == 1 and fresh._visitor("v1") is not None
+    assert fresh.visitors["v1"].touches == [(recs[0].t, "paid_search")]
+    web.close()
+    fresh.close()
+
+
+def test_the_sweep_forgets_old_touches_and_visitors_past_their_ttl(
+        decoder: Decoder) -> None:
+    lp = LocalPipeline(partitions=1)
+    web = lp.web[0]
+    web.cfg = type(web.cfg)(visitor_ttl_ms=5 * 86_400_000, lookback_ms=86_400_000)
+    lp.feed(records(decoder, [pv("v1", "2026-11-01T10:00:00Z", utm_medium="cpc")]))
+    lp.feed(records(decoder, [pv("v2", "2026-11-03T10:00:00Z")]))
+    lp.expire()
+    assert web.cold.count() == 1
+    lp.feed(records(decoder, [pv("v3", "2026-11-10T10:00:00Z")]))
+    changed = web.prune()
+    assert web.cold.count() == 1  # v1 past its TTL is gone, v2 went cold
+    assert {k for k in changed if k.startswith(COLD_PREFIX)}
