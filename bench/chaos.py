@@ -23,6 +23,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -284,13 +285,22 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
     print(f"log: {len(events)} events over {days:g} simulated days", file=sys.stderr)
     asyncio.run(produce_log(settings["ref"], events))
     workdir.mkdir(parents=True, exist_ok=True)
-    ref = Worker(envs["ref"], workdir / "reference.log", "reference")
-    main = Worker(envs["dis"], workdir / "disturbed-1.log", "disturbed-1")
-    second = Worker(envs["dis"], workdir / "disturbed-2.log", "disturbed-2")
+    # each worker its own disk (embedded stores), kept across its restarts unless a
+    # kill takes the disk with it
+    def disk(name: str) -> dict[str, str]:
+        return {"KPI_STATE_DIR": str(workdir / f"{name}-state")}
+
+    ref = Worker({**envs["ref"], **disk("reference")}, workdir / "reference.log",
+                 "reference")
+    main = Worker({**envs["dis"], **disk("disturbed-1")}, workdir / "disturbed-1.log",
+                  "disturbed-1")
+    second = Worker({**envs["dis"], **disk("disturbed-2")}, workdir / "disturbed-2.log",
+                    "disturbed-2")
     ref.start()
     main.start()
     report: dict[str, Any] = {"events": len(events), "days": days, "kills": 0,
                               "kills_while_consuming": 0, "kills_while_events_arrive": 0,
+                              "kills_losing_the_disk": 0,
                               "rebalances": 0,
                               "broker_restarts": 0}
     plan = ["kill"] * kills
@@ -320,6 +330,12 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
                   f"{'taking in events' if busy else 'between batches'}, "
                   f"{'more arriving' if producing.is_alive() else 'slice sent'})",
                   file=sys.stderr)
+            lose_disk = report["kills"] % 2 == 0  # every second kill: a new machine
+            if lose_disk:
+                shutil.rmtree(main.env["KPI_STATE_DIR"], ignore_errors=True)
+                report["kills_losing_the_disk"] += 1
+                print("  and its local state store is deleted (a new machine)",
+                      file=sys.stderr)
             time.sleep(rng.uniform(0.5, 3))
             main.start()
             producing.join()
@@ -368,6 +384,9 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
         "restore_seconds": sorted(main.restore_seconds() + second.restore_seconds()),
         "ready_after_restart_seconds": [round(x, 1) for x in ready],
         "replayed_partials_logged": log_says(main.log, "restored "),
+        "restores_from_local_checkpoint": log_says(
+            main.log, "changelog tail after the local checkpoint"),
+        "restores_from_whole_changelog": log_says(main.log, "whole changelog"),
         "broker_away_warnings": log_says(main.log, "Kafka broker unreachable"),
         "broker_back_lines": log_says(main.log, "Kafka broker reachable again"),
         # aiokafka's own per-retry lines (the summary quotes the first one as a warning)

@@ -90,6 +90,23 @@ def dir_bytes(root: Path, prefix: str) -> int:
     return total
 
 
+def start_run(kind: str) -> tuple[str, str, Path]:
+    """Start (or find) the local broker; a time stamp and a work directory for one run
+    of the ``kind`` bench."""
+    bootstrap = broker.start(load_settings())
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    workdir = ROOT / "bench" / "results" / f"{kind}-{stamp}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return bootstrap, stamp, workdir
+
+
+def write_report(kind: str, stamp: str, report: dict[str, Any]) -> Path:
+    out = ROOT / "bench" / "results" / f"{kind}-{stamp}.json"
+    out.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(f"\nwritten to {out}")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,15 +119,13 @@ def main() -> int:
     args = ap.parse_args()
 
     base = load_settings()
-    bootstrap = broker.start(base)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    bootstrap, stamp, workdir = start_run("soak")
     env = {"KAFKA_BOOTSTRAP": bootstrap, "KPI_NAMESPACE": f"soak{stamp}",
            "KPI_LOG_LEVEL": "warning", "KPI_IDLE_TIMEOUT": "6h",
+           "KPI_STATE_DIR": str(workdir / "state"),
            **dict(kv.split("=", 1) for kv in args.env)}
     s = load_settings({**os.environ, **env})
     asyncio.run(ensure_topics(s))
-    workdir = ROOT / "bench" / "results" / f"soak-{stamp}"
-    workdir.mkdir(parents=True, exist_ok=True)
     w = Worker(env, workdir / "worker.log", "soak")
     w.start()
     url = f"http://127.0.0.1:{w.port}/metrics"
@@ -121,7 +136,8 @@ def main() -> int:
     produced = 0
     began = time.monotonic()
     print(f"{'day':>4} {'events':>9} {'rss MB':>7} {'web':>8} {'email':>7} {'spend':>6} "
-          f"{'funnel':>7} {'cust':>6} {'merge':>8} {'state MB':>9} {'s':>6}", flush=True)
+          f"{'funnel':>7} {'cust':>6} {'merge':>8} {'state MB':>9} {'store MB':>9} "
+          f"{'B/visitor':>9} {'s':>6}", flush=True)
     try:
         for day in range(1, args.days + 1):
             events = world.advance(start + day * DAY)
@@ -164,12 +180,22 @@ def main() -> int:
                    "state_keys": keys, "state_by_kind": by_kind,
                    "state_topic_mb": round(dir_bytes(data_dir, f"{s.namespace}.kpi-streams.state.")
                                            / 2**20, 1),
+                   "store_mb": round(dir_bytes(s.state_dir, "") / 2**20, 1),
+                   "web_store_mb": round(dir_bytes(s.state_dir / s.namespace,
+                                                   f"{s.namespace}.kpi-streams.state.web")
+                                         / 2**20, 2),
                    "elapsed_s": round(time.monotonic() - began, 1)}
+            visitors = by_kind.get("web.visitor", 0) + by_kind.get("web.visitor_cold", 0)
+            # the web stage's embedded stores hold the visitors (hot and cold)
+            row["store_bytes_per_visitor"] = round(row["web_store_mb"] * 2**20 / visitors, 1) \
+                if visitors else None
             rows.append(row)
             print(f"{day:4d} {produced:9d} {row['rss_mb']:7.1f} {keys['web']:8.0f} "
                   f"{keys['email']:7.0f} {keys['spend']:6.0f} {keys['funnel']:7.0f} "
                   f"{keys['customers']:6.0f} {keys['merge']:8.0f} "
-                  f"{row['state_topic_mb']:9.1f} {row['elapsed_s']:6.0f}", flush=True)
+                  f"{row['state_topic_mb']:9.1f} {row['store_mb']:9.1f} "
+                  f"{row['store_bytes_per_visitor'] or 0:9.1f} {row['elapsed_s']:6.0f}",
+                  flush=True)
         (workdir / "metrics-last-day.txt").write_text(text)  # watermarks, state, counters
     finally:
         w.signal(15)
@@ -178,9 +204,7 @@ def main() -> int:
               "events": produced, "rows": rows,
               "rss_mb_max": max(r["rss_mb"] for r in rows),
               "rss_mb_last": rows[-1]["rss_mb"]}
-    out = ROOT / "bench" / "results" / f"soak-{stamp}.json"
-    out.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(f"\nwritten to {out}")
+    write_report("soak", stamp, report)
     return 0
 
 

@@ -417,6 +417,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .kpis.funnel import FunnelConfig, FunnelPartition
     from .kpis.scoring import scoring_from_settings
     from .produce import partition_for
+    from .statestore import MemoryStore
     from .store import restore
     from .topics import Topics
 
@@ -425,11 +426,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     at = _parse_time(args.at) if args.at else time.time_ns() // 1_000_000
     partition = partition_for(args.contact_id, s.input_partitions)
     topic = Topics(s).state("funnel")
-    restored = asyncio.run(restore(lambda: consumer(s), topic, partition))
+    local = MemoryStore()  # read-only look: the worker's own store is not touched
+    asyncio.run(restore(lambda: consumer(s), topic, partition, local=local))
     proc = FunnelPartition(FunnelConfig(scoring=cfg))
-    value = restored.values.get(args.contact_id)
+    value = local.get(args.contact_id.encode())
     if value is not None:
-        proc.load(args.contact_id, value)
+        proc.load(args.contact_id, orjson.loads(value))
     doc = proc.contact_score(args.contact_id, at)
     if doc is None or not proc.contacts[args.contact_id].get("s"):
         print(f"contact {args.contact_id}: no scored activity in {topic} "

@@ -1,14 +1,27 @@
-"""The embedded store (RocksDB, through rocksdict) behind long-lived state.
+"""The embedded store (RocksDB, through rocksdict) behind each stage partition.
 
-Each stage partition that keeps cold state gets its own RocksDB directory
-under ``KPI_STATE_DIR``, with a block cache of ``KPI_STATE_CACHE`` bytes (the
-memory it may use; everything else is on disk). The durable copy of the state
-is the compacted state topic, as before: the store is filled from it when the
-worker takes a partition over, and written with every flush.
+A :class:`LocalStore` is a local mirror of one state-changelog partition: every
+record of every *confirmed* flush (see :mod:`streams.store`), as the bytes that
+went to Kafka, plus a checkpoint: the changelog offset where the newest
+confirmed flush starts. It lives in ``KPI_STATE_DIR/<namespace>/<state
+topic>/<partition>``, with ``KPI_STATE_CACHE`` bytes of block cache and write
+buffer; the rest is on disk.
 
-Because a flush is confirmed by its meta record on the changelog (see
-:mod:`streams.store`), the local directory is not trusted across processes: it
-is emptied when the partition is taken over and rebuilt from the changelog.
+- A worker that takes a partition over and finds a checkpoint reads only the
+  changelog from that offset on (the newest flush again, then whatever other
+  owners wrote since), so a restart costs the tail, not the history.
+- Without one (a new machine, a deleted volume) it reads the changelog from the
+  beginning into the store, in batches, never holding it all on the heap.
+- The store is written only after a flush is acknowledged by Kafka, in one
+  atomic RocksDB write batch with the new checkpoint. A crash before that write
+  leaves the previous checkpoint, and the tail read repairs the rest; the
+  changelog stays the durable copy.
+- A checkpoint older than the state topics' compaction lag is not trusted (a
+  tombstone it never saw may have been compacted away): the store is rebuilt.
+
+Stages load what they need on the heap from the store at restore. Cold
+visitors (:mod:`streams.kpis.visitors`) are never loaded: :class:`ColdView`
+reads them in place, with the flush's unconfirmed writes in a small overlay.
 """
 
 from __future__ import annotations
@@ -19,89 +32,205 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict
+import orjson
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
-from .kpis.visitors import ColdStore, MemoryColdStore
+from .kpis.visitors import COLD_PREFIX
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT = b"\x00checkpoint"
+_COLD = COLD_PREFIX.encode()
 
-class RocksColdStore:
-    """A :class:`~streams.kpis.visitors.ColdStore` in one RocksDB directory."""
+
+class MemoryStore:
+    """A :class:`LocalStore` in a dict: nothing outlives the process (``memory``)."""
+
+    persistent = False
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def write(self, records: list[tuple[bytes, bytes | None]],
+              checkpoint: dict[str, Any] | None) -> None:
+        for key, value in records:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+        if checkpoint is not None:
+            self.data[CHECKPOINT] = orjson.dumps(checkpoint)
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        raw = self.data.get(CHECKPOINT)
+        return None if raw is None else dict(orjson.loads(raw))
+
+    def items(self, prefix: bytes = b"", after: bytes | None = None,
+              limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        keys = sorted(k for k in self.data if k.startswith(prefix) and k != CHECKPOINT
+                      and (after is None or k > after))
+        for k in keys[:limit]:
+            yield k, self.data[k]
+
+    def wipe(self) -> None:
+        self.data.clear()
+
+    def disk_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.data.clear()
+
+
+class RocksStore(MemoryStore):
+    """A :class:`LocalStore` in one RocksDB directory that outlives the process."""
+
+    persistent = True
 
     def __init__(self, path: Path, cache_bytes: int) -> None:
         self.path = path
-        if path.exists():
-            shutil.rmtree(path)  # rebuilt from the changelog (see the module doc)
-        path.mkdir(parents=True)
+        self.cache_bytes = cache_bytes
+        path.mkdir(parents=True, exist_ok=True)
+        self.db = self._open()
+
+    def _open(self) -> Rdict:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         table = BlockBasedOptions()
-        table.set_block_cache(Cache(max(cache_bytes, 1 << 20)))
+        table.set_block_cache(Cache(max(self.cache_bytes, 1 << 20)))
         opts.set_block_based_table_factory(table)
-        opts.set_write_buffer_size(max(cache_bytes // 4, 1 << 20))
-        self.db = Rdict(str(path), opts)
-        self._count = 0  # keys written and not deleted (exact: every put checks)
+        opts.set_write_buffer_size(max(self.cache_bytes // 4, 1 << 20))
+        return Rdict(str(self.path), opts)
 
     def get(self, key: bytes) -> bytes | None:
         value = self.db.get(key)
         return None if value is None else bytes(value)
 
-    def put(self, key: bytes, value: bytes) -> None:
-        if self.db.get(key) is None:
-            self._count += 1
-        self.db[key] = value
+    def write(self, records: list[tuple[bytes, bytes | None]],
+              checkpoint: dict[str, Any] | None) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        if checkpoint is not None:
+            batch.put(CHECKPOINT, orjson.dumps(checkpoint))
+        self.db.write(batch)  # atomic: the records and their checkpoint, or neither
 
-    def delete(self, key: bytes) -> None:
-        if self.db.get(key) is not None:
-            self._count -= 1
-            del self.db[key]
+    def checkpoint(self) -> dict[str, Any] | None:
+        raw = self.db.get(CHECKPOINT)
+        return None if raw is None else dict(orjson.loads(bytes(raw)))
 
-    def scan(self, after: bytes | None, limit: int) -> Iterator[tuple[bytes, bytes]]:
+    def items(self, prefix: bytes = b"", after: bytes | None = None,
+              limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         it = self.db.iter()
-        if after is None:
-            it.seek_to_first()
-        else:
-            it.seek(after)
-            if it.valid() and bytes(it.key()) == after:
-                it.next()
+        start = prefix if after is None or after < prefix else after
+        it.seek(start)
         n = 0
-        out = []
-        while it.valid() and n < limit:
-            out.append((bytes(it.key()), bytes(it.value())))
-            it.next()
-            n += 1
-        del it  # an open iterator pins the database
-        return iter(out)
+        try:
+            while it.valid() and (limit is None or n < limit):
+                key = bytes(it.key())
+                if not key.startswith(prefix):
+                    break
+                if key != CHECKPOINT and (after is None or key > after):
+                    yield key, bytes(it.value())
+                    n += 1
+                it.next()
+        finally:
+            del it  # an open iterator pins the database
 
-    def count(self) -> int:
-        return self._count
+    def wipe(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db = self._open()
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
     def close(self) -> None:
         self.db.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+
+
+LocalStore = MemoryStore  # the interface; RocksStore is the one that persists
+
+
+class ColdView:
+    """The cold visitors of one web partition, read in place from its local store.
+
+    Writes (a visitor going cold, the TTL sweep) wait in an overlay until their
+    flush is confirmed and written to the store by the runner (``committed``)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.overlay: dict[bytes, bytes | None] = {}
+        self.n = sum(1 for _ in store.items(_COLD))
+
+    @staticmethod
+    def _name(key: bytes) -> bytes:
+        return _COLD + key.hex().encode()
+
+    def get(self, key: bytes) -> bytes | None:
+        name = self._name(key)
+        if name in self.overlay:
+            return self.overlay[name]
+        return self.store.get(name)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self.get(key) is None:
+            self.n += 1
+        self.overlay[self._name(key)] = value
+
+    def delete(self, key: bytes) -> None:
+        if self.get(key) is not None:
+            self.n -= 1
+            self.overlay[self._name(key)] = None
+
+    def scan(self, after: bytes | None, limit: int) -> Iterator[tuple[bytes, bytes]]:
+        start = None if after is None else self._name(after)
+        out = []
+        for name, value in self.store.items(_COLD, start, limit):
+            current = self.overlay.get(name, value)
+            if current is not None:
+                out.append((bytes.fromhex(name[len(_COLD):].decode()), current))
+        return iter(out)
+
+    def count(self) -> int:
+        return self.n
+
+    def committed(self) -> None:
+        self.overlay.clear()
+
+    def close(self) -> None:
+        self.overlay.clear()
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def cold_store(kind: str, root: Path, namespace: str, stage: str, partition: int,
-               cache_bytes: int) -> ColdStore:
-    """The cold store of one stage partition: ``memory`` or ``rocksdb``."""
+def open_store(kind: str, root: Path, namespace: str, topic: str, partition: int,
+               cache_bytes: int) -> MemoryStore:
+    """The local store of one state-topic partition: ``memory`` or ``rocksdb``."""
     if kind == "memory":
-        return MemoryColdStore()
-    path = root / _safe(namespace or "default") / _safe(stage) / str(partition)
+        return MemoryStore()
+    path = root / _safe(namespace or "default") / _safe(topic) / str(partition)
     try:
-        return RocksColdStore(path, cache_bytes)
+        return RocksStore(path, cache_bytes)
     except Exception as exc:  # rocksdict raises plain Exception for a held lock
         if "lock" not in str(exc).lower():
             raise
-        # another worker on this machine still holds it (a rebalance in progress):
-        # this copy is rebuilt from the changelog anyway, so use a directory of its own
-        log.info("state store %s is in use; using a private copy", path)
-        return RocksColdStore(path.with_name(f"{partition}.{os.getpid()}"), cache_bytes)
+        # another worker on this machine holds it (two workers sharing a state
+        # directory, a rebalance in flight): use a private copy, rebuilt from the
+        # changelog
+        private = path.with_name(f"{partition}.{os.getpid()}")
+        log.warning("state store %s is held by another process; using %s (give each "
+                    "worker its own KPI_STATE_DIR)", path, private)
+        shutil.rmtree(private, ignore_errors=True)
+        return RocksStore(private, cache_bytes)

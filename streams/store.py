@@ -14,8 +14,10 @@ from, so a crash between writes leaves state that is ahead of the outputs (see
 4. only after all of that is acknowledged are the outputs sent to their topics,
    and only then are the input messages acknowledged to Faust (committed).
 
-On restore, records count only when a later meta record confirms their flush
-id; records of a flush whose meta never arrived are orphans and are ignored
+Every confirmed flush is also written to the partition's local store
+(:mod:`streams.statestore`) with a checkpoint, so a restore reads only the
+changelog after it. On restore, records count only when a later meta record
+confirms their flush id; records of a flush whose meta never arrived are orphans and are ignored
 (the new owner rewrites those keys, so compaction can never promote an orphan
 over the confirmed value). The last confirmed flush's outputs are sent again:
 downstream stages ignore a (source, sequence) they have applied already.
@@ -35,10 +37,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from .kpis.visitors import COLD_PREFIX  # keys whose values are packed bytes, not JSON
+from .statestore import MemoryStore
+from .topics import STATE_COMPACTION_LAG_MS
 
 META_KEY = b"\x00meta"
 OUT_PREFIX = "\x00out/"
+OUT_BYTES = OUT_PREFIX.encode()
 CHUNK_BYTES = 256 * 1024
 PROGRESS_EVERY_S = 2.0  # a restore in progress reports this often
 
@@ -47,23 +51,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Restored:
-    """What a partition's changelog says, after discarding unconfirmed flushes."""
+    """What a partition's changelog says, after discarding unconfirmed flushes. The
+    confirmed records themselves are in the local store that ``restore`` filled."""
 
-    values: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] | None = None
     outbox: list[list[Any]] = field(default_factory=list)
     orphans: set[str] = field(default_factory=set)
-    records: int = 0
+    records: int = 0  # changelog records read from Kafka
     seconds: float = 0.0
+    from_checkpoint: bool = False  # only the tail after the local checkpoint was read
 
 
 Progress = Callable[[int, int], None]
 
 
 async def restore(consumer_factory: Callable[[], Any], topic: str, partition: int,
-                  progress: Progress | None = None) -> Restored:
-    """Read one state partition from the beginning to its current end."""
+                  progress: Progress | None = None, local: MemoryStore | None = None,
+                  now_ms: int | None = None) -> Restored:
+    """Bring ``local`` up to date with one state partition: from its checkpoint if it
+    has a usable one, else from the beginning (after emptying it)."""
     started = time.monotonic()
+    local = local if local is not None else MemoryStore()
+    wall = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     tp = TopicPartition(topic, partition)
     consumer = consumer_factory()
     await consumer.start()
@@ -73,8 +82,18 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
         await consumer.seek_to_beginning(tp)
         begin = await consumer.position(tp)
         result = Restored()
-        confirmed: dict[str, Any] = result.values
-        pending: dict[str, dict[str, Any]] = {}  # flush id -> key -> value
+        ckpt = local.checkpoint()
+        if ckpt is not None and begin <= ckpt["offset"] <= end and \
+                wall - ckpt.get("wall", 0) < STATE_COMPACTION_LAG_MS:
+            consumer.seek(tp, ckpt["offset"])
+            begin = ckpt["offset"]
+            result.from_checkpoint = True
+            result.meta = ckpt.get("meta")
+        elif ckpt is not None or next(iter(local.items()), None) is not None:
+            local.wipe()  # stale or from another cluster: rebuild from the changelog
+        pending: dict[str, dict[bytes, bytes | None]] = {}  # flush id -> key -> value
+        first: dict[str, int] = {}  # flush id -> offset of its first record
+        outs: dict[bytes, bytes | None] = {}  # output chunks of the newest confirmed flush
         position = begin
         last_report = time.monotonic()
         while position < end:
@@ -83,36 +102,35 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
                 position = msg.offset + 1
                 result.records += 1
                 flush = _flush_id(msg.headers)
-                key = msg.key.decode() if msg.key is not None else ""
                 if msg.key == META_KEY:
                     meta = orjson.loads(msg.value)
                     mine = pending.pop(meta["flush"], {})
                     for orphaned in pending.values():
-                        result.orphans.update(orphaned)
+                        result.orphans.update(k.decode() for k in orphaned)
                     pending.clear()
-                    confirmed.update(mine)
-                    result.orphans.difference_update(mine)
+                    outs = {k: v for k, v in mine.items() if k.startswith(OUT_BYTES)}
+                    data = [(k, v) for k, v in mine.items() if not k.startswith(OUT_BYTES)]
+                    checkpoint = {"offset": first.get(meta["flush"], msg.offset),
+                                  "wall": meta.get("wall", wall), "meta": meta}
+                    local.write(data, checkpoint)
+                    result.orphans.difference_update(k.decode() for k, _ in data)
                     result.meta = meta
+                    first.clear()
                 else:
-                    value = msg.value
-                    if value is not None and not key.startswith(COLD_PREFIX):
-                        value = orjson.loads(value)
-                    pending.setdefault(flush, {})[key] = value
+                    pending.setdefault(flush, {})[msg.key or b""] = msg.value
+                    first.setdefault(flush, msg.offset)
             if progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 progress(position - begin, end - begin)
                 last_report = time.monotonic()
         for orphaned in pending.values():
-            result.orphans.update(orphaned)
+            result.orphans.update(k.decode() for k in orphaned)
         if result.meta is not None:
             flush = result.meta["flush"]
             for i in range(result.meta.get("out", 0)):
-                chunk = confirmed.get(f"{OUT_PREFIX}{i}")
+                raw = outs.get(f"{OUT_PREFIX}{i}".encode())
+                chunk = None if raw is None else orjson.loads(raw)
                 if chunk is not None and chunk.get("flush") == flush:
                     result.outbox.extend(chunk["items"])
-        for key in [k for k in confirmed if k.startswith("\x00")]:
-            del confirmed[key]
-        for key in [k for k, v in confirmed.items() if v is None]:
-            del confirmed[key]  # tombstones
         result.orphans = {k for k in result.orphans if not k.startswith("\x00")}
         result.seconds = time.monotonic() - started
         if progress is not None:
@@ -138,23 +156,37 @@ class StateWriter:
         self.partition = partition
 
     async def write(self, updates: dict[str, Any], outbox: list[list[Any]],
-                    meta: dict[str, Any]) -> str:
-        """Write one flush; returns its id once everything is acknowledged."""
+                    meta: dict[str, Any]) -> Written:
+        """Write one flush; returns once everything is acknowledged."""
         flush = uuid.uuid4().hex
         headers = [("f", flush.encode())]
-        records: list[tuple[bytes | None, bytes | None]] = []
+        state: list[tuple[bytes, bytes | None]] = []
         for key, value in updates.items():
             if value is None or isinstance(value, bytes):
-                records.append((key.encode(), value))  # a tombstone, or a packed record
+                state.append((key.encode(), value))  # a tombstone, or a packed record
             else:
-                records.append((key.encode(), orjson.dumps(value)))
+                state.append((key.encode(), orjson.dumps(value)))
+        records: list[tuple[bytes | None, bytes | None]] = list(state)
         chunks = _chunks(outbox)
         for i, items in enumerate(chunks):
             records.append((f"{OUT_PREFIX}{i}".encode(),
                             orjson.dumps({"flush": flush, "items": items})))
-        records.append((META_KEY, orjson.dumps({**meta, "flush": flush, "out": len(chunks)})))
-        await send_records(self.producer, self.topic, self.partition, records, headers)
-        return flush
+        meta = {**meta, "flush": flush, "out": len(chunks)}
+        records.append((META_KEY, orjson.dumps(meta)))
+        offset = await send_records(self.producer, self.topic, self.partition, records,
+                                    headers)
+        return Written(flush, offset, state, meta)
+
+
+@dataclass
+class Written:
+    """A flush on the changelog: its id, the offset of its first record (None when the
+    producer does not say), its state records as sent, and its meta record."""
+
+    flush: str
+    offset: int | None
+    state: list[tuple[bytes, bytes | None]]
+    meta: dict[str, Any]
 
 
 def _chunks(items: list[list[Any]]) -> list[list[list[Any]]]:
@@ -175,8 +207,9 @@ def _chunks(items: list[list[Any]]) -> list[list[list[Any]]]:
 
 async def send_records(producer: AIOKafkaProducer, topic: str, partition: int,
                        records: list[tuple[bytes | None, bytes | None]],
-                       headers: list[tuple[str, bytes]] | None = None) -> None:
-    """Send records to one partition in as few requests as possible; wait for acks."""
+                       headers: list[tuple[str, bytes]] | None = None) -> int | None:
+    """Send records to one partition in as few requests as possible; wait for acks.
+    Returns the offset of the first record (None if the producer does not report it)."""
     futures = []
     batch = producer.create_batch()
     for key, value in records:
@@ -195,3 +228,5 @@ async def send_records(producer: AIOKafkaProducer, topic: str, partition: int,
     for result in results:
         if isinstance(result, BaseException):
             raise result
+    first = results[0] if results else None
+    return getattr(first, "offset", None)

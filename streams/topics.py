@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 from .settings import Settings
 
+# Nothing on a state topic younger than this is compacted: an unconfirmed flush can be
+# rolled back, and a local store's checkpoint younger than this is trusted
+STATE_COMPACTION_LAG_MS = 7 * 86_400_000
+
 # event_type -> settings attribute holding its topic name
 EVENT_TOPIC_ATTR: dict[str, str] = {
     "page_view": "topic_page_views",
@@ -108,7 +112,8 @@ class Topics:
         n_in, n_kpi = s.input_partitions, s.kpi_partitions
         # State records of the last unconfirmed flush must survive compaction long
         # enough for a restarted worker to roll them back (see streams/store.py).
-        state_cfg = {"min.compaction.lag.ms": str(7 * 86_400_000), "segment.ms": "3600000"}
+        state_cfg = {"min.compaction.lag.ms": str(STATE_COMPACTION_LAG_MS),
+                     "segment.ms": "3600000"}
         specs = []
         for name in self.inputs.values():
             specs.append(TopicSpec(name, n_in))

@@ -92,8 +92,10 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], tmp: Path, name: str = "worker") -> None:
         self.port = free_port()
-        self.env = {**os.environ, **env, "KPI_WEB_PORT": str(self.port),
-                    "KPI_WORKER_ID": name, "PYTHONUNBUFFERED": "1"}
+        # each worker its own embedded stores, kept across its restarts (its "disk")
+        self.env = {**os.environ, "KPI_STATE_DIR": str(tmp / f"{name}-state"), **env,
+                    "KPI_WEB_PORT": str(self.port), "KPI_WORKER_ID": name,
+                    "PYTHONUNBUFFERED": "1"}
         self.log_path = tmp / f"{name}.log"
         self.name = name
         self.proc: subprocess.Popen[bytes] | None = None

@@ -25,9 +25,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
+from ..kpis.visitors import COLD_PREFIX
 from ..outputs.metrics import Metrics
 from ..settings import Settings
+from ..statestore import MemoryStore, open_store
 from ..store import StateWriter, restore, send_records
+
+COLD_BYTES = COLD_PREFIX.encode()
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class Part:
     partition: int
     proc: Any
     writer: StateWriter
+    local: MemoryStore = field(default_factory=MemoryStore)
     seq: int = 0
     offsets: dict[str, int] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
@@ -87,7 +92,8 @@ class StageRunner:
         self._partition_counts: dict[str, int] = {}
 
     # -- hooks for subclasses ------------------------------------------------------
-    def new_processor(self, partition: int) -> Any:
+    def new_processor(self, partition: int, store: MemoryStore) -> Any:
+        """The pure processor of a partition; ``store`` is its local store (restored)."""
         raise NotImplementedError
 
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
@@ -130,9 +136,11 @@ class StageRunner:
         async with self.lock:
             for p in partitions:
                 part = self.parts.pop(p, None)
-                close = getattr(part.proc, "close", None) if part is not None else None
-                if close is not None:
-                    close()  # its embedded store: the next owner rebuilds it
+                if part is not None:
+                    close = getattr(part.proc, "close", None)
+                    if close is not None:
+                        close()
+                    part.local.close()  # kept on disk with its checkpoint
             self.assigned -= partitions
             self.metrics.partitions_owned.labels(self.stage).set(len(self.assigned))
 
@@ -143,11 +151,16 @@ class StageRunner:
             self.parts[partition] = part
         return part
 
+    def open_store(self, partition: int) -> MemoryStore:
+        s = self.settings
+        return open_store(s.state_store, s.state_dir, s.namespace, self.state_topic,
+                          partition, s.state_cache_bytes)
+
     async def _restore(self, partition: int) -> Part:
         wall = now_ms()
-        proc = self.new_processor(partition)
+        started = time.monotonic()
         assert self.producer is not None, "the pipeline starts the producer first"
-        part = Part(partition, proc, StateWriter(self.producer, self.state_topic, partition))
+        local = self.open_store(partition)
         gauge = self.metrics.restore_progress.labels(self.stage, str(partition))
         gauge.set(0)
 
@@ -157,12 +170,25 @@ class StageRunner:
                 log.info("restoring %s/%d: %d of %d changelog records", self.stage,
                          partition, done, total)
 
-        restored = await restore(self.consumer_factory, self.state_topic, partition, progress)
+        try:
+            restored = await restore(self.consumer_factory, self.state_topic, partition,
+                                     progress, local, wall)
+        except BaseException:
+            local.close()
+            raise
         gauge.set(1.0)
+        proc = self.new_processor(partition, local)
+        part = Part(partition, proc, StateWriter(self.producer, self.state_topic, partition),
+                    local=local)
+        loaded = 0
+        for key, raw in local.items():
+            if key.startswith(COLD_BYTES):
+                continue  # cold visitors stay in the store, read in place
+            proc.load(key.decode(), orjson.loads(raw))
+            loaded += 1
         self.metrics.restore_records.labels(self.stage).inc(restored.records)
-        self.metrics.restore_seconds.labels(self.stage, str(partition)).set(restored.seconds)
-        for key, value in restored.values.items():
-            proc.load(key, value)
+        self.metrics.restore_seconds.labels(self.stage, str(partition)).set(
+            time.monotonic() - started)
         if restored.meta is not None:
             part.seq = restored.meta["seq"]
             part.offsets = dict(restored.meta.get("offsets", {}))
@@ -172,10 +198,12 @@ class StageRunner:
         # keys whose newest record is an orphan: write the confirmed value again
         part.dirty |= restored.orphans
         part.changed = True
-        if restored.records:
-            log.info("restored %s/%d: %d records in %.2fs (%d keys, %d orphaned writes "
-                     "repaired)", self.stage, partition, restored.records, restored.seconds,
-                     len(restored.values), len(restored.orphans))
+        if restored.records or loaded:
+            log.info("restored %s/%d: %d records in %.2fs (%s; %d keys loaded, %d orphaned "
+                     "writes repaired)", self.stage, partition, restored.records,
+                     time.monotonic() - started,
+                     "changelog tail after the local checkpoint" if restored.from_checkpoint
+                     else "whole changelog", loaded, len(restored.orphans))
         return part
 
     # -- the hot path ------------------------------------------------------------------
@@ -241,7 +269,18 @@ class StageRunner:
         updates = {key: part.proc.dump(key) for key in part.dirty}
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
-        await self._retrying("write state", lambda: part.writer.write(updates, items, meta))
+        written = await self._retrying("write state",
+                                       lambda: part.writer.write(updates, items, meta))
+        if written.offset is not None:
+            # confirmed on the changelog: mirror it locally, with the checkpoint a
+            # restart reads the changelog from (the start of this flush)
+            part.local.write(written.state, {"offset": written.offset, "wall": wall,
+                                             "meta": written.meta})
+        else:
+            part.local.write(written.state, None)
+        committed = getattr(part.proc, "committed", None)
+        if committed is not None:
+            committed()
         # items with an empty topic are notes to our own restore, not messages
         sendable = [i for i in items if i[0]] + part.after
         await self._retrying("send outputs", lambda: self.send_outputs(sendable))

@@ -28,7 +28,7 @@ from ..kpis.spend import SpendConfig, SpendPartition
 from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebConfig, WebPartition
-from ..statestore import cold_store
+from ..statestore import ColdView, MemoryStore
 from ..topics import Topics
 from .runner import OutItem, Part, StageRunner, dim_partition, now_ms
 
@@ -126,12 +126,9 @@ class InputStage(StageRunner):
         self.items: dict[int, list[tuple[str, Any]]] = defaultdict(list)
         self.acc: dict[int, StageOutput] = {}
 
-    def new_processor(self, partition: int) -> Any:
+    def new_processor(self, partition: int, store: MemoryStore) -> Any:
         if self.kind == "web":
-            s = self.settings
-            return WebPartition(self.cfg, cold_store(
-                s.state_store, s.state_dir, s.namespace, self.state_topic, partition,
-                s.state_cache_bytes))
+            return WebPartition(self.cfg, ColdView(store))
         if self.kind == "email":
             return EmailPartition(self.cfg)
         if self.kind == "engagement":
@@ -302,7 +299,7 @@ class FunnelStage(DerivedStage):
         self.sources = [f"{t}/{p}" for t in web for p in range(s.input_partitions)]
         self.own_name = topics.leads
 
-    def new_processor(self, partition: int) -> Any:
+    def new_processor(self, partition: int, store: MemoryStore) -> Any:
         return FunnelPartition(self.cfg)
 
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
@@ -423,7 +420,7 @@ class CustomerStage(DerivedStage):
                         for p in range(kw["settings"].input_partitions)]
         self.own_name = topics.customers
 
-    def new_processor(self, partition: int) -> Any:
+    def new_processor(self, partition: int, store: MemoryStore) -> Any:
         return CustomerPartition()
 
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
@@ -495,7 +492,7 @@ class MergeStage(StageRunner):
                                          s.snapshot_slow_interval_ms)
         self.publishers: dict[int, TopicPublisher] = {}
 
-    def new_processor(self, partition: int) -> Any:
+    def new_processor(self, partition: int, store: MemoryStore) -> Any:
         self.publishers[partition] = TopicPublisher(self.publish_cfg)
         return MergePartition(self.cfg)
 

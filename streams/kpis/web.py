@@ -482,6 +482,12 @@ class WebPartition(ClockedPartition):
         """Release the cold store (the partition moved away or the worker stops)."""
         self.cold.close()
 
+    def committed(self) -> None:
+        """The last flush (with every cold write so far) is in the local store."""
+        committed = getattr(self.cold, "committed", None)
+        if committed is not None:
+            committed()
+
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry):
         hot visitors on the heap, cold ones in the cold store."""

@@ -118,7 +118,7 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
         body = generate_latest(pipe.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def health(_: web.Request) -> web.Response:
+    async def health(request: web.Request) -> web.Response:
         stages = {}
         for name, runner in pipe.runners.items():
             stages[name] = {"assigned": sorted(runner.assigned),
@@ -127,7 +127,10 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
         doc = {"status": "restoring" if restoring else "ok",
                "uptime_s": round(time.time() - started, 1), "stages": stages,
                "rebalancing": pipe.rebalancing}
-        return web.json_response(doc)
+        # ?ready=1 (a readiness probe): 503 until every assigned partition is restored
+        ready = not restoring and any(st["assigned"] for st in stages.values())
+        status = 503 if request.query.get("ready") == "1" and not ready else 200
+        return web.json_response(doc, status=status)
 
     async def kpis(request: web.Request) -> web.Response:
         try:

@@ -46,6 +46,12 @@ def document() -> dict[str, Any]:
     error = {"description": "Bad query", "content": {"application/json": {"schema": {
         "type": "object", "required": ["error"],
         "properties": {"error": {"type": "string"}}}}}}
+    health = {"application/json": {"schema": {
+        "type": "object", "required": ["status", "stages"],
+        "properties": {"status": {"enum": ["ok", "restoring"]},
+                       "uptime_s": {"type": "number"},
+                       "rebalancing": {"type": "boolean"},
+                       "stages": {"type": "object"}}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "kpi-streams worker API", "version": __version__,
@@ -74,13 +80,14 @@ def document() -> dict[str, Any]:
                     "400": error}}},
             "/api/health": {"get": {
                 "summary": "Worker health and partition ownership",
-                "responses": {"200": {"description": "ok or restoring", "content": {
-                    "application/json": {"schema": {
-                        "type": "object", "required": ["status", "stages"],
-                        "properties": {"status": {"enum": ["ok", "restoring"]},
-                                       "uptime_s": {"type": "number"},
-                                       "rebalancing": {"type": "boolean"},
-                                       "stages": {"type": "object"}}}}}}}}},
+                "parameters": [{"name": "ready", "in": "query", "required": False,
+                                "description": "1: answer 503 until the worker holds "
+                                "partitions and has restored them all (readiness probe)",
+                                "schema": {"type": "string", "enum": ["1"]}}],
+                "responses": {
+                    "200": {"description": "ok or restoring", "content": health},
+                    "503": {"description": "not ready yet (with ready=1)",
+                            "content": health}}}},
             "/api/alerts": {"get": {
                 "summary": "Firing alerts from the configured Alertmanager",
                 "responses": {"200": {"description": "Alerts (empty when not configured)",

@@ -158,3 +158,8 @@ def test_cli_kpis_asks_the_worker_and_falls_back_to_the_topic(
     assert [r["numerator"] for r in rows] == [30]
     _, err = _cli_kpis(fed_worker)  # auto: the worker answers
     assert "read from the worker" in err
+
+
+def test_readiness_form_of_health(fed_worker: WorkerProcess) -> None:
+    doc = orjson.loads(fed_worker.get("/api/health?ready=1"))  # 200: restored, holding
+    assert doc["status"] == "ok"

@@ -36,8 +36,13 @@ def test_kills_rebalance_and_broker_restart_change_no_kpi(kafka_bootstrap: str,
     assert (report["kills"], report["rebalances"], report["broker_restarts"]) == (2, 2, 1)
     assert report["keys_compared"] > 1000
     assert report["mismatches"] == 0, report["examples"]
-    # every kill and the rejoin restored state from the changelog
+    # every kill and the rejoin restored state: from the local store's checkpoint
+    # (the changelog tail) after the first kill, from the whole changelog after the
+    # second, whose worker lost its disk
     assert len(report["restore_seconds"]) >= 2
+    assert report["kills_losing_the_disk"] == 1
+    assert report["restores_from_local_checkpoint"] >= 1
+    assert report["restores_from_whole_changelog"] >= 1
     # the worker said clearly that the broker was away, without a trace per retry
     assert report["tracebacks_in_worker_log"] == 0
     assert report["raw_connection_errors_logged"] == 0

@@ -73,6 +73,9 @@ class Changelog:
     async def seek_to_beginning(self, *tps: Any) -> None:
         self.pos = 0
 
+    def seek(self, tp: Any, offset: int) -> None:
+        self.pos = offset
+
     async def end_offsets(self, tps: Any) -> dict[Any, int]:
         return dict.fromkeys(tps, len(self.records))
 
@@ -94,7 +97,8 @@ KPI_PARTS = 6  # more stage-3 partitions than one page view's dims fill
 
 
 def _settings() -> Any:
-    return load_settings({"KPI_INPUT_PARTITIONS": "3", "KPI_KPI_PARTITIONS": str(KPI_PARTS)})
+    return load_settings({"KPI_INPUT_PARTITIONS": "3", "KPI_KPI_PARTITIONS": str(KPI_PARTS),
+                          "KPI_STATE_STORE": "memory"})
 
 
 def _stage(cls: Any, *args: Any) -> tuple[Any, FakeProducer]:

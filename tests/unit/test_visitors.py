@@ -11,7 +11,7 @@ from streams.events import Decoder
 from streams.kpis.local import LocalPipeline
 from streams.kpis.visitors import COLD_PREFIX, MemoryColdStore, decode, encode, hot_id, hot_name
 from streams.kpis.web import WebPartition
-from streams.statestore import RocksColdStore
+from streams.statestore import ColdView, MemoryStore, RocksStore
 from tests.unit.kpitables import FAR, form, pv, records
 
 
@@ -30,10 +30,11 @@ def test_a_visitor_id_never_reads_as_a_cold_key() -> None:
 
 
 def _stores(tmp_path: Path) -> dict[str, object]:
-    return {"memory": MemoryColdStore(), "rocksdb": RocksColdStore(tmp_path / "s", 1 << 20)}
+    return {"memory": MemoryColdStore(), "view": ColdView(MemoryStore()),
+            "rocksdb": ColdView(RocksStore(tmp_path / "s", 1 << 20))}
 
 
-@pytest.mark.parametrize("kind", ["memory", "rocksdb"])
+@pytest.mark.parametrize("kind", ["memory", "view", "rocksdb"])
 def test_a_returning_cold_visitor_is_not_new_and_keeps_its_touch(
         decoder: Decoder, tmp_path: Path, kind: str) -> None:
     lp = LocalPipeline(partitions=1)
@@ -59,8 +60,10 @@ def test_a_returning_cold_visitor_is_not_new_and_keeps_its_touch(
 
 
 def test_cold_records_survive_the_changelog(decoder: Decoder, tmp_path: Path) -> None:
-    """What dump() writes (packed bytes under the cold key) is what load() reads back."""
-    web = WebPartition(LocalPipeline().web[0].cfg, RocksColdStore(tmp_path / "a", 1 << 20))
+    """What dump() gives the flush (packed bytes under the cold key) is what the
+    runner mirrors into the local store, where a new owner reads it in place."""
+    store = RocksStore(tmp_path / "a", 1 << 20)
+    web = WebPartition(LocalPipeline().web[0].cfg, ColdView(store))
     recs = records(decoder, [pv("v1", "2026-11-20T10:00:00Z", utm_medium="cpc"),
                              pv("v2", "2026-11-22T10:00:00Z")])
     web.process([("page_views", r) for r in recs], 0)
@@ -70,12 +73,16 @@ def test_cold_records_survive_the_changelog(decoder: Decoder, tmp_path: Path) ->
     assert web.dump("v1") is None  # hot record deleted: a tombstone
     value = web.dump(cold_keys[0])
     assert isinstance(value, bytes)
-    fresh = WebPartition(web.cfg, RocksColdStore(tmp_path / "b", 1 << 20))
-    fresh.load(cold_keys[0], value)
+    assert store.get(cold_keys[0].encode()) is None  # not confirmed yet: overlay only
+    store.write([(k.encode(), web.dump(k)) for k in changed], {"offset": 7, "wall": 0})
+    web.committed()
+    store.close()
+    reopened = RocksStore(tmp_path / "a", 1 << 20)  # the worker restarted on its disk
+    assert reopened.checkpoint() == {"offset": 7, "wall": 0}
+    fresh = WebPartition(web.cfg, ColdView(reopened))
     assert fresh.cold.count() == 1 and fresh._visitor("v1") is not None
     assert fresh.visitors["v1"].touches == [(recs[0].t, "paid_search")]
-    web.close()
-    fresh.close()
+    reopened.close()
 
 
 def test_the_sweep_forgets_old_touches_and_visitors_past_their_ttl(
