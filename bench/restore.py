@@ -13,8 +13,11 @@ run:
   after 20 more flushes by "another owner", reads only the tail after its
   checkpoint.
 
-Reported: records and MB, seconds, records/s of the full restore, seconds and
-records read by the tail restore. Writes bench/results/restore-<ts>.json.
+A share of the records (``--cold-share``) are cold visitors, which a restored
+worker reads in place; the rest are loaded on the heap, as the runner does.
+Reported: records and MB, seconds and records/s of the full restore; seconds and
+records of the tail restore; seconds to load the hot records (restart = tail +
+load). Writes bench/results/restore-<ts>.json.
 """
 
 from __future__ import annotations
@@ -36,15 +39,26 @@ sys.path.insert(0, str(ROOT / "bench"))
 from soak import start_run, write_report  # noqa: E402
 
 from streams.kafka import consumer, ensure_topics, producer  # noqa: E402
+from streams.kpis.visitors import COLD_PREFIX, cold_name, encode, visitor_key  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
 from streams.statestore import RocksStore  # noqa: E402
 from streams.store import StateWriter, restore  # noqa: E402
 from streams.topics import Topics  # noqa: E402
 
 FLUSH = 5_000
+COLD = COLD_PREFIX.encode()
 
 
-async def fill(s: Any, topic: str, records: int, value_bytes: int, start: int = 0) -> None:
+def _record(i: int, pad: str, cold_share: float) -> tuple[str, Any]:
+    """Record ``i``: a cold visitor (packed bytes under a cold key, read in place after
+    a restore) for a share of them, else a JSON value that a restore loads on the heap."""
+    if (i * 0.6180339887) % 1.0 < cold_share:
+        return cold_name(visitor_key(f"v{i}")), encode(i, [(i, "paid_search")]) + pad.encode()
+    return f"key-{i:09d}", {"v": i, "p": pad}
+
+
+async def fill(s: Any, topic: str, records: int, value_bytes: int, cold_share: float,
+               start: int = 0) -> None:
     p = producer(s, linger_ms=5, max_batch_size=1 << 20)
     await p.start()
     try:
@@ -53,8 +67,8 @@ async def fill(s: Any, topic: str, records: int, value_bytes: int, start: int = 
         n = start
         pending = []
         while n < start + records:
-            updates = {f"key-{i:09d}": {"v": i, "p": pad}
-                       for i in range(n, min(n + FLUSH, start + records))}
+            updates = dict(_record(i, pad, cold_share)
+                           for i in range(n, min(n + FLUSH, start + records)))
             n += len(updates)
             pending.append(w.write(updates, [], {"seq": n, "offsets": {}, "wall":
                                                  time.time_ns() // 1_000_000}))
@@ -77,6 +91,9 @@ def main() -> int:
     ap.add_argument("--mb", default="64,256,1024", help="state sizes in MB (default "
                     "64,256,1024)")
     ap.add_argument("--value-bytes", type=int, default=200)
+    ap.add_argument("--cold-share", type=float, default=0.9,
+                    help="share of records that are cold visitors (default 0.9: the state "
+                    "that grows with a site is mostly visitors)")
     args = ap.parse_args()
     bootstrap, stamp, workdir = start_run("restore")
     rows = []
@@ -88,15 +105,21 @@ def main() -> int:
         topic = Topics(s).state("web")
         records = mb * 2**20 // (args.value_bytes + 16)
         t0 = time.monotonic()
-        asyncio.run(fill(s, topic, records, args.value_bytes))
+        asyncio.run(fill(s, topic, records, args.value_bytes, args.cold_share))
         fill_s = time.monotonic() - t0
         store = RocksStore(workdir / f"store-{mb}", 64 << 20)
         full = asyncio.run(restore(reader(s), topic, 0, None, store))
         # another owner writes 20 more flushes; this worker restarts on its disk
-        asyncio.run(fill(s, topic, 20 * FLUSH, args.value_bytes, start=records))
+        asyncio.run(fill(s, topic, 20 * FLUSH, args.value_bytes, args.cold_share,
+                         start=records))
         store.close()
         store = RocksStore(workdir / f"store-{mb}", 64 << 20)
         tail = asyncio.run(restore(reader(s), topic, 0, None, store))
+        # what the runner does next: load the hot records on the heap (cold ones stay)
+        t0 = time.monotonic()
+        loaded = sum(1 for k, v in store.items() if not k.startswith(COLD)
+                     and orjson.loads(v) is not None)
+        load_s = time.monotonic() - t0
         disk = store.disk_bytes()
         store.close()
         row = {"mb": mb, "records": records, "value_bytes": args.value_bytes,
@@ -104,6 +127,8 @@ def main() -> int:
                "full_s": round(full.seconds, 2),
                "full_records_per_s": round(full.records / full.seconds),
                "tail_s": round(tail.seconds, 3), "tail_records": tail.records,
+               "hot_loaded": loaded, "load_s": round(load_s, 2),
+               "restart_s": round(tail.seconds + load_s, 2),
                "tail_from_checkpoint": tail.from_checkpoint,
                "store_disk_mb": round(disk / 2**20, 1)}
         rows.append(row)

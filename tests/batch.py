@@ -94,6 +94,7 @@ def recompute(records: list[Any], model: str = "first_touch"
                 out.append({"views": [p], "forms": []})
         sessions[vid] = out
     standalone = []
+    form_device: dict[str, str] = {}  # form event_id -> device of the session it is in
     for f in forms:
         home = None
         for s in sessions.get(f.visitor_id, []):
@@ -103,8 +104,13 @@ def recompute(records: list[Any], model: str = "first_touch"
             standalone.append(f)
         else:
             home["forms"].append(f)
+            form_device[f.event_id] = home["views"][0].device
     user_dims: dict[tuple[str, int, str], set[str]] = defaultdict(set)
-    first_seen = {vid: views[0].t for vid, views in by_visitor.items()}
+    # acquisition: a visitor is new in the bucket of its first page view ever, and only in
+    # the channel and device of its first session ever (that page view's)
+    acquired = {vid: (views[0].t, {"", f"channel={views[0].channel}",
+                                   f"device={views[0].device}"})
+                for vid, views in by_visitor.items()}
     for vid, ss in sessions.items():
         for s in ss:
             first = s["views"][0]
@@ -129,11 +135,12 @@ def recompute(records: list[Any], model: str = "first_touch"
             for f in s["forms"]:
                 bump("conversions", f.t, dims)
     for f in standalone:
-        bump("conversions", f.t, ["", f"channel={f.channel or 'direct'}"])
+        bump("conversions", f.t, ["", f"channel={f.channel or 'direct'}", "device=unknown"])
     for (size, start, d), visitors in user_dims.items():
         num[("users", size, start, d)] += len(visitors)
         num[("new_users", size, start, d)] += sum(
-            1 for v in visitors if _b(first_seen[v], size) == start)
+            1 for v in visitors
+            if _b(acquired[v][0], size) == start and d in acquired[v][1])
     # leads: a contact's first lead-goal form, credited under the model
     first_lead: dict[str, FormSubmit] = {}
     for f in forms:
@@ -147,6 +154,9 @@ def recompute(records: list[Any], model: str = "first_touch"
         touches = sorted(starts) + ([(f.t, f.channel)] if f.channel else [])
         lead_credit[f.contact_id] = credit(model, touches, f.t)
         num_credit(num, "leads", f.t, lead_credit[f.contact_id])
+        # by device, a whole lead in the device of its form's session, else unknown: only
+        # the numerator of visitor_conversion_rate by device, never a published count
+        bump("leads_by_device", f.t, [f"device={form_device.get(f.event_id, 'unknown')}"])
     funnel(num, [r for r in unique if isinstance(r, DealUpdate)], first_lead, lead_credit)
     # email
     by_message: dict[str, list[EmailEvent]] = defaultdict(list)
@@ -309,10 +319,12 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
             out[("win_rate", *key)] = (g("won_deals", key),
                                        g("won_deals", key) + g("lost_deals", key))
         for name, (n, d) in ratios.items():
-            if key[2].startswith("device=") and name not in (
-                    "bounce_rate", "engagement_rate", "pages_per_session",
-                    "session_conversion_rate"):
-                continue  # by total and channel only
+            if key[2].startswith("device="):
+                if name not in ("bounce_rate", "engagement_rate", "pages_per_session",
+                                "session_conversion_rate", "visitor_conversion_rate"):
+                    continue  # by total and channel only
+                if n == "leads":
+                    n = "leads_by_device"
             if (n, *key) in num or (d, *key) in num:
                 out[(name, *key)] = (g(n, key), g(d, key))
         if ("social_impressions", *key) in num:
@@ -320,6 +332,10 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
                                                      g("social_impressions", key))
         if key[2].startswith("channel=") and ("offline_reach", *key) in num:
             out[("offline_response_rate", *key)] = (g("leads", key), g("offline_reach", key))
+        if key[2] == "" and ("offline_reach", *key) in num:
+            # the total: leads credited to channel offline / all offline reach
+            out[("offline_response_rate", *key)] = (
+                g("leads", (key[0], key[1], "channel=offline")), g("offline_reach", key))
         if ("sessions", *key) in num:
             out[("avg_session_duration_s", *key)] = (g("duration_ms", key) / 1000,
                                                      g("sessions", key))

@@ -37,7 +37,8 @@ PRUNE_EVERY_MS = 30_000
 EMIT_MAX_CELLS = 2_000  # cells published per emission round (bounds flush size and latency)
 EMIT_MAX_VIEWS = 1_000  # rolling views published per emission round (same reason)
 EMIT_MAX_DOCS = 8_000  # snapshot documents per round and partition (bounds memory)
-LIVE_WINDOWS = frozenset({"1h", "24h"})  # what the wall reads from the SSE stream
+# built for the SSE stream whatever goes on the topic (the wall reads 1h and 24h)
+LIVE_WINDOWS = frozenset({"1m", "1h", "24h"})
 CATCHUP_QUIET_MS = 10_000  # no data for this long: a replay or backlog has ended
 
 

@@ -58,6 +58,8 @@ class KPI:
     # false for distinct users (a sketch) and for the active-customer ratios
     additive: bool = field(init=False)
     aggregation: str = field(init=False)  # sum (denominator 1), ratio, or computed (fn)
+    # reads money spent (catalogue section 10): its snapshots say cost_complete
+    cost_based: bool = field(init=False)
 
     def __post_init__(self) -> None:
         terms = list(self.num) + list(self.den or ())
@@ -70,6 +72,8 @@ class KPI:
             (f, c) == ("web", "us") for f, c, _ in terms))
         object.__setattr__(self, "aggregation", "computed" if self.fn is not None else
                            "sum" if self.den is None else "ratio")
+        object.__setattr__(self, "cost_based", "spend" in self.uses or any(
+            f == "spend" and c in ("cost", "media") for f, c, _ in terms))
 
 
 def _t(spec: str, coef: float = 1.0) -> Term:
@@ -94,7 +98,8 @@ KPIS: tuple[KPI, ...] = (
     _k("users", _t("web.us"), None, "count", WEB_DIMS, "leading",
        "distinct visitors with a page view in the bucket"),
     _k("new_users", _t("web.nu"), None, "count", WEB_DIMS, "leading",
-       "users whose first page view ever is in the bucket"),
+       "users whose first page view ever is in the bucket, in the channel and device of "
+       "their first session"),
     _k("returning_users", [_t("web.us"), _t("web.nu", -1)], None, "count", WEB_DIMS,
        "leading", "users - new_users"),
     _k("bounce_rate", _t("web.bo"), _t("web.se"), "ratio", WEB_DIMS, "leading",
@@ -114,7 +119,8 @@ KPIS: tuple[KPI, ...] = (
        WEB_DIMS | {"page_type"}, "leading", "sessions with >= 1 conversion / sessions",
        session_based=True),
     _k("visitor_conversion_rate", _t("lead.le", M), _t("web.us"), "ratio",
-       {"", "channel", "page_type"}, "leading", "leads / users", modes=("attribution",)),
+       {"", "channel", "device", "page_type"}, "leading", "leads / users",
+       modes=("attribution",)),
     # -- email (section 5) -------------------------------------------------------
     _k("emails_sent", _t("email.sent"), None, "count", {"", "channel", "campaign"},
        "leading", "sent events"),
@@ -160,9 +166,10 @@ KPIS: tuple[KPI, ...] = (
        "follows on organic_social and paid_social"),
     _k("offline_reach", _t("eng.off"), None, "count", ENG_DIMS, "leading",
        "flyers distributed + event attendance"),
-    _k("offline_response_rate", _t("lead.le", M), _t("eng.off"), "ratio", {"channel"},
-       "leading", "leads credited to the channel / its offline reach (channel=offline)",
-       modes=("attribution",)),
+    _k("offline_response_rate", _t("lead.lor", M), _t("eng.off"), "ratio",
+       {"", "channel"}, "leading",
+       "leads credited to the channel / its offline reach (in the total: leads credited "
+       "to offline / all offline reach)", modes=("attribution",)),
     # -- lead quality (section 11) ---------------------------------------------------------
     _k("scored_mqls", _t("score.mql"), None, "count", {""}, "leading",
        "contacts whose lead score first reached the MQL threshold in the bucket"),

@@ -97,8 +97,17 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
             for channel, micro in credit:
                 key = (LEAD, size, start, dim("channel", channel))
                 add(out, key, "le", sign * micro)
+                # offline_response_rate: leads credited to the responding channel (the
+                # cell's own; in the total, offline)
+                add(out, key, "lor", sign * micro)
+                if channel == "offline":
+                    add(out, (LEAD, size, start, ""), "lor", sign * micro)
                 if any_mql:
                     add(out, key, "l2m", sign * micro)
+            if lead.get("device"):
+                # visitor_conversion_rate by device: the device of the form's session
+                add(out, (LEAD, size, start, dim("device", lead["device"])), "le",
+                    sign * MICRO)
             if lead.get("page_type"):
                 key = (LEAD, size, start, dim("page_type", lead["page_type"]))
                 add(out, key, "le", sign * MICRO)

@@ -392,7 +392,7 @@ class MergePartition:
         value, num, den = evaluate(kpi, comps, modes,
                                    lambda: self.context(dim, start, end))
         unit = self.cfg.currency if kpi.unit == "CURRENCY" else kpi.unit
-        return {
+        doc = {
             "kpi": kpi.name, "bucket": window, "window_start": iso_s(start),
             "window_end": iso_s(end), "dims": _dims_doc(dim), "value": value,
             "numerator": num, "denominator": den, "unit": unit, "final": final,
@@ -400,6 +400,17 @@ class MergePartition:
                      else modes.for_kpi(kpi)), "computed_at": computed_at,
             "schema_version": 1, "revision": rev,
         }
+        if kpi.cost_based:
+            doc["cost_complete"] = self.cost_complete(end)
+        return doc
+
+    def cost_complete(self, end: int) -> bool:
+        """Whether every spend partition's watermark has passed ``end``: cost is
+        reported after the fact, and until then a low CPL is no good news
+        (catalogue section 10). A partition that never carried spend does not hold
+        it back, as for finality."""
+        lows = self._lows if self._lows is not None else self._topic_lows()
+        return all(lows.get(t, -NEVER) >= end for t in self.cfg.feeds.get("spend", ()))
 
     def rolling_comps(self, window: str, end: int, dim: str) -> tuple[Comps, bool]:
         """Merged components of a rolling view and whether any member has data."""

@@ -188,8 +188,10 @@ def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas) -> None:
 
 
 def _standalone_facts(f: FS, sign: int, out: Deltas) -> None:
-    # a conversion outside any session counts in conversions, not in session rates
-    _conversion(f, ("", dim("channel", f[4] or "direct")), sign, out)
+    # a conversion outside any session counts in conversions, not in session rates;
+    # by device it is unknown (catalogue section 10)
+    _conversion(f, ("", dim("channel", f[4] or "direct"), dim("device", "unknown")), sign,
+                out)
 
 
 def _membership(sessions: list[Session], size: str, start: int) -> set[str]:
@@ -202,6 +204,17 @@ def _membership(sessions: list[Session], size: str, start: int) -> set[str]:
             dims.update(("", dim("channel", s.channel), dim("device", s.device),
                          dim("page_type", s.landing)))
     return dims
+
+
+def _acquisition(sessions: list[Session], first: int | None) -> tuple[str, ...]:
+    """Dims a new visitor counts in: the total, and the channel and device of the
+    session that holds its first page view ever."""
+    if first is None:
+        return ()
+    for s in sessions:
+        if s.pvs[0][0] == first:
+            return ("", dim("channel", s.channel), dim("device", s.device))
+    return ("",)  # its first page view is no longer kept: it is not new here
 
 
 def visitor_hash(visitor_id: str) -> int:
@@ -346,6 +359,10 @@ class WebPartition(ClockedPartition):
                     affected.update(starts(t))
         if affected:
             h = visitor_hash(vid)
+        # a new visitor counts once, in the channel and device of its first session
+        # ever (acquisition, as GA4 does), whatever its other sessions in the bucket
+        old_acq = _acquisition(old_sessions, old.first)
+        new_acq = _acquisition(new_sessions, new.first)
         for size, start in affected:
             width = BUCKETS[size]
             before = _membership(old_sessions, size, start)
@@ -353,17 +370,18 @@ class WebPartition(ClockedPartition):
             was_new = old.first is not None and start <= old.first < start + width
             is_new = new.first is not None and start <= new.first < start + width
             for d in before:
-                key = (FAMILY, size, start, d)
-                add(out.deltas, key, "us", -1)
-                if was_new:
-                    add(out.deltas, key, "nu", -1)
+                add(out.deltas, (FAMILY, size, start, d), "us", -1)
             for d in after:
                 key = (FAMILY, size, start, d)
                 add(out.deltas, key, "us", 1)
-                if is_new:
-                    add(out.deltas, key, "nu", 1)
                 if d not in before:
                     out.sketches.setdefault(key, set()).add(h)
+            if was_new:
+                for d in old_acq:
+                    add(out.deltas, (FAMILY, size, start, d), "nu", -1)
+            if is_new:
+                for d in new_acq:
+                    add(out.deltas, (FAMILY, size, start, d), "nu", 1)
         self._lead_candidates(vid, new, new_sessions, out)
 
     def _lead_candidates(self, vid: str, v: Visitor, sessions: list[Session],
@@ -374,18 +392,22 @@ class WebPartition(ClockedPartition):
             return
         session_touches = [(s.start, s.channel) for s in sessions] + list(v.touches)
         landing_of = {f[1]: s.landing for s in sessions for f in s.forms}
+        device_of = {f[1]: s.device for s in sessions for f in s.forms}
         for f in lead_forms:
             t, eid, contact = f[0], f[1], f[2]
             touches = attribution.touches_for(session_touches, t, f[4], cfg.lookback_ms)
             credit = attribution.all_models(touches, t, cfg.half_life_ms)
             page_type = landing_of.get(eid)
-            sig = orjson.dumps([credit, page_type]).decode()
+            # the device of the session the form belongs to, else unknown (the rule
+            # conversions by device follow)
+            device = device_of.get(eid, "unknown")
+            sig = orjson.dumps([credit, page_type, device]).decode()
             if v.leads.get(eid) == sig:
                 continue
             v.leads[eid] = sig
             out.leads.append({"contact_id": contact, "event_id": eid, "t": t,
                               "visitor_id": vid, "goal": f[3], "page_type": page_type,
-                              "credit": credit})
+                              "device": device, "credit": credit})
 
     # -- expiry -----------------------------------------------------------------
     def prune(self, visitor_ids: list[str] | None = None) -> set[str]:

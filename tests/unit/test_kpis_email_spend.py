@@ -184,3 +184,24 @@ def test_visitor_conversion_rate_worked_example(decoder: Decoder) -> None:
     snaps = run_pipeline(decoder, evs)
     doc = snap(snaps, "visitor_conversion_rate", "1h", H)
     assert (doc["value"], doc["numerator"], doc["denominator"]) == (0.1, 10, 100)
+
+
+def test_cost_based_kpis_say_whether_their_cost_is_complete(decoder: Decoder) -> None:
+    """Cost is reported after the fact: until the spend input's watermark has passed a
+    bucket's end, its cost KPIs say cost_complete false (catalogue section 10)."""
+    from streams.kpis.local import LocalPipeline
+    from tests.unit.kpitables import FAR, form, pv, records
+
+    lp = LocalPipeline(partitions=1)
+    # 09:00-10:00 spend reported at 09:30: the spend clock is inside the hour
+    lp.feed(records(decoder, [
+        event("spend", occurred_at="2026-11-23T09:30:00Z"),
+        pv("v", "2026-11-23T09:40:00Z"), form("v", "c", "2026-11-23T09:41:00Z")]))
+    snaps = lp.emit()
+    h = "2026-11-23T09:00:00Z"
+    assert snaps[f"cpl|1h|{h}|"]["cost_complete"] is False
+    assert snaps[f"spend|1h|{h}|channel=paid_search"]["cost_complete"] is False
+    assert "cost_complete" not in snaps[f"leads|1h|{h}|"]  # not a cost KPI
+    assert "cost_complete" not in snaps[f"ad_ctr|1h|{h}|"]  # clicks / impressions
+    snaps = lp.finish(FAR)
+    assert snaps[f"cpl|1h|{h}|"]["cost_complete"] is True

@@ -65,7 +65,7 @@ TABLE = {
                       "channel=organic_search": (3, 3, 1), "channel=email": (2, 2, 1)},
     "offline_reach": {"": (500, 500, 1), "channel=offline": (500, 500, 1),
                       "campaign=fair": (500, 500, 1)},
-    "offline_response_rate": {"channel=offline": (2 / 500, 2, 500)},
+    "offline_response_rate": {"": (2 / 500, 2, 500), "channel=offline": (2 / 500, 2, 500)},
 }
 
 
@@ -90,9 +90,18 @@ def test_empty_denominators_are_null(decoder: Decoder) -> None:
     assert value(rows, "offline_response_rate", "1h", H, "channel=referral") is None
 
 
-def test_offline_response_rate_only_by_channel(decoder: Decoder) -> None:
-    snaps = run_pipeline(decoder, ENGAGEMENTS)
-    assert f"offline_response_rate|1h|{H}|" not in snaps
+def test_offline_response_rate_total_counts_only_leads_credited_to_offline(
+        decoder: Decoder) -> None:
+    # a third lead, from search: a lead of the hour, but no response to the flyers
+    web_lead = [pv("searcher", "2026-11-23T10:30:00Z", referrer="https://www.google.com/"),
+                form("searcher", "c-search", "2026-11-23T10:31:00Z")]
+    snaps = run_pipeline(decoder, [*ENGAGEMENTS, *web_lead])
+    assert value(snaps, "leads", "1h", H) == 3
+    doc = snap(snaps, "offline_response_rate", "1h", H)
+    assert (doc["value"], doc["numerator"], doc["denominator"]) == \
+        pytest.approx((2 / 500, 2, 500))
+    assert value(snaps, "offline_response_rate", "1h", H, "channel=offline") == \
+        pytest.approx(2 / 500)
 
 
 def test_late_engagement_changes_nothing(decoder: Decoder) -> None:

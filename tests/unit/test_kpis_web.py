@@ -149,6 +149,7 @@ def test_form_outside_any_session(decoder: Decoder) -> None:
     assert value(snaps, "session_conversion_rate", "1h", H) == 0.25
     assert value(snaps, "leads", "1h", H) == 2
     assert value(snaps, "leads", "1h", H, "channel=paid_search") == 2
+    assert value(snaps, "conversions", "1h", H, "device=unknown") == 1  # no session
 
 
 def test_one_contact_one_lead(decoder: Decoder) -> None:
@@ -191,3 +192,49 @@ def test_unknown_device_and_extra_fields(decoder: Decoder) -> None:
     snaps = run_pipeline(decoder, [event("page_view", visitor_id="U", device=None,
                                          occurred_at="2026-11-23T16:00:00Z", x_extra=1)])
     assert value(snaps, "sessions", "1h", "2026-11-23T16:00:00Z", "device=unknown") == 1
+
+
+def test_new_users_count_in_the_channel_and_device_of_their_first_session(
+        decoder: Decoder) -> None:
+    """A visitor new at 08:00 via paid search on desktop, back at 09:30 direct on mobile:
+    one new user (search, desktop) in the hour and the day; in the day it is a user
+    of both channels and devices, returning in direct and mobile."""
+    events = [pv("a", "2026-11-23T08:00:00Z", utm_medium="cpc", device="desktop"),
+              pv("a", "2026-11-23T09:30:00Z", device="mobile"),
+              pv("b", "2026-11-23T09:40:00Z", device="mobile")]  # new, direct, mobile
+    snaps = run_pipeline(decoder, events)
+    day = "2026-11-23T00:00:00Z"
+    table = {  # dim -> (users, new_users, returning_users) for the day
+        "": (2, 2, 0),
+        "channel=paid_search": (1, 1, 0), "channel=direct": (2, 1, 1),
+        "device=desktop": (1, 1, 0), "device=mobile": (2, 1, 1),
+    }
+    for d, want in table.items():
+        got = tuple(value(snaps, k, "1d", day, d)
+                    for k in ("users", "new_users", "returning_users"))
+        assert got == want, (d, got)
+    # the 09:00 hour: a came back (returning), b is new
+    assert value(snaps, "new_users", "1h", "2026-11-23T09:00:00Z", "channel=direct") == 1
+    assert value(snaps, "returning_users", "1h", "2026-11-23T09:00:00Z",
+                 "device=mobile") == 1
+
+
+def test_visitor_conversion_rate_by_device(decoder: Decoder) -> None:
+    """Leads by the device of the session the form belongs to (else unknown) over the
+    users of that device."""
+    events = [pv("m1", "2026-11-23T10:00:00Z", device="mobile"),
+              form("m1", "c-m1", "2026-11-23T10:02:00Z"),
+              pv("m2", "2026-11-23T10:05:00Z", device="mobile"),
+              pv("d1", "2026-11-23T10:10:00Z", device="desktop"),
+              pv("d2", "2026-11-23T10:11:00Z", device="desktop"),
+              form("d2", "c-d2", "2026-11-23T10:12:00Z"),
+              form("d3", "c-d3", "2026-11-23T10:20:00Z")]  # no session: unknown
+    snaps = run_pipeline(decoder, events)
+    h = "2026-11-23T10:00:00Z"
+    doc = snap(snaps, "visitor_conversion_rate", "1h", h, "device=mobile")
+    assert (doc["value"], doc["numerator"], doc["denominator"]) == (0.5, 1, 2)
+    assert value(snaps, "visitor_conversion_rate", "1h", h, "device=desktop") == 0.5
+    doc = snap(snaps, "visitor_conversion_rate", "1h", h, "device=unknown")
+    assert (doc["numerator"], doc["denominator"], doc["value"]) == (1, 0, None)
+    assert value(snaps, "visitor_conversion_rate", "1h", h) == 3 / 4
+    assert f"leads|1h|{h}|device=mobile" not in snaps  # leads stay by total/channel
