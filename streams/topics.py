@@ -8,6 +8,7 @@ the same worker.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 from .settings import Settings
@@ -134,3 +135,8 @@ class Topics:
 
 STATE_STAGES: tuple[str, ...] = ("web", "email", "spend", "funnel", "customers", "engagement",
                                   "merge")
+
+
+def dim_partition(dim: str, partitions: int) -> int:
+    """Stage-3 partition of a dim: every cell of one dim lives on one partition."""
+    return zlib.crc32(dim.encode()) % partitions

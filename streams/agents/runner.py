@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,11 +44,6 @@ def _murmur2(key: bytes) -> int:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def dim_partition(dim: str, partitions: int) -> int:
-    """Stage-3 partition of a dim: every cell of one dim lives on one partition."""
-    return zlib.crc32(dim.encode()) % partitions
 
 
 @dataclass

@@ -29,8 +29,8 @@ from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebConfig, WebPartition
 from ..statestore import ColdView, MemoryStore
-from ..topics import Topics
-from .runner import OutItem, Part, StageRunner, dim_partition, now_ms
+from ..topics import Topics, dim_partition
+from .runner import OutItem, Part, StageRunner, now_ms
 
 PARTIAL_MAX_ITEMS = 4000  # keys or hashes per partial message, to stay well under 1 MB
 PRUNE_EVERY_MS = 30_000

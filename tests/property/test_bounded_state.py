@@ -13,8 +13,8 @@ import orjson
 
 from streams.events import Decoder
 from streams.kpis.email import EmailConfig
-from streams.kpis.local import LocalPipeline
 from streams.kpis.web import WebConfig
+from streams.local import LocalPipeline
 from streams.schemas import parse_rfc3339_ms
 from streams.settings import load_settings
 from streams.simulate import DAY, HOUR, Options, World

@@ -180,7 +180,7 @@ def _series(n_campaigns: int) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
     from prometheus_client import CollectorRegistry
 
     from streams.kpis.catalogue import Modes
-    from streams.kpis.local import LocalPipeline, decode_all
+    from streams.local import LocalPipeline, decode_all
     from streams.outputs.collector import KpiCollector
 
     t0 = NOW - 3 * 3_600_000

@@ -11,8 +11,8 @@ import pytest
 from streams.events import Decoder
 from streams.kpis.attribution import MODELS
 from streams.kpis.catalogue import Modes
-from streams.kpis.local import LocalPipeline
 from streams.kpis.merge import snapshot_key
+from streams.local import LocalPipeline
 from streams.schemas import parse_rfc3339_ms
 from streams.settings import load_settings
 from streams.simulate import DAY, Options, generate

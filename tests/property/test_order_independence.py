@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline
+from streams.local import LocalPipeline
 from streams.settings import load_settings
 from tests.conftest import NOW
 from tests.unit.kpitables import FAR

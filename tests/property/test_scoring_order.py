@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline
+from streams.local import LocalPipeline
 from streams.produce import partition_for
 from streams.settings import load_settings
 from tests.conftest import event

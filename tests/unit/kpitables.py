@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline
+from streams.local import LocalPipeline
 from streams.schemas import parse_rfc3339_ms
 from tests.conftest import NOW, event
 

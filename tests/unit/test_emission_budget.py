@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline, decode_all
 from streams.kpis.merge import MergePartition, cell_store_key, roll_store_key, view_store_key
+from streams.local import LocalPipeline, decode_all
 from streams.settings import load_settings
 from streams.simulate import DAY, Options, generate
 

@@ -189,7 +189,7 @@ def test_visitor_conversion_rate_worked_example(decoder: Decoder) -> None:
 def test_cost_based_kpis_say_whether_their_cost_is_complete(decoder: Decoder) -> None:
     """Cost is reported after the fact: until the spend input's watermark has passed a
     bucket's end, its cost KPIs say cost_complete false (catalogue section 10)."""
-    from streams.kpis.local import LocalPipeline
+    from streams.local import LocalPipeline
     from tests.unit.kpitables import FAR, form, pv, records
 
     lp = LocalPipeline(partitions=1)

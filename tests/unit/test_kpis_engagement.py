@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline
+from streams.local import LocalPipeline
 from tests.conftest import event
 from tests.unit.kpitables import FAR, form, pv, records, run_pipeline, snap, value
 

@@ -159,7 +159,7 @@ def test_revenue_under_every_model(decoder: Decoder) -> None:
         form("A", "cA", "2026-11-23T09:05:00Z"),
         deal("dA", "cA", "cuA", "won", "2026-11-23T10:00:00Z", amount=1000.0),
     ], key=lambda e: e["occurred_at"])
-    from streams.kpis.local import LocalPipeline
+    from streams.local import LocalPipeline
     from tests.unit.kpitables import FAR
 
     lp = LocalPipeline()
@@ -176,7 +176,7 @@ def test_revenue_under_every_model(decoder: Decoder) -> None:
 
 
 def test_impossible_transition_and_backwards_moves(decoder: Decoder) -> None:
-    from streams.kpis.local import LocalPipeline
+    from streams.local import LocalPipeline
     from tests.unit.kpitables import FAR
 
     evs = [deal("dQ", "cQ", "cuQ", "mql", "2026-11-23T09:00:00Z"),

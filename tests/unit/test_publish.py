@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline, decode_all
 from streams.kpis.publish import PublishConfig, TopicPublisher, catching_up
+from streams.local import LocalPipeline, decode_all
 from streams.settings import load_settings
 from streams.simulate import DAY, HOUR, Options, generate
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline
 from streams.kpis.scoring import ScoringConfigError, load_scoring, parse_scoring
+from streams.local import LocalPipeline
 from tests.conftest import event
 from tests.unit.kpitables import FAR, form, ms, pv, records, snap
 

@@ -47,7 +47,7 @@ def test_idle_partition_follows_the_wall_clock() -> None:
 
 
 def test_late_events_change_nothing_and_are_reported(decoder: Decoder) -> None:
-    from streams.kpis.local import LocalPipeline
+    from streams.local import LocalPipeline
 
     lp = LocalPipeline(partitions=1)
     lp.feed(records(decoder, [pv("A", "2026-11-23T10:30:00Z"),
@@ -63,7 +63,7 @@ def test_late_events_change_nothing_and_are_reported(decoder: Decoder) -> None:
 
 
 def test_duplicates_are_dropped_before_the_lateness_check(decoder: Decoder) -> None:
-    from streams.kpis.local import LocalPipeline
+    from streams.local import LocalPipeline
 
     first = pv("A", "2026-11-23T10:00:00Z")
     lp = LocalPipeline(partitions=1)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from streams.events import Decoder
-from streams.kpis.local import LocalPipeline
 from streams.kpis.visitors import COLD_PREFIX, MemoryColdStore, decode, encode, hot_id, hot_name
 from streams.kpis.web import WebPartition
+from streams.local import LocalPipeline
 from streams.statestore import ColdView, MemoryStore, RocksStore
 from tests.unit.kpitables import FAR, form, pv, records
 

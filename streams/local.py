@@ -12,20 +12,21 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from ..events import Decoder
-from ..produce import partition_for
-from ..records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
-from .catalogue import Modes
-from .customers import CustomerPartition
-from .deltas import merge_into
-from .email import EmailConfig, EmailPartition
-from .engagement import EngagementConfig, EngagementPartition
-from .funnel import FunnelConfig, FunnelPartition
-from .merge import MergeConfig, MergePartition
-from .scoring import ScoringConfig
-from .spend import SpendConfig, SpendPartition
-from .stage import StageOutput
-from .web import WebConfig, WebPartition
+from .events import Decoder
+from .kpis.catalogue import Modes
+from .kpis.customers import CustomerPartition
+from .kpis.deltas import merge_into
+from .kpis.email import EmailConfig, EmailPartition
+from .kpis.engagement import EngagementConfig, EngagementPartition
+from .kpis.funnel import FunnelConfig, FunnelPartition
+from .kpis.merge import MergeConfig, MergePartition
+from .kpis.scoring import ScoringConfig
+from .kpis.spend import SpendConfig, SpendPartition
+from .kpis.stage import StageOutput
+from .kpis.web import WebConfig, WebPartition
+from .produce import partition_for
+from .records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
+from .topics import dim_partition
 
 TOPIC = {PageView: "page_views", FormSubmit: "form_submits", EmailEvent: "email_events",
          Spend: "spend", DealUpdate: "deal_updates", Engagement: "engagements"}
@@ -138,8 +139,6 @@ class LocalPipeline:
         return {f"{t}/{p}": (proc.clocks[t].wm if t in proc.clocks else None) for t in topics}
 
     def _route(self, src: str, out: StageOutput, wm: dict[str, int | None]) -> None:
-        from ..agents.runner import dim_partition
-
         for k, n in out.counts.items():
             self.counts[k] += n
         self.late += out.late
