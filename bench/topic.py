@@ -13,7 +13,7 @@ baseline measured in the same run.
   final. Counted once the worker has taken in every event and its topic output
   has settled: messages on the KPI topic, distinct keys, per window.
 - **live**: ``kpi-streams simulate --rate R --duration --live-s`` (event times are
-  now), then a settle of 70 s; messages on the KPI topic per input event.
+  now), then 65 s (one slow cadence); messages on the KPI topic per input event.
 
 Writes bench/results/topic-<ts>.json and prints a table.
 """
@@ -160,9 +160,11 @@ def run_variant(name: str, root: Path, env: dict[str, str], days: float, rates: 
                 capture_output=True, timeout=live_s + 600, check=False)
             if sim.returncode != 0:
                 raise SystemExit(f"simulate failed: {sim.stderr.decode()[-2000:]}")
+            # live traffic never settles (views move with the clock): count what the
+            # run wrote plus one slow cadence after it
+            time.sleep(65)
             text = scrape(f"http://127.0.0.1:{w.port}/metrics")
             produced = int(metric_sum(text, "kpi_streams_events_total"))
-            settle(w, produced, limit_s=600)
         finally:
             w.signal(15)
         stats = topic_stats(s)
