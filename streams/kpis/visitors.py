@@ -14,9 +14,12 @@ not JSON::
 
     int64 first page view (ms, -1: none) | uint8 touches | per touch:
     int64 session start (ms) | uint8 channel code (255: name follows as
-    uint8 length + UTF-8)
+    uint8 length + UTF-8) | [uint16 score facts | per fact: int64 t,
+    float64 points, uint16 rule index, event id (uint8 length + UTF-8)]
 
-so a visitor with one touch costs 18 bytes of value and 8 of key. Two visitor
+so a visitor with one touch and no score facts costs 18 bytes of value and
+17 of key. Score facts are a visitor's lead-score hits from before it named a
+contact, kept for the attribution lookback in case a form links it later. Two visitor
 ids share a record only if their 64-bit hashes collide (for ten million
 visitors, a chance of about 3 in a million).
 """
@@ -26,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 CHANNELS = ("organic_search", "paid_search", "organic_social", "paid_social", "email",
             "display", "affiliate", "referral", "direct", "offline", "other",
@@ -35,6 +38,8 @@ _CODE = {name: i for i, name in enumerate(CHANNELS)}
 _NAMED = 255
 _HEAD = struct.Struct(">qB")
 _TOUCH = struct.Struct(">qB")
+_COUNT = struct.Struct(">H")
+_FACT = struct.Struct(">qdH")
 # changelog keys of cold visitors: this + 16 hex digits; their values are packed bytes
 COLD_PREFIX = "\x01"
 _ESCAPE = "\\"
@@ -64,21 +69,39 @@ def cold_key(name: str) -> bytes:
     return bytes.fromhex(name[len(COLD_PREFIX):])
 
 
-def encode(first: int | None, touches: list[tuple[int, str]]) -> bytes:
+def _short(text: str) -> bytes:
+    raw = text.encode()
+    if len(raw) > 255:
+        raise ValueError(f"longer than 255 bytes: {text[:40]!r}...")
+    return bytes([len(raw)]) + raw
+
+
+def encode(first: int | None, touches: list[tuple[int, str]],
+           score: list[Any] | None = None) -> bytes:
+    """Pack a cold visitor. ``score``: its lead-score facts ``[t, event_id, rule,
+    points]`` from before it named a contact (kept for the attribution lookback, in
+    case a form links it later; ``rule`` is the rule's index in the rules file);
+    appended as a uint16 count and, per fact, int64 t, float64 points, uint16 rule
+    and the event id as length-prefixed UTF-8."""
     if len(touches) > 255:
         touches = touches[-255:]  # the newest matter: the lookback ends at the lead
     parts = [_HEAD.pack(-1 if first is None else first, len(touches))]
     for start, channel in touches:
         code = _CODE.get(channel)
         if code is None:
-            name = channel.encode()[:255]
-            parts.append(_TOUCH.pack(start, _NAMED) + bytes([len(name)]) + name)
+            parts.append(_TOUCH.pack(start, _NAMED) + _short(channel))
         else:
             parts.append(_TOUCH.pack(start, code))
+    if score:
+        facts = score[-65_535:]
+        parts.append(_COUNT.pack(len(facts)))
+        for t, event_id, rule, points in facts:
+            parts.append(_FACT.pack(t, points, rule) + _short(event_id))
     return b"".join(parts)
 
 
-def decode(data: bytes) -> tuple[int | None, list[tuple[int, str]]]:
+def decode(data: bytes) -> tuple[int | None, list[tuple[int, str]], list[list[Any]]]:
+    """(first page view, touches, score facts) of a packed cold visitor."""
     first, n = _HEAD.unpack_from(data, 0)
     pos = _HEAD.size
     touches: list[tuple[int, str]] = []
@@ -91,7 +114,21 @@ def decode(data: bytes) -> tuple[int | None, list[tuple[int, str]]]:
             pos += 1 + length
         else:
             touches.append((start, CHANNELS[code]))
-    return (None if first < 0 else first), touches
+    score: list[list[Any]] = []
+    if pos < len(data):
+        (count,) = _COUNT.unpack_from(data, pos)
+        pos += _COUNT.size
+        for _ in range(count):
+            t, points, rule = _FACT.unpack_from(data, pos)
+            pos += _FACT.size
+            event_id, pos = _read_short(data, pos)
+            score.append([t, event_id, rule, points])
+    return (None if first < 0 else first), touches, score
+
+
+def _read_short(data: bytes, pos: int) -> tuple[str, int]:
+    length = data[pos]
+    return data[pos + 1:pos + 1 + length].decode(), pos + 1 + length
 
 
 class ColdStore(Protocol):

@@ -240,8 +240,8 @@ class WebPartition(ClockedPartition):
         if v is None:
             data = self.cold.get(visitor_key(vid))
             if data is not None:
-                first, touches = decode_cold(data)
-                v = self.visitors[vid] = Visitor(first, touches=touches)
+                first, touches, score = decode_cold(data)
+                v = self.visitors[vid] = Visitor(first, touches=touches, score=score)
         return v
 
     # -- the batch ------------------------------------------------------------
@@ -425,15 +425,20 @@ class WebPartition(ClockedPartition):
                 continue
             if self._prune_visitor(v, horizon):
                 changed.add(hot_name(vid))
-            if v.pvs or v.forms or v.leads or v.score or v.contacts:
-                continue  # still hot
+            if v.pvs or v.forms or v.leads or v.contacts:
+                continue  # still hot (a visitor that named a contact stays on the heap)
             key = visitor_key(vid)
-            del self.visitors[vid]
-            changed |= {hot_name(vid), cold_name(key)}
-            if not v.touches and (v.first is None or v.first < wm - cfg.visitor_ttl_ms):
+            if not v.touches and not v.score and (
+                    v.first is None or v.first < wm - cfg.visitor_ttl_ms):
                 self.cold.delete(key)
             else:
-                self.cold.put(key, encode_cold(v.first, v.touches))
+                try:
+                    packed = encode_cold(v.first, v.touches, v.score)
+                except ValueError:
+                    continue  # an id or rule name too long to pack: it stays hot
+                self.cold.put(key, packed)
+            del self.visitors[vid]
+            changed |= {hot_name(vid), cold_name(key)}
         if visitor_ids is None:
             changed |= self._sweep_cold(wm)
         return changed
@@ -448,12 +453,13 @@ class WebPartition(ClockedPartition):
         last = None
         for key, data in list(self.cold.scan(self._sweep_after, limit)):
             last = key
-            first, touches = decode_cold(data)
+            first, touches, score = decode_cold(data)
             kept = [t for t in touches if t[0] >= oldest_touch]
-            if not kept and (first is None or first < wm - cfg.visitor_ttl_ms):
+            facts = [f for f in score if f[0] >= oldest_touch]
+            if not kept and not facts and (first is None or first < wm - cfg.visitor_ttl_ms):
                 self.cold.delete(key)
-            elif len(kept) != len(touches):
-                self.cold.put(key, encode_cold(first, kept))
+            elif len(kept) != len(touches) or len(facts) != len(score):
+                self.cold.put(key, encode_cold(first, kept, facts))
             else:
                 continue
             changed.add(cold_name(key))

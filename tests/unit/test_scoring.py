@@ -193,3 +193,20 @@ def test_worker_refuses_a_bad_rules_file_at_start(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "page_view has no field 'colour'" in r.stderr
+
+
+def test_pre_contact_behaviour_survives_the_visitor_going_cold(decoder: Decoder) -> None:
+    """v1's pricing and blog views of day 0 wait in the cold store (with its touches)
+    until the day-1 form names c1; then they count exactly as if v1 had stayed hot."""
+    lp = LocalPipeline(scoring=CFG)
+    lp.feed(records(decoder, EVENTS[:2]))
+    lp.feed(records(decoder, [pv("other", "2026-11-21T09:00:00Z")]))  # day 0 is closed
+    lp.expire()
+    web = next(w for w in lp.web if w.cold.count())
+    assert "v1" not in web.visitors and web.cold.count() == 1
+    lp.feed(records(decoder, EVENTS[2:]))
+    lp.finish(FAR)
+    c1 = funnel_of(lp, "c1").contact_score("c1", ms("2026-11-21T10:02:00Z"))
+    assert c1["score"] == pytest.approx(C1_AT_FORM, abs=1e-3)
+    assert {r["rule"]: r["times"] for r in c1["rules"]} == {"pricing": 2, "blog": 1,
+                                                              "demo": 1}

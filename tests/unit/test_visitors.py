@@ -18,9 +18,11 @@ from tests.unit.kpitables import FAR, form, pv, records
 def test_records_are_small_and_round_trip() -> None:
     touches = [(1_790_812_800_000, "paid_search"), (1_790_899_200_000, "my_podcast")]
     data = encode(1_790_812_800_000, touches)
-    assert decode(data) == (1_790_812_800_000, touches)
+    assert decode(data) == (1_790_812_800_000, touches, [])
     assert len(encode(1_790_812_800_000, touches[:1])) == 18
-    assert decode(encode(None, [])) == (None, [])
+    assert decode(encode(None, [])) == (None, [], [])
+    facts = [[1_790_812_800_000, "pv-1", 0, 10.0], [1_790_812_900_000, "pv-2", 3, -2.5]]
+    assert decode(encode(None, touches, facts)) == (None, touches, facts)
 
 
 def test_a_visitor_id_never_reads_as_a_cold_key() -> None:
