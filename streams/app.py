@@ -32,6 +32,7 @@ from .outputs.collector import KpiCollector
 from .outputs.hub import SnapshotHub
 from .outputs.metrics import Metrics
 from .settings import Settings
+from .statestore import StoreMemory
 from .topics import Topics
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,9 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
 
     common: dict[str, Any] = {"settings": settings, "producer": None,
                               "consumer_factory": consumer_factory, "metrics": metrics}
+    if settings.state_store == "rocksdb":
+        # one memory budget for every embedded store of this worker
+        common["store_memory"] = StoreMemory(settings.state_cache_bytes)
     pipe = Pipeline(settings, topics, registry, metrics)
     for kind in ("web", "email", "spend", "engagement"):
         pipe.runners[kind] = InputStage(kind, topics, decoder, **common)

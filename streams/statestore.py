@@ -4,8 +4,8 @@ A :class:`LocalStore` is a local mirror of one state-changelog partition: every
 record of every *confirmed* flush (see :mod:`streams.store`), as the bytes that
 went to Kafka, plus a checkpoint: the changelog offset where the newest
 confirmed flush starts. It lives in ``KPI_STATE_DIR/<namespace>/<state
-topic>/<partition>``, with ``KPI_STATE_CACHE`` bytes of block cache and write
-buffer; the rest is on disk.
+topic>/<partition>``; all stores of a worker share ``KPI_STATE_CACHE`` bytes of
+block cache and write buffers (:class:`StoreMemory`); the rest is on disk.
 
 - A worker that takes a partition over and finds a checkpoint reads only the
   changelog from that offset on (the newest flush again, then whatever other
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 from .kpis.visitors import COLD_PREFIX
 
@@ -87,25 +87,43 @@ class MemoryStore:
         self.data.clear()
 
 
+class StoreMemory:
+    """The memory every embedded store of one worker shares: one block cache of
+    ``KPI_STATE_CACHE`` bytes, with the stores' write buffers (memtables) charged to
+    it (at most half), so the worker's RocksDB memory is bounded by that one setting
+    however many partitions it holds (as Kafka Streams' bounded-memory config)."""
+
+    def __init__(self, cache_bytes: int) -> None:
+        self.cache_bytes = max(cache_bytes, 1 << 20)
+        self.cache = Cache(self.cache_bytes)
+        self.write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+            self.cache_bytes // 2, False, self.cache)
+
+    def options(self) -> Options:
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        table = BlockBasedOptions()
+        table.set_block_cache(self.cache)
+        opts.set_block_based_table_factory(table)
+        opts.set_write_buffer_manager(self.write_buffers)
+        # many small stores: flush each memtable early rather than grow it to 64 MB
+        opts.set_write_buffer_size(max(min(self.cache_bytes // 16, 8 << 20), 1 << 20))
+        return opts
+
+
 class RocksStore(MemoryStore):
     """A :class:`LocalStore` in one RocksDB directory that outlives the process."""
 
     persistent = True
 
-    def __init__(self, path: Path, cache_bytes: int) -> None:
+    def __init__(self, path: Path, memory: StoreMemory | int) -> None:
         self.path = path
-        self.cache_bytes = cache_bytes
+        self.memory = memory if isinstance(memory, StoreMemory) else StoreMemory(memory)
         path.mkdir(parents=True, exist_ok=True)
         self.db = self._open()
 
     def _open(self) -> Rdict:
-        opts = Options(raw_mode=True)
-        opts.create_if_missing(True)
-        table = BlockBasedOptions()
-        table.set_block_cache(Cache(max(self.cache_bytes, 1 << 20)))
-        opts.set_block_based_table_factory(table)
-        opts.set_write_buffer_size(max(self.cache_bytes // 4, 1 << 20))
-        return Rdict(str(self.path), opts)
+        return Rdict(str(self.path), self.memory.options())
 
     def get(self, key: bytes) -> bytes | None:
         value = self.db.get(key)
@@ -216,13 +234,13 @@ def _safe(name: str) -> str:
 
 
 def open_store(kind: str, root: Path, namespace: str, topic: str, partition: int,
-               cache_bytes: int) -> MemoryStore:
+               memory: StoreMemory | int) -> MemoryStore:
     """The local store of one state-topic partition: ``memory`` or ``rocksdb``."""
     if kind == "memory":
         return MemoryStore()
     path = root / _safe(namespace or "default") / _safe(topic) / str(partition)
     try:
-        return RocksStore(path, cache_bytes)
+        return RocksStore(path, memory)
     except Exception as exc:  # rocksdict raises plain Exception for a held lock
         if "lock" not in str(exc).lower():
             raise
@@ -233,4 +251,4 @@ def open_store(kind: str, root: Path, namespace: str, topic: str, partition: int
         log.warning("state store %s is held by another process; using %s (give each "
                     "worker its own KPI_STATE_DIR)", path, private)
         shutil.rmtree(private, ignore_errors=True)
-        return RocksStore(private, cache_bytes)
+        return RocksStore(private, memory)

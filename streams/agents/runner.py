@@ -27,7 +27,7 @@ from aiokafka.partitioner import murmur2
 from ..kpis.visitors import COLD_PREFIX
 from ..outputs.metrics import Metrics
 from ..settings import Settings
-from ..statestore import MemoryStore, open_store
+from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
 
 COLD_BYTES = COLD_PREFIX.encode()
@@ -72,8 +72,11 @@ class StageRunner:
 
     def __init__(self, settings: Settings, producer: AIOKafkaProducer | None,
                  consumer_factory: Callable[[], Any], metrics: Metrics,
-                 state_topic: str, input_topics: list[str]) -> None:
+                 state_topic: str, input_topics: list[str],
+                 store_memory: StoreMemory | None = None) -> None:
         self.settings = settings
+        # shared by every stage of a worker (the pipeline passes one in)
+        self.store_memory = store_memory
         self.producer = producer
         self.consumer_factory = consumer_factory
         self.metrics = metrics
@@ -147,8 +150,10 @@ class StageRunner:
 
     def open_store(self, partition: int) -> MemoryStore:
         s = self.settings
+        if self.store_memory is None and s.state_store == "rocksdb":
+            self.store_memory = StoreMemory(s.state_cache_bytes)
         return open_store(s.state_store, s.state_dir, s.namespace, self.state_topic,
-                          partition, s.state_cache_bytes)
+                          partition, self.store_memory or s.state_cache_bytes)
 
     async def _restore(self, partition: int) -> Part:
         wall = now_ms()
