@@ -88,8 +88,8 @@ def topic_stats(settings: Any) -> dict[str, Any]:
 
 
 def settle(w: Worker, events: int, limit_s: float = 1800) -> float:
-    """Wait until the worker has taken in ``events`` and its published count has not
-    moved for 75 s (longer than the slow cadence). Returns seconds waited."""
+    """Wait until the worker has taken in ``events`` and its count of published finals
+    has not moved for 75 s (longer than the slow cadence). Returns seconds waited."""
     url = f"http://127.0.0.1:{w.port}/metrics"
     began = time.monotonic()
     last, since = -1.0, time.monotonic()
@@ -102,7 +102,7 @@ def settle(w: Worker, events: int, limit_s: float = 1800) -> float:
             time.sleep(2)
             continue
         seen = metric_sum(text, "kpi_streams_events_total")
-        published = metric_sum(text, "kpi_streams_snapshots_total")
+        published = metric_sum(text, "kpi_streams_snapshots_total", final="true")
         lag = metric_sum(text, "kpi_streams_consumer_lag_messages")
         if seen < events or lag > 0 or published != last:
             last, since = published, time.monotonic()
@@ -117,7 +117,10 @@ def run_variant(name: str, root: Path, env: dict[str, str], days: float, rates: 
     out: dict[str, Any] = {}
     # -- replay
     ns = f"topic{stamp}{name}r"
-    venv = {**env, "KPI_NAMESPACE": ns}
+    # the closing events end the replay; without them only the wall clock would move
+    # an idle partition's watermark, and rolling views would keep moving with it (as
+    # they do live)
+    venv = {**env, "KPI_NAMESPACE": ns, "KPI_IDLE_TIMEOUT": "6h"}
     s = load_settings({**os.environ, **venv})
     events = [e for b in generate(START, START + int(days * DAY), Options(seed=11))
               for e in b]

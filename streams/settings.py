@@ -304,7 +304,8 @@ SPECS: tuple[Spec, ...] = (
          "Directory of the embedded stores, one per stage partition (give each worker "
          "its own volume).", "worker"),
     Spec("state_cache_bytes", "KPI_STATE_CACHE", "64MB", _bytes,
-         "Block cache (and write buffer) memory of each embedded store.", "worker"),
+         "Memory of all the worker's embedded stores together: one block cache, with "
+         "their write buffers charged to it.", "worker"),
     Spec("max_message_bytes", "KPI_MAX_MESSAGE_BYTES", "1048576", _positive_int,
          "Input messages larger than this are rejected (reason too_large).", "worker"),
     Spec("max_batch_events", "KPI_MAX_BATCH_EVENTS", "5000", _positive_int,
