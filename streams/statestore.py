@@ -42,7 +42,6 @@ from .kpis.visitors import COLD_PREFIX
 log = logging.getLogger(__name__)
 
 CHECKPOINT = b"\x00checkpoint"
-_COLD = COLD_PREFIX.encode()
 
 
 class MemoryStore:
@@ -188,24 +187,25 @@ LocalStore = MemoryStore  # the interface; RocksStore is the one that persists
 
 
 class ColdView:
-    """The cold visitors of one web partition, read in place from its local store.
+    """The cold records (visitors, e-mail messages: ``prefix``) of one partition, read
+    in place from its local store.
 
     Writes (a visitor going cold, the TTL sweep) wait in an overlay until their
     flush is confirmed and written to the store by the runner (``committed``)."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, prefix: str = COLD_PREFIX) -> None:
         self.store = store
+        self.prefix = prefix.encode()
         self.overlay: dict[bytes, bytes | None] = {}
         # a persistent store can hold millions of cold visitors: counting them at
         # every restore would make restores grow with the state, so the count there
         # is RocksDB's estimate of all keys (``approximate``; the owner subtracts its
         # hot keys)
         self.approximate = store.persistent
-        self.n = 0 if self.approximate else sum(1 for _ in store.items(_COLD))
+        self.n = 0 if self.approximate else sum(1 for _ in store.items(self.prefix))
 
-    @staticmethod
-    def _name(key: bytes) -> bytes:
-        return _COLD + key.hex().encode()
+    def _name(self, key: bytes) -> bytes:
+        return self.prefix + key.hex().encode()
 
     def get(self, key: bytes) -> bytes | None:
         name = self._name(key)
@@ -226,10 +226,10 @@ class ColdView:
     def scan(self, after: bytes | None, limit: int) -> Iterator[tuple[bytes, bytes]]:
         start = None if after is None else self._name(after)
         out = []
-        for name, value in self.store.items(_COLD, start, limit):
+        for name, value in self.store.items(self.prefix, start, limit):
             current = self.overlay.get(name, value)
             if current is not None:
-                out.append((bytes.fromhex(name[len(_COLD):].decode()), current))
+                out.append((bytes.fromhex(name[len(self.prefix):].decode()), current))
         return iter(out)
 
     def count(self) -> int:

@@ -24,13 +24,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
-from ..kpis.visitors import COLD_PREFIX
+from ..kpis.visitors import RAW_PREFIXES
 from ..outputs.metrics import Metrics
 from ..settings import Settings
 from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
 
-COLD_BYTES = COLD_PREFIX.encode()
+COLD_BYTES = tuple(p.encode() for p in RAW_PREFIXES)
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class StageRunner:
         loaded = 0
         for key, raw in local.items():
             if key.startswith(COLD_BYTES):
-                continue  # cold visitors stay in the store, read in place
+                continue  # cold records stay in the store, read in place
             proc.load(key.decode(), orjson.loads(raw))
             loaded += 1
         self.metrics.restore_records.labels(self.stage).inc(restored.records)

@@ -26,6 +26,7 @@ from ..kpis.publish import PublishConfig, TopicPublisher, catching_up
 from ..kpis.scoring import scoring_from_settings
 from ..kpis.spend import SpendConfig, SpendPartition
 from ..kpis.stage import StageOutput
+from ..kpis.visitors import MESSAGE_PREFIX
 from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebConfig, WebPartition
 from ..statestore import ColdView, MemoryStore
@@ -131,7 +132,7 @@ class InputStage(StageRunner):
         if self.kind == "web":
             return WebPartition(self.cfg, ColdView(store))
         if self.kind == "email":
-            return EmailPartition(self.cfg)
+            return EmailPartition(self.cfg, ColdView(store, MESSAGE_PREFIX))
         if self.kind == "engagement":
             return EngagementPartition(self.cfg)
         return SpendPartition(self.cfg)

@@ -40,15 +40,19 @@ _HEAD = struct.Struct(">qB")
 _TOUCH = struct.Struct(">qB")
 _COUNT = struct.Struct(">H")
 _FACT = struct.Struct(">qdH")
-# changelog keys of cold visitors: this + 16 hex digits; their values are packed bytes
-COLD_PREFIX = "\x01"
+# changelog keys of cold records: a prefix + 16 hex digits of a 64-bit hash; their
+# values are packed bytes, read in place from the local store, never loaded at restore
+COLD_PREFIX = "\x01"  # cold visitors (this module)
+MESSAGE_PREFIX = "\x02"  # cold e-mail messages (streams/kpis/email.py)
+RAW_PREFIXES = (COLD_PREFIX, MESSAGE_PREFIX)
 _ESCAPE = "\\"
 
 
 def hot_name(visitor_id: str) -> str:
-    """The state-changelog key of a hot visitor: its id, escaped if it could be read as
-    a cold key."""
-    return _ESCAPE + visitor_id if visitor_id[:1] in (COLD_PREFIX, _ESCAPE) else visitor_id
+    """The state-changelog key of a hot entry (a visitor, a message): its id, escaped
+    if it could be read as a cold key."""
+    return _ESCAPE + visitor_id if visitor_id[:1] in (*RAW_PREFIXES, _ESCAPE) \
+        else visitor_id
 
 
 def hot_id(name: str) -> str:
@@ -60,16 +64,16 @@ def visitor_key(visitor_id: str) -> bytes:
     return hashlib.blake2b(visitor_id.encode(), digest_size=8).digest()
 
 
-def cold_name(key: bytes) -> str:
+def cold_name(key: bytes, prefix: str = COLD_PREFIX) -> str:
     """The state-changelog key of a cold record."""
-    return COLD_PREFIX + key.hex()
+    return prefix + key.hex()
 
 
 def cold_key(name: str) -> bytes:
-    return bytes.fromhex(name[len(COLD_PREFIX):])
+    return bytes.fromhex(name[1:])
 
 
-def _short(text: str) -> bytes:
+def short(text: str) -> bytes:
     raw = text.encode()
     if len(raw) > 255:
         raise ValueError(f"longer than 255 bytes: {text[:40]!r}...")
@@ -89,14 +93,14 @@ def encode(first: int | None, touches: list[tuple[int, str]],
     for start, channel in touches:
         code = _CODE.get(channel)
         if code is None:
-            parts.append(_TOUCH.pack(start, _NAMED) + _short(channel))
+            parts.append(_TOUCH.pack(start, _NAMED) + short(channel))
         else:
             parts.append(_TOUCH.pack(start, code))
     if score:
         facts = score[-65_535:]
         parts.append(_COUNT.pack(len(facts)))
         for t, event_id, rule, points in facts:
-            parts.append(_FACT.pack(t, points, rule) + _short(event_id))
+            parts.append(_FACT.pack(t, points, rule) + short(event_id))
     return b"".join(parts)
 
 
@@ -121,12 +125,12 @@ def decode(data: bytes) -> tuple[int | None, list[tuple[int, str]], list[list[An
         for _ in range(count):
             t, points, rule = _FACT.unpack_from(data, pos)
             pos += _FACT.size
-            event_id, pos = _read_short(data, pos)
+            event_id, pos = read_short(data, pos)
             score.append([t, event_id, rule, points])
     return (None if first < 0 else first), touches, score
 
 
-def _read_short(data: bytes, pos: int) -> tuple[str, int]:
+def read_short(data: bytes, pos: int) -> tuple[str, int]:
     length = data[pos]
     return data[pos + 1:pos + 1 + length].decode(), pos + 1 + length
 

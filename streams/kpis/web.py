@@ -450,9 +450,10 @@ class WebPartition(ClockedPartition):
         cfg = self.cfg
         oldest_touch = wm - cfg.lateness_ms - cfg.lookback_ms - cfg.session_timeout_ms
         changed: set[str] = set()
-        last = None
-        for key, data in list(self.cold.scan(self._sweep_after, limit)):
-            last = key
+        batch = list(self.cold.scan(self._sweep_after, limit))
+        # a short batch ends the pass: the next one starts from the beginning
+        self._sweep_after = batch[-1][0] if len(batch) == limit else None
+        for key, data in batch:
             first, touches, score = decode_cold(data)
             kept = [t for t in touches if t[0] >= oldest_touch]
             facts = [f for f in score if f[0] >= oldest_touch]
@@ -463,7 +464,6 @@ class WebPartition(ClockedPartition):
             else:
                 continue
             changed.add(cold_name(key))
-        self._sweep_after = last  # None: the pass is complete, start again
         return changed
 
     def _prune_visitor(self, v: Visitor, horizon: int) -> bool:

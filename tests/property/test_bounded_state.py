@@ -22,7 +22,7 @@ from streams.simulate import DAY, HOUR, Options, World
 START = parse_rfc3339_ms("2026-09-01T00:00:00Z")
 DAYS = 10
 TIMED = ("cell_1m", "cell_1h", "cell_1d", "view_15m", "view_24h", "view_7d", "view_30d",
-         "visitor", "message", "event_id")
+         "visitor", "visitor_cold", "message", "message_cold", "event_id")
 
 
 def test_state_levels_off_with_short_retention() -> None:

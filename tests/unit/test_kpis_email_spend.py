@@ -205,3 +205,38 @@ def test_cost_based_kpis_say_whether_their_cost_is_complete(decoder: Decoder) ->
     assert "cost_complete" not in snaps[f"ad_ctr|1h|{h}|"]  # clicks / impressions
     snaps = lp.finish(FAR)
     assert snaps[f"cpl|1h|{h}|"]["cost_complete"] is True
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_a_quiet_message_goes_cold_and_still_counts_and_dedupes(
+        decoder: Decoder, tmp_path: object, store: str) -> None:
+    """A message with no event for longer than the lateness leaves the heap; an open
+    two days later brings it back: one unique open, in the open's own bucket, and a
+    tracker's retry of an event of the cold message is a duplicate."""
+    from pathlib import Path
+
+    from streams.kpis.email import EmailPartition, decode_message, encode_message
+    from streams.kpis.visitors import MESSAGE_PREFIX
+    from streams.local import LocalPipeline
+    from streams.statestore import ColdView, RocksStore
+    from tests.unit.kpitables import FAR, records
+
+    lp = LocalPipeline(partitions=1)
+    if store == "rocksdb":
+        lp.email[0] = EmailPartition(lp.email[0].cfg, ColdView(
+            RocksStore(Path(str(tmp_path)) / "s", 1 << 20), MESSAGE_PREFIX))
+    sent = em("m1", "sent", "2026-11-21T10:00:00Z")
+    lp.feed(records(decoder, [sent, em("m1", "delivered", "2026-11-21T10:00:05Z")]))
+    lp.feed(records(decoder, [em("m2", "sent", "2026-11-23T09:00:00Z")]))  # time moves
+    lp.expire()
+    mail = lp.email[0]
+    assert "m1" not in mail.messages and mail.cold.count() >= 1
+    lp.feed(records(decoder, [em("m1", "open", "2026-11-23T09:30:00Z"), sent]))
+    snaps = lp.finish(FAR)
+    h = "2026-11-23T09:00:00Z"
+    assert value(snaps, "email_open_rate", "1h", h) is None  # delivered elsewhere
+    assert snap(snaps, "email_open_rate", "1d", "2026-11-23T00:00:00Z")["numerator"] == 1
+    assert value(snaps, "emails_sent", "1d", "2026-11-21T00:00:00Z") == 1  # not twice
+    assert lp.counts[("email_event", "duplicate")] == 1
+    evs = [(1, "e1", "open", True), (2, "e2", "weird_type", False)]
+    assert decode_message(encode_message("nl", evs)) == ("nl", evs)
