@@ -26,6 +26,7 @@ from .scoring import ScoringConfig, score_message
 from .stage import StageOutput
 from .visitors import (
     MESSAGE_PREFIX,
+    ColdBacked,
     ColdStore,
     MemoryColdStore,
     cold_key,
@@ -122,7 +123,7 @@ def decode_message(data: bytes) -> tuple[str, list[EV]]:
     return campaign, events
 
 
-class EmailPartition(ClockedPartition):
+class EmailPartition(ColdBacked, ClockedPartition):
     def __init__(self, cfg: EmailConfig, cold: ColdStore | None = None) -> None:
         super().__init__()
         self.cfg = cfg
@@ -211,10 +212,8 @@ class EmailPartition(ClockedPartition):
 
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry)."""
-        cold = self.cold.count()
-        if getattr(self.cold, "approximate", False):
-            cold = max(cold - len(self.messages), 0)  # an estimate of every key
-        return {"message": len(self.messages), "message_cold": cold}
+        return {"message": len(self.messages),
+                "message_cold": self.cold_count(len(self.messages))}
 
     def dump(self, key: str) -> Any:
         if key.startswith(MESSAGE_PREFIX):
@@ -228,11 +227,3 @@ class EmailPartition(ClockedPartition):
             return
         self.messages[hot_id(key)] = (value[0], [tuple(e) for e in value[1]])
 
-    def close(self) -> None:
-        self.cold.close()
-
-    def committed(self) -> None:
-        """The last flush (with every cold write so far) is in the local store."""
-        committed = getattr(self.cold, "committed", None)
-        if committed is not None:
-            committed()

@@ -178,3 +178,27 @@ class MemoryColdStore:
 
     def close(self) -> None:
         self.data.clear()
+
+
+class ColdBacked:
+    """What a partition with a cold store does with it, whatever it keeps there:
+    release it, hear that a flush reached the local store, and count what is cold
+    (an estimate for a persistent store, which includes the hot entries' records)."""
+
+    cold: ColdStore
+
+    def close(self) -> None:
+        """Release the cold store (the partition moved away or the worker stops)."""
+        self.cold.close()
+
+    def committed(self) -> None:
+        """The last flush (with every cold write so far) is in the local store."""
+        committed = getattr(self.cold, "committed", None)
+        if committed is not None:
+            committed()
+
+    def cold_count(self, hot: int) -> int:
+        cold = self.cold.count()
+        if getattr(self.cold, "approximate", False):
+            cold = max(cold - hot, 0)  # an estimate of every key in the store
+        return cold

@@ -33,6 +33,7 @@ from .scoring import ScoringConfig
 from .stage import StageOutput
 from .visitors import (
     COLD_PREFIX,
+    ColdBacked,
     ColdStore,
     MemoryColdStore,
     cold_key,
@@ -223,7 +224,7 @@ def visitor_hash(visitor_id: str) -> int:
                           "big") >> 1
 
 
-class WebPartition(ClockedPartition):
+class WebPartition(ColdBacked, ClockedPartition):
     """Per-visitor state of one partition of the page view and form submit topics."""
 
     def __init__(self, cfg: WebConfig, cold: ColdStore | None = None) -> None:
@@ -506,24 +507,11 @@ class WebPartition(ClockedPartition):
         return dropped
 
     # -- persistence ------------------------------------------------------------
-    def close(self) -> None:
-        """Release the cold store (the partition moved away or the worker stops)."""
-        self.cold.close()
-
-    def committed(self) -> None:
-        """The last flush (with every cold write so far) is in the local store."""
-        committed = getattr(self.cold, "committed", None)
-        if committed is not None:
-            committed()
-
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry):
         hot visitors on the heap, cold ones in the cold store."""
-        cold = self.cold.count()
-        if getattr(self.cold, "approximate", False):
-            # an estimate of every key in the store, hot visitors' records included
-            cold = max(cold - len(self.visitors), 0)
-        return {"visitor": len(self.visitors), "visitor_cold": cold}
+        return {"visitor": len(self.visitors),
+                "visitor_cold": self.cold_count(len(self.visitors))}
 
     def dump(self, key: str) -> dict[str, Any] | bytes | None:
         if key.startswith(COLD_PREFIX):
