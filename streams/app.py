@@ -26,6 +26,7 @@ from .agents.runner import StageRunner
 from .agents.stages import CustomerStage, FunnelStage, InputStage, MergeStage
 from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
+from .kpis import buckets
 from .kpis.catalogue import Modes
 from .logs import BrokerOutageLog, FreshAssignmentNoise
 from .outputs.collector import KpiCollector
@@ -89,6 +90,8 @@ def worker_id(settings: Settings) -> str:
 
 
 def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None) -> Pipeline:
+    # one reporting zone per process: every bucket, snapshot time and /metrics follow it
+    buckets.use(settings.timezone, settings.week_start)
     topics = Topics(settings)
     if registry is None:
         registry = CollectorRegistry()

@@ -23,6 +23,7 @@ import orjson
 
 from . import broker
 from .channels import ConfigError
+from .kpis.buckets import ALL_WINDOWS
 from .settings import SPECS, Settings, SettingsError, load_settings
 
 EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: stopped late because Kafka was away
@@ -454,6 +455,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 # -- kpis ---------------------------------------------------------------------------
 def cmd_kpis(args: argparse.Namespace) -> int:
     from .readback import latest_from_api, latest_snapshots
+    from .schemas import parse_rfc3339_ms
 
     s = _settings(args)
     docs = None
@@ -480,7 +482,9 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     else:
         where = f"the worker at {s.web_host}:{s.web_port}"
     if args.format == "table":
-        print(f"(read from {where})", file=sys.stderr)
+        zones = sorted({d.get("tz", "UTC") for d in docs}) or [s.timezone]
+        print(f"(read from {where}; buckets in local time of {', '.join(zones)})",
+              file=sys.stderr)
     rows = []
     for doc in docs:
         if args.kpi and doc["kpi"] not in args.kpi:
@@ -494,7 +498,8 @@ def cmd_kpis(args: argparse.Namespace) -> int:
         if args.final and not doc["final"]:
             continue
         rows.append(doc)
-    rows.sort(key=lambda d: (d["kpi"], d["bucket"], d["window_start"],
+    # by instant, not by text: with a DST zone 02:00+02:00 comes before 02:00+01:00
+    rows.sort(key=lambda d: (d["kpi"], d["bucket"], parse_rfc3339_ms(d["window_start"]),
                              sorted(d["dims"].items())))
     if args.last:
         rows = rows[-args.last:]
@@ -682,9 +687,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=["auto", "api", "topic"], default="auto",
                    help="where to read: auto (the API, else the topic; default), api, topic")
     p.add_argument("--kpi", action="append", help="only this KPI (repeatable)")
-    p.add_argument("--bucket", choices=["1m", "1h", "1d", "15m", "24h", "7d", "30d", "1mo"],
-                   help="only this bucket or rolling view (1m is served by the API only "
-                   "unless KPI_PUBLISH_WINDOWS has it)")
+    p.add_argument("--bucket", choices=list(ALL_WINDOWS),
+                   help="only this bucket, calendar period (1w, 1mo, 1q: local time in "
+                   "KPI_TIMEZONE) or rolling view (1m is served by the API only unless "
+                   "KPI_PUBLISH_WINDOWS has it)")
     p.add_argument("--channel", help="only this channel")
     p.add_argument("--total", action="store_true", help="only the totals (no dims)")
     p.add_argument("--final", action="store_true", help="only final snapshots")

@@ -141,8 +141,25 @@ def _currency(text: str) -> str:
     return value
 
 
+def _timezone(text: str) -> str:
+    from .kpis.buckets import check_zone
+
+    name = text.strip()
+    check_zone(name)
+    return name
+
+
+def _weekday(text: str) -> int:
+    from .kpis.buckets import WEEKDAYS
+
+    value = text.strip().lower()
+    if value not in ("monday", "sunday"):
+        raise ValueError(f"{text!r}: a week starts on monday (ISO) or sunday")
+    return WEEKDAYS.index(value)
+
+
 def _windows(text: str) -> tuple[str, ...]:
-    allowed = ("1m", "1h", "1d", "15m", "24h", "7d", "30d", "1mo")
+    allowed = ("1m", "1h", "1d", "1w", "1mo", "1q", "15m", "24h", "7d", "30d")
     values = tuple(w.strip() for w in text.split(",") if w.strip())
     unknown = [w for w in values if w not in allowed]
     if unknown:
@@ -259,6 +276,12 @@ SPECS: tuple[Spec, ...] = (
     # -- KPI definitions -----------------------------------------------------
     Spec("reporting_currency", "KPI_REPORTING_CURRENCY", "EUR", _currency,
          "Every amount is converted to this currency.", "kpi"),
+    Spec("timezone", "KPI_TIMEZONE", "UTC", _timezone,
+         "Reporting time zone (IANA name, e.g. Europe/Warsaw, Asia/Tehran). 1h, 1d, 1w, "
+         "1mo and 1q buckets follow its local time, DST included; snapshot times carry "
+         "its offset. Changing it on a running deployment: see the README.", "kpi"),
+    Spec("week_start", "KPI_WEEK_START", "monday", _weekday,
+         "First day of a 1w bucket: monday (ISO weeks) or sunday.", "kpi"),
     Spec("fx_rates_file", "KPI_FX_RATES", "", _optional_path,
          "JSON rate table (see streams/config/fx_rates.json); empty: the built-in table.",
          "kpi"),
@@ -335,7 +358,8 @@ SPECS: tuple[Spec, ...] = (
          "while data keeps arriving is catching up (a replay, a backlog): it puts only "
          "finals, restatements and tombstones on the KPI topic, and the latest open "
          "values once caught up.", "worker"),
-    Spec("publish_windows", "KPI_PUBLISH_WINDOWS", "1h,1d,1mo,15m,24h,7d,30d", _windows,
+    Spec("publish_windows", "KPI_PUBLISH_WINDOWS",
+         "1h,1d,1w,1mo,1q,15m,24h,7d,30d", _windows,
          "Buckets and rolling views published on the KPI topic (all, 1m too, are still "
          "computed and served by the API, /metrics and the wall). Add 1m to put minute "
          "cells on the topic.", "worker"),
@@ -397,6 +421,8 @@ class Settings:
     visitor_ttl_ms: int
     message_ttl_ms: int
     reporting_currency: str
+    timezone: str
+    week_start: int
     fx_rates_file: Path | None
     channel_rules_file: Path | None
     lead_scoring_file: Path | None

@@ -8,7 +8,9 @@ sorted, and each KPI is computed straight from the catalogue's definition.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from streams.records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
 
@@ -18,10 +20,29 @@ LOOKBACK = 30 * DAY
 LEAD_GOALS = {"inquiry", "contact", "demo_request", "newsletter_signup", "call_click",
               "content_download"}
 SIZES = {"1h": HOUR, "1d": DAY}
+ZONE = ["UTC"]  # the reporting zone of the current recompute()
 
 
 def _b(t: int, size: str) -> int:
-    return t - t % SIZES[size]
+    """Start of the local hour or day holding ``t``, read off the local wall clock."""
+    if ZONE[0] == "UTC":
+        return t - t % SIZES[size]
+    local = datetime.fromtimestamp(t / 1000, tz=ZoneInfo(ZONE[0]))
+    if size == "1h":  # keeps fold: the repeated autumn hour is its own bucket
+        start = local.replace(minute=0, second=0, microsecond=0)
+    else:
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
+    return round(start.timestamp() * 1000)
+
+
+def _next(b: int, size: str) -> int:
+    """Start of the bucket after the one starting at ``b``."""
+    if ZONE[0] == "UTC" or size == "1h":
+        return b + SIZES[size]  # every zone tested here has whole-hour (or fixed) offsets
+    local = datetime.fromtimestamp(b / 1000, tz=ZoneInfo(ZONE[0]))
+    tomorrow = (local + timedelta(days=1)).date()
+    midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=ZoneInfo(ZONE[0]))
+    return round(midnight.astimezone(UTC).timestamp() * 1000)
 
 
 def credit(model: str, touches: list[tuple[int, str]], lead_t: int) -> dict[str, float]:
@@ -59,9 +80,19 @@ def credit(model: str, touches: list[tuple[int, str]], lead_t: int) -> dict[str,
     return dict(out)
 
 
-def recompute(records: list[Any], model: str = "first_touch"
+def recompute(records: list[Any], model: str = "first_touch", tz: str = "UTC"
               ) -> dict[tuple[str, str, int, str], tuple[float, float]]:
-    """(kpi, bucket, start, dim) -> (numerator, denominator) for 1h and 1d buckets."""
+    """(kpi, bucket, start, dim) -> (numerator, denominator) for 1h and 1d buckets of
+    local time in ``tz``."""
+    ZONE[0] = tz
+    try:
+        return _recompute(records, model)
+    finally:
+        ZONE[0] = "UTC"
+
+
+def _recompute(records: list[Any], model: str
+               ) -> dict[tuple[str, str, int, str], tuple[float, float]]:
     seen: set[str] = set()
     unique = []
     for r in records:
@@ -178,10 +209,11 @@ def recompute(records: list[Any], model: str = "first_touch"
     # spend, prorated by overlap
     for r in spends:
         dims = [""] + ([f"channel={r.channel}"] if r.channel else [])
-        for size, width in SIZES.items():
-            b = r.start - r.start % width
+        for size in SIZES:
+            b = _b(r.start, size)
             while b < r.end:
-                share = (min(r.end, b + width) - max(r.start, b)) / (r.end - r.start)
+                nxt = _next(b, size)
+                share = (min(r.end, nxt) - max(r.start, b)) / (r.end - r.start)
                 for d in dims:
                     key = (size, b, d)
                     num[("spend", *key)] += r.cost * share
@@ -189,7 +221,7 @@ def recompute(records: list[Any], model: str = "first_touch"
                     num[("clicks", *key)] += r.clicks * share
                     if r.category == "media":
                         num[("media_spend", *key)] += r.cost * share
-                b += width
+                b = nxt
     # engagement (section 11): counts by kind; "social" is the two social channels
     for r in unique:
         if not isinstance(r, Engagement):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -35,9 +34,9 @@ Snapshot = tuple[str, dict[str, Any] | None]  # (key, document or None for a tom
 NEVER = 1 << 62
 
 
-@lru_cache(maxsize=1 << 16)
 def iso_s(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in the reporting zone, with its offset at that instant (``Z`` in UTC)."""
+    return B.iso(ms)
 
 
 def snapshot_key(kpi: str, window: str, start: int, dim: str) -> str:
@@ -62,7 +61,7 @@ class MergeConfig:
         "1m": 2 * B.DAY, "1h": 90 * B.DAY, "1d": 730 * B.DAY})
     modes: Modes = field(default_factory=Modes)
     currency: str = "EUR"
-    rolling: tuple[str, ...] = ("15m", "24h", "7d", "30d", "1mo")
+    rolling: tuple[str, ...] = ("15m", "24h", "7d", "30d", *B.CALENDAR)
 
 
 @dataclass
@@ -269,10 +268,11 @@ class MergePartition:
         total = float(self._cust_base.get(dim, 0))
         if not sizes:
             return total
-        day0, hour0 = t - t % B.DAY, t - t % B.HOUR
-        total += sum(v for s, v in sizes.get("1d", {}).items() if s + B.DAY <= day0)
-        total += sum(v for s, v in sizes.get("1h", {}).items()
-                     if day0 <= s and s + B.HOUR <= hour0)
+        day0, hour0 = B.floor(t, "1d"), B.floor(t, "1h")
+        # a local day or hour may be shorter or longer than nominal: a cell before
+        # day0 (hour0) is a whole day (hour) before it
+        total += sum(v for s, v in sizes.get("1d", {}).items() if s < day0)
+        total += sum(v for s, v in sizes.get("1h", {}).items() if day0 <= s < hour0)
         total += sum(v for s, v in sizes.get("1m", {}).items()
                      if hour0 <= s and s + B.MINUTE <= t)
         return total
@@ -398,7 +398,7 @@ class MergePartition:
             "numerator": num, "denominator": den, "unit": unit, "final": final,
             "mode": (dict(self._mode_docs[kpi.name]) if modes is self.cfg.modes
                      else modes.for_kpi(kpi)), "computed_at": computed_at,
-            "schema_version": 1, "revision": rev,
+            "schema_version": 1, "revision": rev, "tz": B.active().zone,
         }
         if kpi.cost_based:
             doc["cost_complete"] = self.cost_complete(end)

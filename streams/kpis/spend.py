@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..records import Spend
-from .buckets import BUCKETS, DAY
+from .buckets import BUCKETS, DAY, bucket_end, floor
 from .deltas import MICRO, Deltas, add, dim
 from .stage import StageOutput
 from .watermark import DedupedPartition
@@ -35,21 +35,21 @@ def prorate(total: int, start: int, end: int, size: str,
 
     Buckets ending before ``lo`` are skipped (they are past retention).
     """
-    width = BUCKETS[size]
     length = end - start
 
     def covered(x: int) -> int:
         return (total * (min(max(x, start), end) - start)) // length
 
     out = []
-    b = start - start % width
-    if lo is not None and b + width <= lo:
-        b = max(b, lo - lo % width)
+    b = floor(start, size)
+    if lo is not None and bucket_end(b, size) <= lo:
+        b = max(b, floor(lo, size))
     while b < end:
-        share = covered(b + width) - covered(b)
+        nxt = bucket_end(b, size)  # local hours and days: a DST day is 23 or 25 hours
+        share = covered(nxt) - covered(b)
         if share:
             out.append((b, share))
-        b += width
+        b = nxt
     return out
 
 

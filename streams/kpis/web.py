@@ -27,7 +27,7 @@ import orjson
 
 from ..records import FormSubmit, PageView
 from . import attribution
-from .buckets import BUCKETS, DAY, starts
+from .buckets import DAY, bucket_end, floor, starts
 from .deltas import Deltas, add, add_many, dim, prune_zero
 from .scoring import ScoringConfig
 from .stage import StageOutput
@@ -133,7 +133,7 @@ def sessionize(pvs: list[PV], forms: list[FS], cfg: WebConfig) -> tuple[list[Ses
     for pv in pvs:
         t, campaign = pv[0], pv[6]
         if cur is not None and t - cur.last_pv < timeout \
-                and not (cfg.split_midnight and t // DAY != cur.last_pv // DAY) \
+                and not (cfg.split_midnight and floor(t, "1d") != floor(cur.last_pv, "1d")) \
                 and not (cfg.split_campaign and campaign is not None
                          and campaign != cur.campaign):
             cur.pvs.append(pv)
@@ -196,7 +196,7 @@ def _standalone_facts(f: FS, sign: int, out: Deltas) -> None:
 
 
 def _membership(sessions: list[Session], size: str, start: int) -> set[str]:
-    end = start + BUCKETS[size]
+    end = bucket_end(start, size)
     dims: set[str] = set()
     for s in sessions:
         if s.start >= end or s.last_pv < start:
@@ -365,11 +365,11 @@ class WebPartition(ColdBacked, ClockedPartition):
         old_acq = _acquisition(old_sessions, old.first)
         new_acq = _acquisition(new_sessions, new.first)
         for size, start in affected:
-            width = BUCKETS[size]
+            end = bucket_end(start, size)
             before = _membership(old_sessions, size, start)
             after = _membership(new_sessions, size, start)
-            was_new = old.first is not None and start <= old.first < start + width
-            is_new = new.first is not None and start <= new.first < start + width
+            was_new = old.first is not None and start <= old.first < end
+            is_new = new.first is not None and start <= new.first < end
             for d in before:
                 add(out.deltas, (FAMILY, size, start, d), "us", -1)
             for d in after:
@@ -472,7 +472,7 @@ class WebPartition(ColdBacked, ClockedPartition):
         if not v.pvs and not v.forms and not v.touches:
             return False
         sessions, alone = sessionize(v.pvs, v.forms, cfg)
-        day_open = horizon - horizon % DAY  # start of the oldest day that can still change
+        day_open = floor(horizon, "1d")  # start of the oldest day that can still change
         keep_pv: list[PV] = []
         keep_forms: list[FS] = []
         dropped = False

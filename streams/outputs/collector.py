@@ -27,7 +27,7 @@ from ..kpis.catalogue import Modes, evaluate, kpis_for
 from ..kpis.merge import MergePartition, present
 
 BUCKET_WINDOWS = ("1m", "1h", "1d")
-ROLLING_WINDOWS = ("15m", "24h", "7d", "30d", "1mo")
+ROLLING_WINDOWS = ("15m", "24h", "7d", "30d", "1w", "1mo", "1q")
 UNIT_FAMILY = {"ratio": "ratio", "count": "count", "CURRENCY": "currency", "s": "seconds",
                "pages": "pages", "days": "days", "points": "points"}
 PROM_DIMS = ("channel", "device")

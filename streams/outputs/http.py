@@ -66,8 +66,12 @@ def parse_kpi_query(q: Any) -> dict[str, Any]:
     bounds = {}
     for name in ("from", "to"):
         if name in q:
+            text = q[name]
+            # an unescaped "+01:00" in a query string arrives as " 01:00"
+            if len(text) > 6 and text[-6] == " " and text[-3] == ":":
+                text = text[:-6] + "+" + text[-5:]
             try:
-                bounds[name] = parse_rfc3339_ms(q[name])
+                bounds[name] = parse_rfc3339_ms(text)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from exc
     final = None
@@ -206,7 +210,7 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
     async def catalogue(_: web.Request) -> web.Response:
         from ..kpis.catalogue import KPIS
 
-        return web.json_response({"kpis": [
+        return web.json_response({"tz": settings.timezone, "kpis": [
             {"name": k.name, "kind": k.kind, "definition": k.formula,
              "unit": settings.reporting_currency if k.unit == "CURRENCY" else k.unit,
              "dims": sorted(k.dims), "modes": list(k.modes),

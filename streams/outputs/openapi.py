@@ -29,10 +29,11 @@ def document() -> dict[str, Any]:
         _list_param("campaign", "Only these campaigns (the campaign dim)."),
         _list_param("dim", "Dim keys: `total`, or `name=value`."),
         {"name": "from", "in": "query", "required": False,
-         "description": "Buckets starting at or after this time (RFC 3339).",
+         "description": "Buckets starting at or after this instant (RFC 3339, any "
+                        "offset: 2026-10-25T00:00:00+02:00 is 2026-10-24T22:00:00Z).",
          "schema": {"type": "string", "format": "date-time"}},
         {"name": "to", "in": "query", "required": False,
-         "description": "Buckets starting before this time (RFC 3339).",
+         "description": "Buckets starting before this instant (RFC 3339, any offset).",
          "schema": {"type": "string", "format": "date-time"}},
         {"name": "final", "in": "query", "required": False,
          "schema": {"type": "string", "enum": ["true", "false"]}},

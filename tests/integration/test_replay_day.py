@@ -17,20 +17,30 @@ from tests.integration.kafkatools import closing_events, produce_events, snapsho
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-DAY_START = "2026-11-17T00:00:00Z"  # a Tuesday: newsletter day
 DAY = 86_400_000
+HOUR = 3_600_000
 
 
+@pytest.mark.parametrize(("zone", "day_start", "hours"), [
+    ("UTC", "2026-11-17T00:00:00Z", 24),  # a Tuesday: newsletter day
+    # the day Warsaw falls back: local midnight to midnight is 25 hours
+    ("Europe/Warsaw", "2026-10-25T00:00:00+02:00", 25),
+])
 def test_simulated_day_matches_batch_recomputation(kafka_env: dict[str, str], tmp_path: Path,
                                                    workers: list[WorkerProcess],
-                                                   decoder: Decoder) -> None:
-    s = settings_from(kafka_env)
-    start = parse_rfc3339_ms(DAY_START)
-    events = [e for batch in generate(start, start + DAY,
+                                                   decoder: Decoder, zone: str,
+                                                   day_start: str, hours: int) -> None:
+    from streams.kpis import buckets as B
+
+    env = {**kafka_env, "KPI_TIMEZONE": zone}
+    s = settings_from(env)
+    start = parse_rfc3339_ms(day_start)
+    end = start + hours * HOUR
+    events = [e for batch in generate(start, end,
                                       Options(seed=21, sessions_per_day=1500, email_list=600))
               for e in batch]
-    closers = closing_events(s, start + DAY + 3 * 3_600_000)
-    w = WorkerProcess(kafka_env, tmp_path).start()
+    closers = closing_events(s, end + 3 * 3_600_000)
+    w = WorkerProcess(env, tmp_path).start()
     workers.append(w)
     w.wait_healthy()
     run(produce_events(s, events + closers))
@@ -41,13 +51,20 @@ def test_simulated_day_matches_batch_recomputation(kafka_env: dict[str, str], tm
         recs, rejects = decoder.decode(orjson.dumps(e), None, now)
         assert not rejects
         records += recs
-    want = recompute(records)
+    want = recompute(records, tz=zone)
 
     from streams.kpis.merge import snapshot_key
 
-    expected = {snapshot_key(kpi, size, bstart, dim): nd
-                for (kpi, size, bstart, dim), nd in want.items()
-                if start <= bstart < start + DAY}
+    with B.zone(zone):
+        expected = {snapshot_key(kpi, size, bstart, dim): nd
+                    for (kpi, size, bstart, dim), nd in want.items()
+                    if start <= bstart < end}
+    if zone != "UTC":  # the local day is one bucket of 25 hours, with its offsets
+        day = f"pageviews|1d|{day_start}|"
+        assert day in expected
+        hour_starts = {k.split("|")[2] for k in expected if k.split("|")[1] == "1h"}
+        assert len(hour_starts) == hours
+        assert {"2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00"} <= hour_starts
 
     def all_final() -> Any:
         snaps = run(snapshots(s))

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.events import Decoder
+from streams.kpis import buckets as B
 from streams.local import LocalPipeline
 from streams.settings import load_settings
 from tests.conftest import NOW
@@ -36,7 +37,7 @@ def iso(t: int) -> str:
 
 
 @st.composite
-def worlds(draw: Any) -> list[dict[str, Any]]:
+def worlds(draw: Any, base: int = BASE) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     n = 0
 
@@ -49,7 +50,7 @@ def worlds(draw: Any) -> list[dict[str, Any]]:
     sources = [{}, {"utm_medium": "cpc"}, {"referrer": "https://www.google.com/"},
                {"utm_medium": "email", "utm_campaign": "nl"}, {"channel": "offline"}]
     for v in range(draw(st.integers(1, 6))):
-        t = BASE + draw(st.integers(0, 60)) * 60_000
+        t = base + draw(st.integers(0, 60)) * 60_000
         for _ in range(draw(st.integers(1, 8))):
             t += draw(st.sampled_from([5_000, 60_000, 600_000, 1_500_000, 2_000_000,
                                        3_700_000]))
@@ -65,7 +66,7 @@ def worlds(draw: Any) -> list[dict[str, Any]]:
                                               "purchase"])),
                    **draw(st.sampled_from([{}, {"utm_medium": "cpc"}])))
     for m in range(draw(st.integers(0, 3))):
-        t = BASE + draw(st.integers(0, 300)) * 60_000
+        t = base + draw(st.integers(0, 300)) * 60_000
         for kind in draw(st.lists(st.sampled_from(
                 ["sent", "delivered", "open", "open", "click", "bounce", "unsubscribe"]),
                 max_size=6)):
@@ -76,7 +77,7 @@ def worlds(draw: Any) -> list[dict[str, Any]]:
         contact = draw(st.sampled_from(["c0", "c1", "c2", "c3", None]))
         kind = draw(st.sampled_from(["new_business", "new_business", "renewal"]))
         customer = f"cu{draw(st.integers(0, 2))}"
-        t = BASE + draw(st.integers(0, 300)) * 60_000
+        t = base + draw(st.integers(0, 300)) * 60_000
         created = t - draw(st.integers(0, 5)) * 86_400_000
         for stage in draw(st.lists(st.sampled_from(
                 ["mql", "sal", "sql", "opportunity", "won", "lost"]), min_size=1, max_size=5)):
@@ -86,7 +87,7 @@ def worlds(draw: Any) -> list[dict[str, Any]]:
                gross_profit=draw(st.sampled_from([None, 10.0])), currency="GBP",
                created_at=iso(created))
     for _ in range(draw(st.integers(0, 3))):
-        start = BASE + draw(st.integers(0, 8)) * 3_600_000
+        start = base + draw(st.integers(0, 8)) * 3_600_000
         length = draw(st.sampled_from([3_600_000, 5_400_000, 86_400_000]))
         ev("spend", start + length + 60_000,
            channel=draw(st.sampled_from([None, "paid_search", "display"])),
@@ -148,9 +149,41 @@ def test_order_and_duplicates_do_not_change_final_kpis(events: list[dict[str, An
     assert got == want
 
 
+# the night Europe/Warsaw falls back (2026-10-25 03:00 CEST -> 02:00 CET at 01:00Z),
+# and Asia/Kathmandu (+05:45), whose hours start at a quarter past the UTC hour
+FALL_BACK = 1_792_882_800_000  # 2026-10-24T23:00:00Z
+ZONES = ["Europe/Warsaw", "Asia/Kathmandu", "Asia/Tehran"]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.sampled_from(ZONES), worlds(base=FALL_BACK), st.randoms(use_true_random=False),
+       st.data())
+def test_order_and_duplicates_do_not_change_final_kpis_in_a_zone(
+        zone: str, events: list[dict[str, Any]], rng: random.Random, data: Any) -> None:
+    with B.zone(zone):
+        records = decode(events)
+        want = final_kpis(sorted(records, key=lambda r: (r.t, r.event_id)), [])
+        shuffled = arrival(records, rng, dup_rate=0.2)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(shuffled)), max_size=5)))
+        assert final_kpis(shuffled, cuts) == want
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds())
 def test_day_is_the_sum_of_its_hours(events: list[dict[str, Any]]) -> None:
+    _day_is_the_sum_of_its_hours(events)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(ZONES), worlds(base=FALL_BACK))
+def test_local_day_is_the_sum_of_its_local_hours(zone: str,
+                                                 events: list[dict[str, Any]]) -> None:
+    with B.zone(zone):
+        _day_is_the_sum_of_its_hours(events)
+
+
+def _day_is_the_sum_of_its_hours(events: list[dict[str, Any]]) -> None:
     records = sorted(decode(events), key=lambda r: (r.t, r.event_id))
     lp = LocalPipeline(partitions=2, kpi_partitions=2, lateness_ms=LATENESS)
     lp.feed(records)
@@ -158,8 +191,9 @@ def test_day_is_the_sum_of_its_hours(events: list[dict[str, Any]]) -> None:
     for m in lp.merge:
         days = {k: c for k, c in m.cells.items() if k[0] == "1d"}
         for (_, day, dim), cell in days.items():
+            end = B.bucket_end(day, "1d")  # 23, 24 or 25 hours
             hours = [c for (size, start, d), c in m.cells.items()
-                     if size == "1h" and d == dim and day <= start < day + 86_400_000]
+                     if size == "1h" and d == dim and day <= start < end]
             for family, comps in cell.comps.items():
                 for comp, total in comps.items():
                     if comp == "us" or (comp == "nu" and dim):
