@@ -417,8 +417,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .kafka import consumer
     from .kpis.funnel import FunnelConfig, FunnelPartition
     from .kpis.scoring import scoring_from_settings
+    from .kpis.visitors import CONTACT_PREFIX, hot_name
     from .produce import partition_for
-    from .statestore import MemoryStore
+    from .statestore import ColdView, MemoryStore
     from .store import restore
     from .topics import Topics
 
@@ -429,12 +430,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     topic = Topics(s).state("funnel")
     local = MemoryStore()  # read-only look: the worker's own store is not touched
     asyncio.run(restore(lambda: consumer(s), topic, partition, local=local))
-    proc = FunnelPartition(FunnelConfig(scoring=cfg))
-    value = local.get(args.contact_id.encode())
+    # a quiet contact is a cold record of the same store, read in place
+    proc = FunnelPartition(FunnelConfig(scoring=cfg), ColdView(local, CONTACT_PREFIX))
+    name = hot_name(args.contact_id)
+    value = local.get(name.encode())
     if value is not None:
-        proc.load(args.contact_id, orjson.loads(value))
+        proc.load(name, orjson.loads(value))
     doc = proc.contact_score(args.contact_id, at)
-    if doc is None or not proc.contacts[args.contact_id].get("s"):
+    st = proc.contact(args.contact_id)
+    if doc is None or st is None or not st.get("s"):
         print(f"contact {args.contact_id}: no scored activity in {topic} "
               f"(partition {partition})", file=sys.stderr)
         return 1

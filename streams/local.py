@@ -159,7 +159,7 @@ class LocalPipeline:
         """What the worker's timer does every 30 s: drop state past retention and TTLs."""
         for m in self.merge:
             m.expire()
-        for group in (self.web, self.email, self.spend, self.engagement):
+        for group in (self.web, self.email, self.spend, self.engagement, self.funnel):
             for proc in group:
                 proc.prune()
 

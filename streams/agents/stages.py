@@ -26,7 +26,7 @@ from ..kpis.publish import PublishConfig, TopicPublisher, catching_up
 from ..kpis.scoring import scoring_from_settings
 from ..kpis.spend import SpendConfig, SpendPartition
 from ..kpis.stage import StageOutput
-from ..kpis.visitors import MESSAGE_PREFIX
+from ..kpis.visitors import CONTACT_PREFIX, MESSAGE_PREFIX
 from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebConfig, WebPartition
 from ..statestore import ColdView, MemoryStore
@@ -302,7 +302,7 @@ class FunnelStage(DerivedStage):
         self.own_name = topics.leads
 
     def new_processor(self, partition: int, store: MemoryStore) -> Any:
-        return FunnelPartition(self.cfg)
+        return FunnelPartition(self.cfg, ColdView(store, CONTACT_PREFIX))
 
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
                wall: int) -> None:
@@ -389,6 +389,12 @@ class FunnelStage(DerivedStage):
             if clock.idle_advance(wall, self.settings.idle_timeout_ms):
                 part.changed = True
         self._score(part)
+        if wall - part.last_prune_wall >= PRUNE_EVERY_MS:
+            part.last_prune_wall = wall
+            cooled = part.proc.prune()  # quiet contacts into the local store
+            if cooled:
+                part.dirty |= cooled
+                part.changed = True
 
     def meta_extra(self, part: Part) -> dict[str, Any]:
         return {**super().meta_extra(part),

@@ -13,6 +13,13 @@ close is its earliest won or lost update; a close of the other kind for the
 same deal makes no sense (won after lost) and is reported with the reason
 ``impossible_transition`` (the later of the two, by event time, whatever the
 arrival order). Moving back to an earlier stage is recorded, not counted again.
+
+Contacts are kept for ever (a contact's lead is its first one ever), so they are
+what grows with a site. A contact with no event for a while (``COLD_AFTER_MS``
+behind the newest event time seen, and no lead-score output still due) moves
+from the heap into the cold store as one MessagePack record keyed by a 64-bit
+hash of its id (the id is in the record, so a hash collision is seen, not
+merged); any event of the contact takes it back into the heap.
 """
 
 from __future__ import annotations
@@ -20,13 +27,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from ..events import iso_ms
 from ..records import DealUpdate
+from . import visitors as vis
 from .attribution import MODELS
 from .buckets import starts
 from .deltas import MICRO, Deltas, add, dim, prune_zero, split_micro
 from .scoring import LEAD_SCORE_DELAY_MS, ScoringConfig, lead_score_facts, mql_facts
 from .stage import StageOutput
+from .visitors import ColdBacked, ColdStore, hot_name
 from .watermark import ClockedPartition
 
 LEAD = "lead"
@@ -39,6 +50,31 @@ UNATTRIBUTED = "unattributed"
 
 # deal update as kept: (t, event_id, stage, amount, gross_profit or None)
 DU = tuple[int, str, str, float, float | None]
+# a contact quiet for this long (event time, behind the newest event seen) goes cold
+COLD_AFTER_MS = 2 * 3_600_000
+
+
+def encode_contact(key: str, st: dict[str, Any]) -> bytes:
+    """A contact's state as one MessagePack record, its id first."""
+    return msgpack.packb([key, st], use_bin_type=True)
+
+
+def decode_contact(data: bytes) -> tuple[str, dict[str, Any]]:
+    key, st = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    for deal in st["d"].values():
+        deal["u"] = [tuple(u) for u in deal["u"]]
+    return key, st
+
+
+def last_activity(st: dict[str, Any]) -> int:
+    """Event time of the contact's newest lead candidate, deal update or score fact."""
+    t = max((c["t"] for c in st["c"].values()), default=-1)
+    for deal in st["d"].values():
+        if deal["u"]:
+            t = max(t, deal["u"][-1][0])
+    for f in st.get("s", {}).values():
+        t = max(t, f[0])
+    return t
 
 
 @dataclass(frozen=True)
@@ -175,14 +211,38 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
     return customer_facts
 
 
-class FunnelPartition(ClockedPartition):
+class FunnelPartition(ColdBacked, ClockedPartition):
     """Contacts of one partition of the deal-updates and leads topics."""
 
-    def __init__(self, cfg: FunnelConfig) -> None:
+    def __init__(self, cfg: FunnelConfig, cold: ColdStore | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.contacts: dict[str, dict[str, Any]] = {}
+        self.contacts: dict[str, dict[str, Any]] = {}  # hot: active recently
+        self.cold: ColdStore = cold if cold is not None else vis.MemoryColdStore()
         self.score_pending: set[str] = set()  # contacts whose score outputs may be due
+        self.newest = -1  # the newest event time seen (candidates, deals, score facts)
+
+    def _cold(self, key: str) -> dict[str, Any] | None:
+        data = self.cold.get(vis.visitor_key(key))
+        if data is None:
+            return None
+        owner, st = decode_contact(data)
+        return st if owner == key else None  # another contact with the same hash
+
+    def contact(self, key: str) -> dict[str, Any] | None:
+        """A contact's state, hot or cold (read in place), or None."""
+        st = self.contacts.get(key)
+        return st if st is not None else self._cold(key)
+
+    def _contact(self, key: str) -> dict[str, Any] | None:
+        """A hot contact, or a cold one taken back into the heap (its record stays in
+        the cold store until it goes cold again and overwrites it)."""
+        st = self.contacts.get(key)
+        if st is None:
+            st = self._cold(key)
+            if st is not None:
+                self.contacts[key] = st
+        return st
 
     def process(self, deals_in: list[tuple[str, DealUpdate]],
                 candidates: list[dict[str, Any]], wall_ms: int) -> StageOutput:
@@ -190,7 +250,7 @@ class FunnelPartition(ClockedPartition):
         before: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
         def state(key: str) -> dict[str, Any]:
-            st = self.contacts.get(key)
+            st = self._contact(key)
             if st is None:
                 st = self.contacts[key] = {"c": {}, "d": {}}
             if key not in before:
@@ -204,10 +264,11 @@ class FunnelPartition(ClockedPartition):
                 continue
             st = state(cand["contact_id"])
             st["c"][cand["event_id"]] = cand
+            self.newest = max(self.newest, cand["t"])
             self.score_pending.add(cand["contact_id"])
         for topic, rec in deals_in:
             key = rec.contact_id or f"deal:{rec.deal_id}"
-            existing = self.contacts.get(key)
+            existing = self._contact(key)
             if existing is not None and any(
                     u[1] == rec.event_id for d in existing["d"].values() for u in d["u"]):
                 out.count("deal_update", "duplicate")
@@ -221,6 +282,7 @@ class FunnelPartition(ClockedPartition):
                                                "cr": rec.created_at, "u": []}
             deal["u"].append((rec.t, rec.event_id, rec.stage, rec.amount, rec.gross_profit))
             deal["u"].sort()
+            self.newest = max(self.newest, rec.t)
         for key, (old_c, old_d) in before.items():
             st = self.contacts[key]
             old_rejected = {u[1] for d in old_d.values() for u in deal_view(d)["rejected"]}
@@ -233,24 +295,25 @@ class FunnelPartition(ClockedPartition):
             old_facts = contact_facts(old_c, old_d, self.cfg, 0, {})
             if facts != old_facts:
                 out.customers += facts
-            out.dirty.add(key)
+            out.dirty.add(hot_name(key))
         out.deltas = prune_zero(out.deltas)
         return out
 
     # -- lead scoring -------------------------------------------------------------
     def _score_facts(self, msg: dict[str, Any], out: StageOutput) -> None:
         key = msg["contact_id"]
-        st = self.contacts.get(key)
+        st = self._contact(key)
         if st is None:
             st = self.contacts[key] = {"c": {}, "d": {}}
         facts = st.setdefault("s", {})
         for f in msg["score"]:
             facts[f"{f[1]}/{f[2]}"] = f  # the same fact sent again changes nothing
+            self.newest = max(self.newest, f[0])
         first = msg.get("known")
         if first is not None and ("k" not in st or first < st["k"]):
             st["k"] = first
         self.score_pending.add(key)
-        out.dirty.add(key)
+        out.dirty.add(hot_name(key))
 
     def score_due(self, wm: int | None) -> StageOutput:
         """Qualifications and new-lead scores whose time the watermark has passed.
@@ -260,11 +323,14 @@ class FunnelPartition(ClockedPartition):
         """
         out = StageOutput()
         sc = self.cfg.scoring
-        if sc is None or wm is None:
+        if sc is None:
+            self.score_pending.clear()  # no scoring: nothing is ever due
+            return out
+        if wm is None:
             return out
         late = self.cfg.lateness_ms
         for key in sorted(self.score_pending):
-            st = self.contacts.get(key)
+            st = self._contact(key)
             if st is None:
                 self.score_pending.discard(key)
                 continue
@@ -281,7 +347,7 @@ class FunnelPartition(ClockedPartition):
                         "threshold": sc.mql_threshold, "rules": sc.breakdown(facts, t),
                         "schema_version": 1})
                     mql_facts(t, out.deltas)
-                    out.dirty.add(key)
+                    out.dirty.add(hot_name(key))
                 elif cross is not None:
                     waiting = True
             lead = lead_of(st["c"])
@@ -291,7 +357,7 @@ class FunnelPartition(ClockedPartition):
                     score = sc.score_at(facts, at)
                     st["ls"] = round(score, 6)
                     lead_score_facts(sc, lead["t"], score, out.deltas)
-                    out.dirty.add(key)
+                    out.dirty.add(hot_name(key))
                 else:
                     waiting = True
             if not waiting:
@@ -301,7 +367,7 @@ class FunnelPartition(ClockedPartition):
     def contact_score(self, key: str, at: int) -> dict[str, Any] | None:
         """A contact's score at ``at``, its grade, and the rules behind it."""
         sc = self.cfg.scoring
-        st = self.contacts.get(key)
+        st = self.contact(key)  # read in place: a lookup does not warm the contact
         if sc is None or st is None:
             return None
         facts = sorted(tuple(f) for f in st.get("s", {}).values())
@@ -311,17 +377,41 @@ class FunnelPartition(ClockedPartition):
                 "qualified_at": iso_ms(st["q"]) if "q" in st else None,
                 "threshold": sc.mql_threshold, "rules": sc.breakdown(facts, at)}
 
+    def prune(self, keys: list[str] | None = None) -> set[str]:
+        """Move contacts quiet for ``COLD_AFTER_MS`` (and with no score output due) to
+        the cold store. Returns the changelog keys changed."""
+        quiet = self.newest - COLD_AFTER_MS
+        changed: set[str] = set()
+        for key, st in list(self.contacts.items()):
+            if keys is not None and key not in keys:
+                continue
+            if last_activity(st) >= quiet or (self.cfg.scoring is not None
+                                              and key in self.score_pending):
+                continue
+            ckey = vis.visitor_key(key)
+            self.cold.put(ckey, encode_contact(key, st))
+            del self.contacts[key]
+            changed |= {hot_name(key), vis.cold_name(ckey, vis.CONTACT_PREFIX)}
+        return changed
+
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry)."""
-        return {"contact": len(self.contacts)}
+        return {"contact": len(self.contacts),
+                "contact_cold": self.cold_count(len(self.contacts))}
 
     def dump(self, key: str) -> Any:
-        st = self.contacts.get(key)
-        return None if st is None else st
+        if key.startswith(vis.CONTACT_PREFIX):
+            return self.cold.get(vis.cold_key(key))  # packed bytes, written as they are
+        return self.contacts.get(vis.hot_id(key))
 
     def load(self, key: str, value: Any) -> None:
+        if key.startswith(vis.CONTACT_PREFIX):
+            self.cold.put(vis.cold_key(key), value)
+            return
+        key = vis.hot_id(key)
         for deal in value["d"].values():
             deal["u"] = [tuple(u) for u in deal["u"]]
         self.contacts[key] = value
+        self.newest = max(self.newest, last_activity(value))
         if value.get("s") or value.get("c"):
             self.score_pending.add(key)  # re-checked once: cheap, and nothing is missed

@@ -44,7 +44,8 @@ _FACT = struct.Struct(">qdH")
 # values are packed bytes, read in place from the local store, never loaded at restore
 COLD_PREFIX = "\x01"  # cold visitors (this module)
 MESSAGE_PREFIX = "\x02"  # cold e-mail messages (streams/kpis/email.py)
-RAW_PREFIXES = (COLD_PREFIX, MESSAGE_PREFIX)
+CONTACT_PREFIX = "\x03"  # cold contacts (streams/kpis/funnel.py)
+RAW_PREFIXES = (COLD_PREFIX, MESSAGE_PREFIX, CONTACT_PREFIX)
 _ESCAPE = "\\"
 
 

@@ -73,12 +73,19 @@ class KpiCollector(Collector):
             "kpi_streams_watermark_delay_seconds",
             "Wall clock minus the lowest watermark of each input (large while replaying "
             "history, by design).", labels=["input"])
+        cost = GaugeMetricFamily(
+            "kpi_streams_cost_complete",
+            "1 when the spend input's watermark has passed the end of the bucket (or view) "
+            "that the cost-based KPI gauges of this window and period show, else 0: cost "
+            "is reported after the fact, and until then a low CPL is no good news.",
+            labels=["window", "period"])
         now_wall = self.clock()
         procs = self.procs()
         newest_final: dict[str, int] = {}
         marks: dict[str, int] = {}
+        complete: dict[tuple[str, str], bool] = {}
         for proc in procs:
-            self._collect_proc(proc, families, newest_final)
+            self._collect_proc(proc, families, newest_final, complete)
             for name, wm in proc.src_wm.items():
                 if wm is None:
                     continue
@@ -89,17 +96,31 @@ class KpiCollector(Collector):
         for topic, wm in sorted(marks.items()):
             wm_ts.add_metric([topic], wm / 1000)
             wm_delay.add_metric([topic], max(0.0, now_wall - wm / 1000))
+        for (window, period), ok in sorted(complete.items()):
+            cost.add_metric([window, period], 1.0 if ok else 0.0)
         yield from families.values()
+        yield cost
         yield final_age
         yield wm_ts
         yield wm_delay
 
     def _collect_proc(self, proc: MergePartition, families: dict[str, GaugeMetricFamily],
-                      newest_final: dict[str, int]) -> None:
+                      newest_final: dict[str, int],
+                      complete: dict[tuple[str, str], bool]) -> None:
         now = proc.event_time_now()
         if now is None:
             return
         currents = {size: B.floor(now, size) for size in BUCKET_WINDOWS}
+
+        def cost(window: str, period: str, end: int) -> None:
+            # every merge partition hears every spend partition: all must agree
+            key = (window, period)
+            complete[key] = complete.get(key, True) and proc.cost_complete(end)
+
+        for size, start in currents.items():
+            cost(size, "current", B.bucket_end(start, size))
+        for window in ROLLING_WINDOWS:
+            cost(window, "rolling", B.view_end_at(window, now))
         # one pass over the cells: the current cell and the newest final cell per
         # (dim, size); nothing else is evaluated, so a scrape stays cheap
         current: dict[tuple[str, str], Any] = {}
@@ -126,6 +147,7 @@ class KpiCollector(Collector):
                       lambda d=dim, s=start, z=size: proc.context(d, s, B.bucket_end(s, z)))
             if not dim:
                 newest_final[size] = max(newest_final.get(size, 0), B.bucket_end(start, size))
+                cost(size, "last_final", B.bucket_end(start, size))
         for dim in dims:
             channel, device = _labels(dim)
             for window in ROLLING_WINDOWS:

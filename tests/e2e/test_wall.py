@@ -24,7 +24,8 @@ def test_wall_fills_in_and_updates_live(kafka_env: dict[str, str], tmp_path: Pat
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed (./dev deps installs it)")
-    env = {**kafka_env, "KPI_SNAPSHOT_INTERVAL": "500ms"}
+    # the wall follows the reporting zone (and a DST zone is the harder case)
+    env = {**kafka_env, "KPI_SNAPSHOT_INTERVAL": "500ms", "KPI_TIMEZONE": "Europe/Warsaw"}
     w = WorkerProcess(env, tmp_path).start()
     workers.append(w)
     w.wait_healthy()
@@ -86,6 +87,22 @@ def test_wall_fills_in_and_updates_live(kafka_env: dict[str, str], tmp_path: Pat
             assert sparkline and len(sparkline.split()) >= 2
             assert "%" in page.locator("#tile-bounce_rate .value").inner_text()
             assert "€" in page.locator("#tile-spend .value").inner_text()
+            assert page.locator("#asof").inner_text().endswith("Europe/Warsaw")
+            # spend is reported hours after the fact: while the newest hours' cost is
+            # missing, the CPL tile says so and shows the 24 h whose cost is complete
+            cpl = orjson.loads(w.get("/api/kpis?kpi=cpl&bucket=24h&dim=total"))["snapshots"]
+            newest = max(cpl, key=lambda d: d["window_end"])
+            assert newest["window_end"].endswith(("+01:00", "+02:00")), newest
+            if newest["cost_complete"] is False:
+                page.wait_for_selector("#tile-cpl.pending", timeout=10_000)
+                assert "cost pending" in page.locator("#tile-cpl .delta").inner_text()
+            else:
+                assert "pending" not in page.locator("#tile-cpl").get_attribute("class")
+            # channels that never had a spend record have no CPL, not a CPL of €0.00
+            table = page.locator("#channels tbody").inner_text()
+            assert "no cost data" in table, table
+            cells = page.locator("#channels tbody tr", has_text="organic_search").locator("td")
+            assert [cells.nth(i).inner_text() for i in (4, 5)] == ["no cost data"] * 2
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "wall.png"), full_page=True)
             assert errors == []

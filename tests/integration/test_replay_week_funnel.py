@@ -89,3 +89,16 @@ def test_week_of_funnel_matches_batch(kafka_env: dict[str, str], tmp_path: Path,
         {c: (d["qualified_at"], d["score"]) for c, d in got.items()}
     assert all(d["rules"] and d["score"] >= d["threshold"] for d in got.values())
     w.assert_alive()
+    # `kpi-streams score` reads the funnel's changelog: a contact quiet for two hours of
+    # event time is a cold record there by now, and still scores as it qualified
+    import subprocess
+    import sys
+
+    for contact, doc in sorted(got.items())[:3]:
+        r = subprocess.run([sys.executable, "-m", "streams.cli", "score", contact, "--at",
+                            doc["qualified_at"], "--format", "json"],
+                           env={**w.env}, capture_output=True, text=True, timeout=120,
+                           cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        assert orjson.loads(r.stdout)["score"] == pytest.approx(doc["score"], abs=1e-3)
+    w.assert_alive()

@@ -112,3 +112,46 @@ def test_the_sweep_forgets_old_touches_and_visitors_past_their_ttl(
     assert web.cold.count() == 1  # v1 past its TTL is gone, v2 went cold
     assert web.cold.get(v1_key) is None
     assert cold_name(v1_key) in changed  # its tombstone goes to the changelog
+
+
+def _deal(contact: str, stage: str, at: str, **kw: object) -> dict[str, object]:
+    from tests.conftest import event
+
+    return event("deal_update", contact_id=contact, stage=stage, occurred_at=at, **kw)
+
+
+def test_quiet_contacts_go_cold_and_come_back_whole(decoder: Decoder) -> None:
+    """A contact in the cold store (a MessagePack record) still has its lead and its
+    deals: a deal won a week later is credited to the lead's channel, and the KPIs
+    equal those of a pipeline that kept every contact on the heap."""
+    week = [pv("v1", "2026-11-16T10:00:00Z", utm_medium="cpc"),
+            form("v1", "c1", "2026-11-16T10:01:00Z"),
+            _deal("c1", "mql", "2026-11-16T12:00:00Z", deal_id="d1"),
+            pv("v2", "2026-11-18T10:00:00Z", referrer="https://www.google.com/"),
+            form("v2", "c2", "2026-11-18T10:05:00Z"),
+            _deal("c1", "won", "2026-11-23T09:00:00Z", deal_id="d1", amount=1200.0),
+            _deal("c2", "sql", "2026-11-23T09:30:00Z", deal_id="d2")]
+    recs = records(decoder, week)
+    kept, cooled = LocalPipeline(partitions=1), LocalPipeline(partitions=1)
+    kept.feed(recs)
+    for r in recs:  # one at a time, cooling what is quiet after each
+        cooled.feed([r])
+        cooled.expire()
+    funnel = cooled.funnel[0]
+    assert funnel.cold.count() >= 1
+    assert "c1" in funnel.contacts  # its won deal took it back into the heap
+    cold_counts = cooled.state_keys()
+    assert cold_counts["contact"] + cold_counts["contact_cold"] >= 2
+    want, got = kept.finish(FAR), cooled.finish(FAR)
+    assert got == want
+    assert got["revenue|1d|2026-11-23T00:00:00Z|channel=paid_search"]["value"] == 1200.0
+
+
+def test_a_cold_contact_record_names_its_contact() -> None:
+    from streams.kpis.funnel import decode_contact, encode_contact
+
+    st = {"c": {"e1": {"t": 5, "event_id": "e1", "credit": {"linear": [["email", 10]]}}},
+          "d": {"d1": {"k": "renewal", "cu": "cu1", "cr": 1, "u": [(5, "e2", "won", 1.0,
+                                                                     None)]}}}
+    assert decode_contact(encode_contact("c1", st)) == ("c1", st)
+    assert len(encode_contact("c1", st)) < 120

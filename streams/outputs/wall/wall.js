@@ -25,6 +25,28 @@ let meta = {};  // kpi -> catalogue entry (aggregation, additive)
 let units = {};
 let dirty = true;
 let known = new Set();  // KPIs this worker computes (/api/catalogue)
+let tz = "UTC";  // the reporting zone (KPI_TIMEZONE): times on the wall are local to it
+
+// "2026-10-25 14:00" in the reporting zone
+function localTime(ms) {
+  const parts = new Intl.DateTimeFormat("en-CA", {timeZone: tz, year: "numeric",
+    month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hourCycle: "h23"})
+    .formatToParts(new Date(ms));
+  const p = Object.fromEntries(parts.map(x => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`;
+}
+
+// Cost is reported after the fact: a cost-based snapshot says whether the spend
+// input has passed its end (cost_complete). The newest hour whose cost is complete:
+function costCompleteUntil(kpi) {
+  const series = hourly.get(kpi);
+  let until = null;
+  if (!series) return null;
+  for (const [t, doc] of series) {
+    if (doc.cost_complete === true && (until === null || t + HOUR > until)) until = t + HOUR;
+  }
+  return until;
+}
 
 function tileKpis() { return TILES.map(t => t[0]).filter(k => known.has(k)); }
 
@@ -95,8 +117,14 @@ function sumWindow(kpi, from, to) {
 
 function window24(kpi, end) {
   const doc = rolling.get(kpi) && rolling.get(kpi).get(end);
-  if (doc) return {num: doc.numerator, den: doc.denominator, value: doc.value};
-  return sumWindow(kpi, end - 24 * HOUR, end);
+  if (doc) return {num: doc.numerator, den: doc.denominator, value: doc.value,
+                   costComplete: doc.cost_complete};
+  const sum = sumWindow(kpi, end - 24 * HOUR, end);
+  if (sum && "cost_complete" in (hourly.get(kpi)?.values().next().value || {})) {
+    sum.costComplete = [...hourly.get(kpi)].every(([t, d]) =>
+      t < end - 24 * HOUR || t >= end || d.cost_complete !== false);
+  }
+  return sum;
 }
 
 function sparkPoints(kpi, now) {
@@ -137,15 +165,29 @@ function render() {
   if (last === null) return;
   const now = last;
   document.getElementById("asof").textContent =
-    "data as of " + new Date(now + HOUR).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+    "data as of " + localTime(now + HOUR) + " " + tz;
   for (const [kpi, , , better] of TILES) {
     const el = document.getElementById("tile-" + kpi);
-    const cur = window24(kpi, now + HOUR);
-    const prev = window24(kpi, now - 23 * HOUR);
+    let cur = window24(kpi, now + HOUR);
+    let prev = window24(kpi, now - 23 * HOUR);
     if (!cur) continue;
     el.classList.remove("nodata");
-    el.querySelector(".value").textContent = fmt(cur.value, units[kpi]);
     const delta = el.querySelector(".delta");
+    // the newest hours' spend is not reported yet: a CPL over them would look too good.
+    // Show the 24 h that end with the newest hour whose cost is complete, and say so.
+    el.classList.toggle("pending", cur.costComplete === false);
+    if (cur.costComplete === false) {
+      const until = costCompleteUntil(kpi);
+      const done = until === null ? null : sumWindow(kpi, until - 24 * HOUR, until);
+      el.querySelector(".value").textContent = done ? fmt(done.value, units[kpi]) : "—";
+      el.dataset.value = done && done.value !== null ? String(done.value) : "";
+      delta.textContent = done ? `cost pending · 24 h to ${localTime(until).slice(11)}`
+        : "cost pending";
+      delta.className = "delta pending";
+      el.querySelector("polyline").setAttribute("points", sparkPoints(kpi, now));
+      continue;
+    }
+    el.querySelector(".value").textContent = fmt(cur.value, units[kpi]);
     if (prev && prev.value && cur.value !== null) {
       const change = (cur.value - prev.value) / Math.abs(prev.value);
       const arrow = change > 0 ? "▲" : change < 0 ? "▼" : "■";
@@ -164,7 +206,13 @@ function render() {
     .sort((a, b) => (b[1].get("sessions")?.value || 0) - (a[1].get("sessions")?.value || 0));
   body.innerHTML = rows.map(([ch, byKpi]) => "<tr><td>" + ch + "</td>" + CHANNEL_KPIS.map(k => {
     const d = byKpi.get(k);
-    return "<td>" + (d ? fmt(d.value, d.unit) : "—") + "</td>";
+    const costKpi = k === "spend" || k === "cpl";
+    // a channel with no spend record: its CPL is not 0, it is unknown
+    if (costKpi && !byKpi.has("spend")) return '<td class="nocost">no cost data</td>';
+    if (!d) return "<td>—</td>";
+    const pending = d.cost_complete === false;
+    return `<td${pending ? ' class="pending" title="cost pending: spend not all reported"'
+      : ""}>` + fmt(d.value, d.unit) + (pending ? " *" : "") + "</td>";
   }).join("") + "</tr>").join("");
 }
 
@@ -172,6 +220,7 @@ async function load() {
   try {
     const cat = await (await fetch("/api/catalogue")).json();
     known = new Set(cat.kpis.map(k => k.name));
+    tz = cat.tz || "UTC";
     meta = Object.fromEntries(cat.kpis.map(k => [k.name, k]));
   } catch (e) { /* retried by the reload below */ }
   for (const [kpi] of TILES) {
