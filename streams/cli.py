@@ -313,7 +313,9 @@ async def _simulate_live(args: argparse.Namespace, opts: Any) -> int:
                 out.write(b"".join(orjson.dumps(ev) + b"\n" for ev in batch))
                 out.flush()
             elif bp is not None:
-                await bp.send(batch)
+                # the warm-up is history: its records carry the time they would have been
+                # sent (so idle watermarks count from then), live traffic the time it is
+                await bp.send(batch, stamped=total == 0 and bool(warmup))
             total += len(batch)
             status = " INCIDENT " + str(opts.incident) if world.incident_active(now) else ""
             print(f"{iso_ms(now)} sent {len(batch):6d} events (total {total}){status}",

@@ -53,6 +53,7 @@ class BatchProducer:
         self.batch_size = batch_size
         self.sent: Counter[str] = Counter()
         self.messages = 0
+        self.stamped = False
 
     def route(self, ev: Any) -> tuple[str, int, str]:
         et = ev.get("event_type") if isinstance(ev, dict) else None
@@ -60,7 +61,11 @@ class BatchProducer:
         key = event_key(ev) if isinstance(ev, dict) else "invalid"
         return topic, partition_for(key, self.partitions), key
 
-    async def send(self, events: Iterable[Any]) -> None:
+    async def send(self, events: Iterable[Any], stamped: bool = False) -> None:
+        """Produce ``events``. ``stamped``: each message's Kafka timestamp is the newest
+        ``occurred_at`` in it (history replayed as if it had been sent as it happened,
+        e.g. the live simulator's warm-up), not the time of sending."""
+        self.stamped = stamped
         groups: dict[tuple[str, int], list[Any]] = defaultdict(list)
         keys: dict[tuple[str, int], str] = {}
         futures = []
@@ -84,7 +89,24 @@ class BatchProducer:
         value = orjson.dumps(group[0] if self.batch_size == 1 else group)
         self.sent[topic] += len(group)
         self.messages += 1
-        return await self.producer.send(topic, value, key=key.encode(), partition=partition)
+        stamp = _newest_occurred(group) if self.stamped else None
+        return await self.producer.send(topic, value, key=key.encode(), partition=partition,
+                                        timestamp_ms=stamp)
+
+
+def _newest_occurred(group: list[Any]) -> int | None:
+    from .schemas import parse_rfc3339_ms
+
+    newest = None
+    for ev in group:
+        try:
+            t = parse_rfc3339_ms(ev["occurred_at"])
+        except (TypeError, KeyError, ValueError):
+            continue  # a deliberately bad event: it has no time to lend the message
+        newest = t if newest is None else max(newest, t)
+    if newest is None:
+        return None
+    return min(newest, time.time_ns() // 1_000_000)  # never in the future
 
 
 class Progress:

@@ -216,6 +216,7 @@ class StageRunner:
             touched = []
             for p, evs in groups.items():
                 part = await self.part(p)
+                produced: dict[str, int] = {}
                 for ev in evs:
                     msg = ev.message
                     name = f"{msg.topic}/{p}"
@@ -223,6 +224,14 @@ class StageRunner:
                         continue  # applied before a restart; its effects are in the state
                     self.ingest(part, msg.topic, msg.offset, msg.value, wall)
                     part.offsets[name] = msg.offset
+                    if msg.timestamp:  # seconds; when the record was produced
+                        ts = int(msg.timestamp * 1000)
+                        if ts > produced.get(msg.topic, 0):
+                            produced[msg.topic] = ts
+                clocked = getattr(part.proc, "produced", None)
+                if clocked is not None:  # idle watermarks count from the producer's clock
+                    clocked.clear()
+                    clocked.update(produced)
                 self.process(part, wall)
                 part.changed = True
                 touched.append(part)

@@ -206,11 +206,7 @@ class InputStage(StageRunner):
 
     def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
         for topic, data in meta.get("clocks", {}).items():
-            clock = PartitionClock.from_json(data)
-            # the processor was down, the partition was not idle: restart its idle clock
-            if clock.last_wall is not None:
-                clock.last_wall = wall
-            part.proc.clocks[topic] = clock
+            part.proc.clocks[topic] = PartitionClock.from_json(data).restarted(wall)
 
     async def on_revoked(self, partitions: set[int]) -> None:
         await super().on_revoked(partitions)
@@ -403,10 +399,7 @@ class FunnelStage(DerivedStage):
     def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
         super().load_meta_extra(part, meta, wall)
         for topic, data in meta.get("clocks", {}).items():
-            clock = PartitionClock.from_json(data)
-            if clock.last_wall is not None:
-                clock.last_wall = wall
-            part.proc.clocks[topic] = clock
+            part.proc.clocks[topic] = PartitionClock.from_json(data).restarted(wall)
 
     def buffers(self) -> list[dict[int, Any]]:
         return [self.cands, self.deals, self.acc]

@@ -4,6 +4,14 @@ The watermark of an input partition is the largest event time seen on it. A
 partition idle for longer than the idle timeout advances by the wall-clock time
 elapsed since its last event, so a quiet partition does not hold finality back
 forever. Wall-clock time is passed in, never read here.
+
+"Since its last event" is measured from when that event was *produced* (its
+Kafka timestamp), when the stage knows it, not from when this worker got round
+to it: a worker that processed the partition's last event minutes after it was
+written (a backlog, a slow start) would otherwise keep those minutes as a lag
+behind the wall clock for as long as the partition stays quiet. Idleness itself
+is still judged by this worker's own clock (nothing arrived for the timeout),
+so a backlog being worked through is never mistaken for a quiet source.
 """
 
 from __future__ import annotations
@@ -19,37 +27,47 @@ class PartitionClock:
     wm: int | None = None  # None: no on-time event seen yet
     base: int | None = None  # event-time watermark at the last event (before idling)
     last_wall: int | None = None  # wall clock when the last event arrived
+    last_prod: int | None = None  # when it was produced (Kafka timestamp), else last_wall
 
     def is_late(self, t: int, lateness_ms: int) -> bool:
         """An event exactly ``lateness`` behind the watermark is on time."""
         return self.wm is not None and t < self.wm - lateness_ms
 
-    def observe(self, t: int, wall_ms: int) -> None:
-        """Account one on-time event at event time ``t``, arriving at ``wall_ms``."""
+    def observe(self, t: int, wall_ms: int, produced_ms: int | None = None) -> None:
+        """Account one on-time event at event time ``t``, arriving at ``wall_ms``,
+        produced at ``produced_ms`` (its Kafka timestamp; never later than now)."""
         if self.wm is None or t > self.wm:
             self.wm = t
         self.base = self.wm
         self.last_wall = wall_ms
+        self.last_prod = wall_ms if produced_ms is None else min(produced_ms, wall_ms)
 
     def idle_advance(self, wall_ms: int, idle_timeout_ms: int) -> bool:
         """Advance an idle partition by the wall-clock time since its last event."""
         if self.base is None or self.last_wall is None:
             return False
-        elapsed = wall_ms - self.last_wall
-        if elapsed <= idle_timeout_ms:
+        if wall_ms - self.last_wall <= idle_timeout_ms:
             return False
-        target = self.base + elapsed
+        since = self.last_prod if self.last_prod is not None else self.last_wall
+        target = self.base + (wall_ms - since)
         if self.wm is None or target > self.wm:
             self.wm = target
             return True
         return False
 
+    def restarted(self, wall_ms: int) -> PartitionClock:
+        """After a restore: the processor was down, the partition was not idle, so its
+        idle clock starts again now."""
+        if self.last_wall is not None:
+            self.last_wall = self.last_prod = wall_ms
+        return self
+
     def to_json(self) -> list[int | None]:
-        return [self.wm, self.base, self.last_wall]
+        return [self.wm, self.base, self.last_wall, self.last_prod]
 
     @classmethod
     def from_json(cls, data: list[int | None]) -> PartitionClock:
-        return cls(*data)
+        return cls(*data)  # three fields in state written before last_prod
 
 
 class ClockedPartition:
@@ -57,6 +75,9 @@ class ClockedPartition:
 
     def __init__(self) -> None:
         self.clocks: dict[str, PartitionClock] = {}
+        # per input topic, the newest Kafka timestamp of the batch being processed (set by
+        # the stage before ``process``; empty when unknown, e.g. in-process tests)
+        self.produced: dict[str, int] = {}
 
     def low_watermark(self) -> int | None:
         """The smallest watermark of the inputs that have seen events."""
@@ -73,7 +94,7 @@ class ClockedPartition:
             out.late.append((rec, clock.wm))
             out.count(event_type, "late")
             return False
-        clock.observe(rec.t, wall_ms)
+        clock.observe(rec.t, wall_ms, self.produced.get(topic))
         out.count(event_type, "accepted")
         return True
 

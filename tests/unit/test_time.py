@@ -46,6 +46,22 @@ def test_idle_partition_follows_the_wall_clock() -> None:
     assert clock.wm == 5 * HOUR + 60_000
 
 
+def test_idle_time_counts_from_when_the_last_event_was_produced() -> None:
+    clock = PartitionClock()
+    # produced at wall 1 000 s, processed only at 1 600 s (a backlog): ten minutes late
+    clock.observe(5 * HOUR, wall_ms=1_600_000, produced_ms=1_000_000)
+    assert not clock.idle_advance(wall_ms=1_620_000, idle_timeout_ms=30_000)  # not idle yet
+    assert clock.idle_advance(wall_ms=1_640_000, idle_timeout_ms=30_000)
+    assert clock.wm == 5 * HOUR + 640_000  # the wall clock's lead, backlog included
+    # a producer clock ahead of ours is not believed beyond now
+    clock.observe(6 * HOUR, wall_ms=2_000_000, produced_ms=9_000_000)
+    assert clock.last_prod == 2_000_000
+    # after a restore the idle clock starts again: the worker was away, not the source
+    restored = PartitionClock.from_json(clock.to_json()).restarted(3_000_000)
+    assert (restored.last_wall, restored.last_prod) == (3_000_000, 3_000_000)
+    assert PartitionClock.from_json([1, 1, 5]).last_prod is None  # state from before
+
+
 def test_late_events_change_nothing_and_are_reported(decoder: Decoder) -> None:
     from streams.local import LocalPipeline
 
