@@ -43,6 +43,12 @@ def test_kpis_filters(fed_worker: WorkerProcess) -> None:
     doc = orjson.loads(w.get("/api/kpis?kpi=pageviews&bucket=1m"
                              "&from=2026-11-23T10:10:00Z&to=2026-11-23T10:20:00Z&dim=total"))
     assert doc["count"] == 10
+    # the same instants with offsets: escaped, and with a bare "+" (a space once decoded)
+    for plus in ("%2B", "+"):
+        doc = orjson.loads(w.get(f"/api/kpis?kpi=pageviews&bucket=1m&dim=total"
+                                 f"&from=2026-11-23T11:10:00{plus}01:00"
+                                 f"&to=2026-11-23T15:50:00{plus}05:30"))
+        assert doc["count"] == 10, plus
     doc = orjson.loads(w.get("/api/kpis?kpi=spend&bucket=24h&dim=total"))
     assert doc["snapshots"][0]["numerator"] == pytest.approx(120.0)
 
