@@ -175,21 +175,29 @@ def _merged_pageviews(port: int) -> float:
 
 
 def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int,
-             log: Path) -> dict[str, float]:
-    """(c) the worker, from its first event to the last, through stage 3."""
-    port = free_port()
-    wenv = {**os.environ, **env, "KPI_WEB_PORT": str(port), "KPI_LOG_LEVEL": "warning"}
-    with log.open("wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=wenv,
-                                stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+             log: Path, workers: int = 1) -> dict[str, float]:
+    """(c) the worker(s), from the first event to the last, through stage 3."""
+    import tempfile
+
+    ports = [free_port() for _ in range(workers)]
+    procs = []
+    state = Path(tempfile.mkdtemp(prefix="kpi-bench-"))
+    for i, port in enumerate(ports):
+        wenv = {**os.environ, **env, "KPI_WEB_PORT": str(port), "KPI_LOG_LEVEL": "warning",
+                "KPI_STATE_DIR": str(state / f"w{i}"), "KPI_WORKER_ID": f"bench-{i}"}
+        path = log if workers == 1 else log.with_suffix(f".w{i}.log")
+        with path.open("wb") as fh:
+            procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
+                                          env=wenv, stdout=fh, stderr=subprocess.STDOUT,
+                                          cwd=ROOT))
     try:
         first = last_in = None
-        deadline = time.monotonic() + 1800
+        deadline = time.monotonic() + 3600
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"worker exited; see {log}")
             try:
-                accounted = _accounted(port)
+                accounted = sum(_accounted(port) for port in ports)
             except OSError:
                 time.sleep(0.2)
                 continue
@@ -198,7 +206,8 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
                 first = now
             if last_in is None and accounted >= n_events:
                 last_in = now
-            if last_in is not None and _merged_pageviews(port) >= n_pageviews:
+            if last_in is not None and \
+                    sum(_merged_pageviews(port) for port in ports) >= n_pageviews:
                 done = now
                 break
             time.sleep(0.5)  # polling is not free for the worker: keep it sparse
@@ -209,11 +218,16 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
                 "events_per_s": n_events / (done - first),
                 "stage1_seconds": last_in - first}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        import shutil
+
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def main() -> int:

@@ -116,6 +116,7 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
     pipe.runners["customers"] = CustomerStage(topics, **common)
     merge = MergeStage(topics, **common)
     merge.publish = pipe.hub.publish
+    merge.listeners = lambda: len(pipe.hub.subs)
     pipe.runners["merge"] = merge
     registry.register(KpiCollector(
         merge.procs, Modes(bounce=settings.bounce_mode, attribution=settings.attribution,

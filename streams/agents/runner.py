@@ -224,8 +224,9 @@ class StageRunner:
                         continue  # applied before a restart; its effects are in the state
                     self.ingest(part, msg.topic, msg.offset, msg.value, wall)
                     part.offsets[name] = msg.offset
-                    if msg.timestamp:  # seconds; when the record was produced
-                        ts = int(msg.timestamp * 1000)
+                    stamp = getattr(msg, "timestamp", None)  # seconds: when produced
+                    if stamp:
+                        ts = int(stamp * 1000)
                         if ts > produced.get(msg.topic, 0):
                             produced[msg.topic] = ts
                 clocked = getattr(part.proc, "produced", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -485,6 +486,7 @@ class MergeStage(StageRunner):
         self.last_data: dict[int, int] = {}  # when a partial with data last arrived
         self.backlog: dict[int, bool] = {}  # partitions whose last round hit its budget
         self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
+        self.listeners: Callable[[], int] | None = None  # how many there are
         self.publish_windows = frozenset(s.publish_windows)
         # documents are built for the live side (SSE, the wall: 1h cells, 24h views)
         # and for the topic
@@ -540,9 +542,13 @@ class MergeStage(StageRunner):
             views = wall - self.last_views.get(p, 0) >= every
             if views:
                 self.last_views[p] = wall
+            # catching up with nobody listening live: only finals go anywhere, so only
+            # theirs are built; the open cells' latest values follow once caught up
+            finals_only = behind and not (self.listeners is not None and self.listeners())
             snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS,
                                        publish=self.build_windows, max_views=EMIT_MAX_VIEWS,
-                                       max_docs=EMIT_MAX_DOCS, views=views)
+                                       max_docs=EMIT_MAX_DOCS, views=views,
+                                       finals_only=finals_only)
             # what a budgeted round left over is published by the next one, not after
             # an interval
             self.backlog[p] = bool(part.proc.pending or part.proc.views_todo)

@@ -160,6 +160,9 @@ class MergePartition:
         self.src_wm: dict[str, int | None] = {}  # "topic/partition" -> watermark
         self.applied: dict[str, list[int]] = {}  # source -> last [sequence, piece] applied
         self.pending: set[CellKey] = set()  # changed since the last emission
+        # open cells changed while catching up, their documents not built (finals_only):
+        # built once caught up, or when they become final, whichever is first
+        self.deferred: set[CellKey] = set()
         self.open_cells: set[CellKey] = set()  # not final yet
         self.dirty: set[str] = set()  # store keys to persist
         self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
@@ -289,7 +292,8 @@ class MergePartition:
     # -- snapshots ----------------------------------------------------------------
     def emit(self, now_wall_ms: int, max_cells: int | None = None,
              publish: Any = None, max_views: int | None = None,
-             max_docs: int | None = None, views: bool = True) -> list[Snapshot]:
+             max_docs: int | None = None, views: bool = True,
+             finals_only: bool = False) -> list[Snapshot]:
         """Snapshots of changed cells, cells that just became final, and their rolling views.
 
         A ``None`` document is a tombstone: the key no longer exists because every
@@ -302,8 +306,14 @@ class MergePartition:
         this call published. ``publish`` limits the documents built to these windows
         (the others are still advanced: revisions, finality). With ``views`` false the
         rolling views are not evaluated in this call; the ones touched wait for the next.
+        With ``finals_only`` (catching up, and nobody listening live) the documents of
+        open cells are not built: those cells wait in ``deferred`` (still marked
+        unpublished in the state) until they become final or a call without it.
         """
         self._publish_windows = publish
+        if not finals_only and self.deferred:
+            self.pending |= self.deferred
+            self.deferred.clear()
         self._lows = self._topic_lows()
         try:
             out: list[Snapshot] = []
@@ -330,6 +340,10 @@ class MergePartition:
                 cell = self.cells.get(key)
                 if cell is None:
                     continue
+                if finals_only and not cell.final:
+                    self.deferred.add(key)
+                    continue
+                self.deferred.discard(key)
                 out += self._cell_snapshots(key, cell, computed_at)
                 for window in self.cfg.rolling:
                     if B.VIEW_BASE[window] == key[0]:

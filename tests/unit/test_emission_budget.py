@@ -86,3 +86,21 @@ def test_leftovers_survive_a_crash_between_rounds() -> None:
         if not m2.pending and not m2.views_todo and not m2.rolls_todo:
             break
     assert _latest(rounds) == reference
+
+
+def test_catching_up_builds_only_finals_and_the_rest_once_caught_up() -> None:
+    """While a replay is being caught up with (and nobody listens live), open cells'
+    documents are not built: they wait, still marked unpublished, and the latest
+    snapshots end where publishing everything at once ends."""
+    reference = _latest([_fed().merge[0].emit(0)])
+    m = _fed().merge[0]
+    behind = m.emit(0, finals_only=True)
+    assert behind and all(doc is None or doc["final"] or key.split("|")[1] not in
+                          ("1m", "1h", "1d") for key, doc in behind)
+    assert m.deferred and all(not m.cells[k].final for k in m.deferred)
+    assert all(m.cells[k].unpublished for k in m.deferred)  # a crash forgets nothing
+    built_behind = len(behind)
+    caught_up = m.emit(0)
+    assert not m.deferred
+    assert _latest([behind, caught_up]) == reference
+    assert built_behind < len(reference)  # the open cells were not built twice
