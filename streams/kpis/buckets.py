@@ -46,7 +46,7 @@ VIEW_BASE: dict[str, str] = {**{w: base for w, (base, _) in ROLLING.items()},
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 _SLOT = 15 * MINUTE  # every modern offset and transition is on a quarter hour of UTC
-_CACHE_MAX = 200_000
+_CACHE_MAX = 1 << 16
 
 
 def check_zone(name: str) -> ZoneInfo:

@@ -27,6 +27,7 @@ import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ..schemas import parse_rfc3339_ms
 from .openapi import document
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
             docs += proc.view(**query["view"], computed_at_ms=now_ms, modes=modes)
         if query["final"] is not None:
             docs = [d for d in docs if d["final"] == query["final"]]
-        docs.sort(key=lambda d: (d["kpi"], d["bucket"], d["window_start"],
+        # by instant: in a DST zone the repeated hour's 02:00+02:00 precedes 02:00+01:00
+        docs.sort(key=lambda d: (d["kpi"], d["bucket"], parse_rfc3339_ms(d["window_start"]),
                                  sorted(d["dims"].items())))
         limit = query["limit"]
         return web.json_response({"count": len(docs), "snapshots": docs[-limit:]},
