@@ -62,110 +62,111 @@ def latencies(sent: list[tuple[float, int]], seen: list[tuple[float, float]]) ->
     return out
 
 
-async def one_rate(rate: int, seconds: float, batch: int, stamp: str) -> dict[str, Any]:
-    base = load_settings()
-    ns = f"lat{stamp}r{rate}"
-    env = {"KAFKA_BOOTSTRAP": base.bootstrap, "KPI_NAMESPACE": ns}
-    s = load_settings({**os.environ, **env})
-    await ensure_topics(s)
-    port = free_port()
-    state = tempfile.mkdtemp(prefix="kpi-lat-")
-    log = ROOT / "bench" / "results" / f"latency-{stamp}-{rate}.log"
+def start_worker(rate: int, stamp: str) -> tuple[Any, Any, int]:
+    """A worker on a fresh namespace, once all its partitions are restored."""
     import subprocess
 
+    base = load_settings()
+    env = {"KAFKA_BOOTSTRAP": base.bootstrap, "KPI_NAMESPACE": f"lat{stamp}r{rate}"}
+    s = load_settings({**os.environ, **env})
+    asyncio.run(ensure_topics(s))
+    port = free_port()
+    log = ROOT / "bench" / "results" / f"latency-{stamp}-{rate}.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],
             env={**os.environ, **env, "KPI_WEB_PORT": str(port), "KPI_LOG_LEVEL": "warning",
-                 "KPI_STATE_DIR": state}, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+                 "KPI_STATE_DIR": tempfile.mkdtemp(prefix="kpi-lat-")},
+            stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health?ready=1",
+                                        timeout=2):
+                break
+        except OSError:
+            time.sleep(0.2)
+    return proc, s, port
+
+
+async def one_rate(s: Any, port: int, rate: int, seconds: float,
+                   batch: int) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/api/kpis?kpi=pageviews&bucket=1h&dim=total"
-    try:
-        for _ in range(600):  # ready: every partition restored
+    p = producer(s, linger_ms=5)
+    await p.start()
+    bp = BatchProducer(p, Topics(s), s.input_partitions, batch)
+    sent: list[tuple[float, int]] = []
+    seen_api: list[tuple[float, float]] = []
+    seen_topic: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+    hour_key: list[str] = []
+
+    def api_count() -> float:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            doc = orjson.loads(resp.read())
+        return sum(d["numerator"] for d in doc["snapshots"])
+
+    async def poll_api() -> None:
+        while not stop.is_set():
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health?ready=1",
-                                            timeout=2):
-                    break
+                n = await asyncio.to_thread(api_count)
+                seen_api.append((time.perf_counter(), n))
             except OSError:
-                await asyncio.sleep(0.2)
-        p = producer(s, linger_ms=5)
-        await p.start()
-        bp = BatchProducer(p, Topics(s), s.input_partitions, batch)
-        sent: list[tuple[float, int]] = []
-        seen_api: list[tuple[float, float]] = []
-        seen_topic: list[tuple[float, float]] = []
-        stop = asyncio.Event()
-        hour_key: list[str] = []
+                pass
+            await asyncio.sleep(0.05)
 
-        def api_count() -> float:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                doc = orjson.loads(resp.read())
-            return sum(d["numerator"] for d in doc["snapshots"])
-
-        async def poll_api() -> None:
+    async def follow_topic() -> None:
+        c = consumer(s, Topics(s).snapshots, auto_offset_reset="latest")
+        await c.start()
+        try:
             while not stop.is_set():
-                try:
-                    n = await asyncio.to_thread(api_count)
-                    seen_api.append((time.perf_counter(), n))
-                except OSError:
-                    pass
-                await asyncio.sleep(0.05)
+                got = await c.getmany(timeout_ms=100)
+                now = time.perf_counter()
+                for msgs in got.values():
+                    for m in msgs:
+                        if m.key and m.value and m.key.decode() in hour_key:
+                            n = orjson.loads(m.value)["numerator"]
+                            seen_topic.append((now, n))
+        finally:
+            await c.stop()
 
-        async def follow_topic() -> None:
-            c = consumer(s, Topics(s).snapshots, auto_offset_reset="latest")
-            await c.start()
-            try:
-                while not stop.is_set():
-                    got = await c.getmany(timeout_ms=100)
-                    now = time.perf_counter()
-                    for msgs in got.values():
-                        for m in msgs:
-                            if m.key and m.value and m.key.decode() in hour_key:
-                                n = orjson.loads(m.value)["numerator"]
-                                seen_topic.append((now, n))
-            finally:
-                await c.stop()
-
-        observers = [asyncio.create_task(poll_api()), asyncio.create_task(follow_topic())]
-        await asyncio.sleep(2)  # the topic consumer has joined
-        n = 0
-        n_id = 0
-        t0 = time.perf_counter()
-        per_msg = batch
-        interval = per_msg / rate
-        hours = set()
-        while time.perf_counter() - t0 < seconds:
-            now_ms = time.time_ns() // 1_000_000
-            hours.add(floor(now_ms, "1h"))
-            group = []
-            for _ in range(per_msg):
-                n_id += 1
-                group.append({"event_type": "page_view", "event_id": f"lat-{rate}-{n_id}",
-                              "occurred_at": iso_ms(now_ms), "schema_version": 1,
-                              "visitor_id": f"v{n_id % 5000}", "url": "https://x.example/",
-                              "page_type": "blog", "device": "desktop"})
-            await bp.send(group)
-            n += len(group)
-            sent.append((time.perf_counter(), n))
-            hour_key[:] = [f"pageviews|1h|{iso_ms(h).replace('.000Z', 'Z')}|" for h in hours]
-            target = t0 + len(sent) * interval
-            await asyncio.sleep(max(0.0, target - time.perf_counter()))
-        achieved = n / (time.perf_counter() - t0)
-        await asyncio.sleep(15)  # let the last ones through (> KPI_SNAPSHOT_INTERVAL)
-        stop.set()
-        await asyncio.gather(*observers)
-        await p.stop()
-        if len(hours) > 1:  # an hour boundary in the run: the topic count restarts
-            seen_topic = []
-        api = latencies(sent, seen_api)
-        topic = latencies(sent, seen_topic)
-        return {"rate": rate, "achieved_events_per_s": round(achieved), "events": n,
-                "batch": batch, "api_p50_s": pct(api, 0.5), "api_p99_s": pct(api, 0.99),
-                "api_observed": len(api), "topic_p50_s": pct(topic, 0.5),
-                "topic_p99_s": pct(topic, 0.99), "topic_observed": len(topic),
-                "messages": len(sent)}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    observers = [asyncio.create_task(poll_api()), asyncio.create_task(follow_topic())]
+    await asyncio.sleep(2)  # the topic consumer has joined
+    n = 0
+    n_id = 0
+    t0 = time.perf_counter()
+    per_msg = batch
+    interval = per_msg / rate
+    hours = set()
+    while time.perf_counter() - t0 < seconds:
+        now_ms = time.time_ns() // 1_000_000
+        hours.add(floor(now_ms, "1h"))
+        group = []
+        for _ in range(per_msg):
+            n_id += 1
+            group.append({"event_type": "page_view", "event_id": f"lat-{rate}-{n_id}",
+                          "occurred_at": iso_ms(now_ms), "schema_version": 1,
+                          "visitor_id": f"v{n_id % 5000}", "url": "https://x.example/",
+                          "page_type": "blog", "device": "desktop"})
+        await bp.send(group)
+        n += len(group)
+        sent.append((time.perf_counter(), n))
+        hour_key[:] = [f"pageviews|1h|{iso_ms(h).replace('.000Z', 'Z')}|" for h in hours]
+        target = t0 + len(sent) * interval
+        await asyncio.sleep(max(0.0, target - time.perf_counter()))
+    achieved = n / (time.perf_counter() - t0)
+    await asyncio.sleep(15)  # let the last ones through (> KPI_SNAPSHOT_INTERVAL)
+    stop.set()
+    await asyncio.gather(*observers)
+    await p.stop()
+    if len(hours) > 1:  # an hour boundary in the run: the topic count restarts
+        seen_topic = []
+    api = latencies(sent, seen_api)
+    topic = latencies(sent, seen_topic)
+    return {"rate": rate, "achieved_events_per_s": round(achieved), "events": n,
+            "batch": batch, "api_p50_s": pct(api, 0.5), "api_p99_s": pct(api, 0.99),
+            "api_observed": len(api), "topic_p50_s": pct(topic, 0.5),
+            "topic_p99_s": pct(topic, 0.99), "topic_observed": len(topic),
+            "messages": len(sent)}
 
 
 def main() -> int:
@@ -177,8 +178,14 @@ def main() -> int:
     args = ap.parse_args()
     broker.start(load_settings())
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    results = [asyncio.run(one_rate(int(r), args.seconds, args.batch, stamp))
-               for r in args.rates.split(",")]
+    results = []
+    for rate in (int(r) for r in args.rates.split(",")):
+        proc, s, port = start_worker(rate, stamp)
+        try:
+            results.append(asyncio.run(one_rate(s, port, rate, args.seconds, args.batch)))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
     out = ROOT / "bench" / "results" / f"latency-{stamp}.json"
     out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
     print(f"\n{'rate':>6} {'achieved':>9} {'API p50':>8} {'API p99':>8} {'topic p50':>10} "
