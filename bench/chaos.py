@@ -267,7 +267,7 @@ def log_lines(path: Path, pattern: str) -> int:
 
 def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
         broker_restart: bool, seed: int, workdir: Path,
-        base: Settings | None = None) -> dict[str, Any]:
+        base: Settings | None = None, faults: int = 0) -> dict[str, Any]:
     """One chaos run. ``base``: settings of the local broker to use (and restart)."""
     rng = random.Random(seed)
     base = base or load_settings()
@@ -302,13 +302,18 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
                               "kills_while_consuming": 0, "kills_while_events_arrive": 0,
                               "kills_losing_the_disk": 0,
                               "rebalances": 0,
-                              "broker_restarts": 0}
+                              "broker_restarts": 0, "faults": []}
     plan = ["kill"] * kills
     if rebalance:
         plan.insert(min(1, len(plan)), "join")
         plan.append("leave")
     if broker_restart:
         plan.insert(len(plan) // 2, "broker")
+    # crashes at the two moments inside a flush's store write (KPI_FAULT): after the
+    # changelog confirmed it, before the local store has it; and after the local
+    # store has it, before its outputs are sent
+    for i in range(faults):
+        plan.insert(1 + 2 * i, "fault")
     # the disturbed log arrives in slices, one before each disturbance, so every
     # kill, rebalance and broker restart lands while events are flowing
     cuts = [round(len(events) * (i + 1) / (len(plan) + 1)) for i in range(len(plan))]
@@ -342,6 +347,24 @@ def run(days: float, kills: int, sessions_per_day: float, rebalance: bool,
             ready.append(main.wait_ready())
             print(f"  back with its partitions restored after {ready[-1]:.1f} s",
                   file=sys.stderr)
+            continue
+        if step == "fault":
+            point = ("after-changelog", "after-store")[len(report["faults"]) % 2]
+            main.signal(signal.SIGTERM)  # restarted with the fault armed
+            main.env["KPI_FAULT"] = f"{point}:{rng.randint(3, 12)}"
+            main.start()
+            deadline = time.monotonic() + 120
+            while main.alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            died = not main.alive()
+            report["faults"].append({"point": main.env.pop("KPI_FAULT"), "died": died})
+            print(f"fault {report['faults'][-1]['point']}: "
+                  f"{'died there' if died else 'never reached'}", file=sys.stderr)
+            if not died:
+                main.signal(signal.SIGKILL)
+            main.start()
+            producing.join()
+            ready.append(main.wait_ready())
             continue
         main.wait_for_events(before)
         time.sleep(rng.uniform(0.0, PACE_S / 2))
@@ -410,12 +433,15 @@ def main() -> int:
     ap.add_argument("--broker-restart", action=argparse.BooleanOptionalAction, default=True,
                     help="stop and restart the local broker mid-stream (default on; it "
                          "restarts the broker of `kpi-streams broker`)")
+    ap.add_argument("--faults", type=int, default=2,
+                    help="crashes inside a flush's store write, alternating the moment "
+                         "(after the changelog / after the local store; default 2)")
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
     stamp = time.strftime("%Y%m%dT%H%M%S")
     workdir = ROOT / "bench" / "results" / f"chaos-{stamp}"
     report = run(args.days, args.kills, args.sessions_per_day, args.rebalance,
-                 args.broker_restart, args.seed, workdir)
+                 args.broker_restart, args.seed, workdir, faults=args.faults)
     out = ROOT / "bench" / "results" / f"chaos-{stamp}.json"
     out.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     for k, v in report.items():

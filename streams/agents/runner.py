@@ -31,6 +31,52 @@ from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
 
 COLD_BYTES = tuple(p.encode() for p in RAW_PREFIXES)
+FAULT_POINTS = ("after-changelog", "after-store")
+
+
+@lru_cache(maxsize=1)
+def process_fault() -> FaultPoint | None:
+    """The process's one fault point (shared by its stages), from ``KPI_FAULT``."""
+    return FaultPoint.from_env()
+
+
+class FaultPoint:
+    """A deliberate crash for the chaos harness, never set in production.
+
+    ``KPI_FAULT=<point>:<n>`` makes the process die at once (``os._exit``, no cleanup,
+    as SIGKILL would) at the n-th flush with data that reaches ``point``:
+    ``after-changelog`` (the flush is confirmed on the state changelog, the local
+    store has not been written), ``after-store`` (the local store holds it, the
+    flush's outputs have not been sent). The local store's write itself is one
+    atomic RocksDB batch, so these two moments are the inside of a store write as
+    far as a crash can tell.
+    """
+
+    def __init__(self, spec: str) -> None:
+        point, _, n = spec.partition(":")
+        if point not in FAULT_POINTS or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"KPI_FAULT={spec!r}: use one of {FAULT_POINTS} and a count, "
+                             "e.g. after-store:3")
+        self.point, self.n, self.count = point, int(n), 0
+
+    @classmethod
+    def from_env(cls) -> FaultPoint | None:
+        import os
+
+        spec = os.environ.get("KPI_FAULT", "")
+        return cls(spec) if spec else None
+
+    def reached(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.count += 1
+        if self.count == self.n:
+            import os
+            import sys
+
+            print(f"KPI_FAULT: dying {point} (flush {self.count})", file=sys.stderr,
+                  flush=True)
+            os._exit(137)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +133,7 @@ class StageRunner:
         self.lock = asyncio.Lock()
         self.state_kinds: set[str] = set()  # kinds of state reported so far
         self._partition_counts: dict[str, int] = {}
+        self.fault = process_fault()  # None unless the chaos harness armed one
 
     # -- hooks for subclasses ------------------------------------------------------
     def new_processor(self, partition: int, store: MemoryStore) -> Any:
@@ -280,6 +327,9 @@ class StageRunner:
                 **self.meta_extra(part)}
         written = await self._retrying("write state",
                                        lambda: part.writer.write(updates, items, meta))
+        fault = self.fault if (updates or items) else None
+        if fault is not None:
+            fault.reached("after-changelog")
         if written.offset is not None:
             # confirmed on the changelog: mirror it locally, with the checkpoint a
             # restart reads the changelog from (the start of this flush)
@@ -290,6 +340,8 @@ class StageRunner:
         committed = getattr(part.proc, "committed", None)
         if committed is not None:
             committed()
+        if fault is not None:
+            fault.reached("after-store")
         # items with an empty topic are notes to our own restore, not messages
         sendable = [i for i in items if i[0]] + part.after
         await self._retrying("send outputs", lambda: self.send_outputs(sendable))

@@ -31,11 +31,15 @@ def test_kills_rebalance_and_broker_restart_change_no_kpi(kafka_bootstrap: str,
                     "(KAFKA_BOOTSTRAP points elsewhere)")
     report = _chaos().run(days=1.0, kills=2, sessions_per_day=1200, rebalance=True,
                           broker_restart=True, seed=11, workdir=tmp_path,
-                          base=SESSION_BROKER[0])
+                          base=SESSION_BROKER[0], faults=2)
     print(report)
     assert (report["kills"], report["rebalances"], report["broker_restarts"]) == (2, 2, 1)
     assert report["keys_compared"] > 1000
     assert report["mismatches"] == 0, report["examples"]
+    # and the worker died, deliberately, inside a flush's store write at both moments
+    assert [f["point"].split(":")[0] for f in report["faults"]] == \
+        ["after-changelog", "after-store"]
+    assert all(f["died"] for f in report["faults"]), report["faults"]
     # every kill and the rejoin restored state: from the local store's checkpoint
     # (the changelog tail) after the first kill, from the whole changelog after the
     # second, whose worker lost its disk

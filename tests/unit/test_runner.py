@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from streams.agents.stages import FunnelStage, InputStage
@@ -226,3 +227,15 @@ def test_a_long_restore_reports_progress_and_keeps_only_confirmed_flushes(
     assert len(part.proc.seen) == 5000 and "orphan" not in part.proc.seen
     assert part.seq == 10
     assert "orphan" in part.dirty  # its confirmed value (none) is written again
+
+
+def test_a_fault_point_is_spelled_out_or_refused() -> None:
+    from streams.agents.runner import FaultPoint
+
+    fault = FaultPoint("after-store:3")
+    fault.reached("after-changelog")  # another moment: not counted
+    fault.reached("after-store")
+    assert (fault.point, fault.n, fault.count) == ("after-store", 3, 1)
+    for bad in ("after-store", "during:1", "after-store:0", "after-store:x"):
+        with pytest.raises(ValueError, match="KPI_FAULT"):
+            FaultPoint(bad)
