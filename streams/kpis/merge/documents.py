@@ -1,0 +1,116 @@
+"""Snapshot keys and documents: what one cell or view publishes for each KPI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from .. import buckets as B
+from ..catalogue import BY_DIM, KPI, Comps, Context, Modes, dim_name, evaluate, kpis_for
+from .state import NEVER, Cell, CellKey, PartitionAttrs, Snapshot, cell_store_key, present
+
+
+def iso_s(ms: int) -> str:
+    """RFC 3339 in the reporting zone, with its offset at that instant (``Z`` in UTC)."""
+    return B.iso(ms)
+
+
+def snapshot_key(kpi: str, window: str, start: int, dim: str) -> str:
+    """``kpi|bucket|window_start|dim=value`` (the total has nothing after the last bar).
+
+    A rolling view (``15m``, ``24h``, ``7d``, ``30d``) is one key per (kpi, view, dims),
+    ``kpi|view|dim=value``, updated in place as the view moves: its current window is
+    in the document, so a compacted topic keeps one record per view.
+    """
+    if window in B.ROLLING:
+        return f"{kpi}|{window}|{dim}"
+    return f"{kpi}|{window}|{iso_s(start)}|{dim}"
+
+
+class DocumentsMixin(PartitionAttrs):
+    """Building the snapshot documents of a ``MergePartition``."""
+
+    _topic_lows: Callable[[], dict[str, int]]
+    context: Callable[[str, int, int], Context]
+
+    def _publish(self, keys: tuple[str, int, int, str], comps: Comps, rev_state: Any,
+                 final: bool, computed_at: str) -> list[Snapshot]:
+        """Snapshots of one cell or view, and tombstones for KPIs that disappeared."""
+        window, start, end, dim = keys
+        if self._publish_windows is not None and window not in self._publish_windows:
+            return []
+        kpis = kpis_for(dim, comps)
+        out: list[Snapshot] = [self._snapshot(k, window, start, end, dim, comps, final,
+                                              rev_state, computed_at) for k in kpis]
+        live = {k.name for k in kpis}
+        return out + [(snapshot_key(name, window, start, dim), None)
+                      for name in _names_for_families(dim, tuple(rev_state[1]))
+                      if name not in live]
+
+    def _cell_snapshots(self, key: CellKey, cell: Cell, computed_at: str) -> list[Snapshot]:
+        size, start, dim = key
+        live = present(cell.comps)
+        cell.rev += 1
+        cell.unpublished = False
+        out = self._publish((size, start, B.bucket_end(start, size), dim), live,
+                            (cell.rev, cell.fams), cell.final, computed_at)
+        cell.fams = sorted(live)
+        self.dirty.add(cell_store_key(key))
+        return out
+
+    def _snapshot(self, kpi: KPI, window: str, start: int, end: int, dim: str, comps: Comps,
+                  final: bool, rev_state: Any, computed_at: str) -> Snapshot:
+        doc = self._doc(kpi, window, start, end, dim, comps, final, rev_state[0], computed_at)
+        return snapshot_key(kpi.name, window, start, dim), doc
+
+    def _doc(self, kpi: KPI, window: str, start: int, end: int, dim: str, comps: Comps,
+             final: bool, rev: int, computed_at: str,
+             modes: Modes | None = None) -> dict[str, Any]:
+        if modes is None or not kpi.every_model:
+            modes = self.cfg.modes  # other KPIs exist only under the configured model
+        value, num, den = evaluate(kpi, comps, modes,
+                                   lambda: self.context(dim, start, end))
+        unit = self.cfg.currency if kpi.unit == "CURRENCY" else kpi.unit
+        doc = {
+            "kpi": kpi.name, "bucket": window, "window_start": iso_s(start),
+            "window_end": iso_s(end), "dims": _dims_doc(dim), "value": value,
+            "numerator": num, "denominator": den, "unit": unit, "final": final,
+            "mode": (dict(self._mode_docs[kpi.name]) if modes is self.cfg.modes
+                     else modes.for_kpi(kpi)), "computed_at": computed_at,
+            "schema_version": 1, "revision": rev, "tz": B.active().zone,
+        }
+        if kpi.cost_based:
+            doc["cost_complete"] = self.cost_complete(end)
+        return doc
+
+    def cost_complete(self, end: int) -> bool:
+        """Whether every spend partition's watermark has passed ``end``: cost is
+        reported after the fact, and until then a low CPL is no good news
+        (catalogue section 10). A partition that never carried spend does not hold
+        it back, as for finality."""
+        lows = self._lows if self._lows is not None else self._topic_lows()
+        return all(lows.get(t, -NEVER) >= end for t in self.cfg.feeds.get("spend", ()))
+
+
+@lru_cache(maxsize=4096)
+def _dims_doc_cached(dim: str) -> tuple[tuple[str, str], ...]:
+    return () if not dim else (tuple(dim.split("=", 1)),)  # type: ignore[return-value]
+
+
+def _dims_doc(dim: str) -> dict[str, str]:
+    return dict(_dims_doc_cached(dim))
+
+
+
+@lru_cache(maxsize=4096)
+def _names_for_families(dim: str, families: tuple[str, ...]) -> tuple[str, ...]:
+    """Names of the KPIs a cell with these families publishes for this dim."""
+    fams = set(families)
+    return tuple(k.name for k in BY_DIM.get(dim_name(dim), ()) if not k.families.isdisjoint(fams))
+
+
+def _iso_ms(ms: int) -> str:
+    from ...events import iso_ms
+
+    return iso_ms(ms)

@@ -1,0 +1,142 @@
+"""What stage 3 holds: keys, constants, the configuration, cells and views, store keys."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from datasketches import hll_sketch
+
+from .. import buckets as B
+from ..catalogue import Comps, Modes
+
+CellKey = tuple[str, int, str]  # (size, start, dim)
+ViewKey = tuple[str, int, str]  # (window, end, dim): calendar months
+RollKey = tuple[str, str]  # (window, dim): a rolling view, updated in place
+HLL_LG_K = 14  # relative standard error ~0.8 %; the contract allows 2 %
+SESSION_FAMILIES = frozenset({"web", "lead"})
+Snapshot = tuple[str, dict[str, Any] | None]  # (key, document or None for a tombstone)
+NEVER = 1 << 62
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    feeds: dict[str, tuple[str, ...]]  # family -> input topics whose partitions feed it
+    partitions: int  # partitions of every input topic
+    lateness_ms: int = 600_000
+    session_timeout_ms: int = 1_800_000
+    retention: dict[str, int] = field(default_factory=lambda: {
+        "1m": 2 * B.DAY, "1h": 90 * B.DAY, "1d": 730 * B.DAY})
+    modes: Modes = field(default_factory=Modes)
+    currency: str = "EUR"
+    rolling: tuple[str, ...] = ("15m", "24h", "7d", "30d", *B.CALENDAR)
+
+
+@dataclass
+class Cell:
+    comps: Comps = field(default_factory=dict)
+    rev: int = -1  # revision of the last publication (-1: never published)
+    fams: list[str] = field(default_factory=list)  # families present when last published
+    final: bool = False
+    sketch: Any = None  # hll_sketch of distinct users (web family)
+    # changed (or became final) since last published: kept with the cell, so a
+    # restart publishes what a crash left unpublished
+    unpublished: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        sk = None if self.sketch is None else base64.b64encode(
+            self.sketch.serialize_compact()).decode()
+        return {"c": self.comps, "r": self.rev, "p": self.fams, "f": self.final, "h": sk,
+                "u": self.unpublished}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Cell:
+        sk = None if d.get("h") is None else hll_sketch.deserialize(base64.b64decode(d["h"]))
+        return cls(d["c"], d["r"], d["p"], d["f"], sk, d.get("u", False))
+
+
+def cell_store_key(key: CellKey) -> str:
+    return f"{key[0]}|{key[1]}|{key[2]}"
+
+
+def view_store_key(key: ViewKey) -> str:
+    return f"r|{key[0]}|{key[1]}|{key[2]}"
+
+
+def roll_store_key(key: RollKey) -> str:
+    return f"v|{key[0]}|{key[1]}"
+
+
+@dataclass
+class ViewState:
+    """What was last published for one rolling view (one key per KPI, moved in place)."""
+
+    rev: int  # revision of the last publication
+    end: int  # end of the window last published
+    fams: list[str]  # families present then (their KPIs get tombstones when gone)
+    final: bool = False
+
+    def to_json(self) -> list[Any]:
+        return [self.rev, self.end, self.fams, self.final]
+
+    @classmethod
+    def from_json(cls, d: list[Any]) -> ViewState:
+        return cls(int(d[0]), int(d[1]), list(d[2]), bool(d[3]))
+
+
+def parse_store_key(text: str) -> tuple[str, int, str]:
+    size, start, dim = text.split("|", 2)
+    return (size, int(start), dim)
+
+
+class CountedByKind(dict):
+    """A dict of tuple keys that keeps how many keys share each first element (a
+    bucket size, a view window), so ``state_keys`` on the worker's 1 s timer costs
+    one entry per kind instead of a pass over every cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if key not in self:
+            self.counts[key[0]] = self.counts.get(key[0], 0) + 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        super().__delitem__(key)
+        self.counts[key[0]] -= 1
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        if key in self:
+            self.counts[key[0]] -= 1
+        return super().pop(key, *default)
+
+
+class PartitionAttrs:
+    """The attributes of a ``MergePartition`` that its mixins use, declared once for the
+    type checker (``MergePartition.__init__`` sets them; nothing is set here)."""
+
+    cfg: MergeConfig
+    cells: dict[CellKey, Cell]
+    views: dict[ViewKey, list[Any]]
+    rolls: dict[RollKey, ViewState]
+    rolls_todo: set[RollKey]
+    views_todo: set[ViewKey]
+    src_wm: dict[str, int | None]
+    applied: dict[str, list[int]]
+    pending: set[CellKey]
+    open_cells: set[CellKey]
+    dirty: set[str]
+    _mode_docs: dict[str, dict[str, str]]
+    _lows: dict[str, int] | None
+    _publish_windows: Any
+    emitted_views: list[ViewKey]
+    _cust: dict[str, dict[str, dict[int, int]]]
+    _cust_base: dict[str, int]
+
+
+def present(comps: Comps) -> Comps:
+    """The families of a cell that still hold a non-zero component."""
+    return {f: c for f, c in comps.items() if any(c.values())}
