@@ -193,15 +193,19 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
     try:
         first = last_in = None
         deadline = time.monotonic() + 3600
+        scrape: list[float] = []  # seconds per /metrics answer, under the run's load
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"worker exited; see {log}")
             try:
+                asked = time.perf_counter()
                 accounted = sum(_accounted(port) for port in ports)
             except OSError:
                 time.sleep(0.2)
                 continue
             now = time.perf_counter()
+            if first is not None and last_in is None:
+                scrape.append((now - asked) / len(ports))
             if first is None and accounted > 0:
                 first = now
             if last_in is None and accounted >= n_events:
@@ -214,9 +218,20 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
         else:
             raise RuntimeError(f"pipeline did not finish; see {log}")
         assert first is not None and last_in is not None
+        scrape.sort()
+        logs = [log] if workers == 1 else [log.with_suffix(f".w{i}.log")
+                                           for i in range(workers)]
+        text = "".join(p.read_text(errors="replace") for p in logs if p.exists())
         return {"events": n_events, "seconds": done - first,
                 "events_per_s": n_events / (done - first),
-                "stage1_seconds": last_in - first}
+                "stage1_seconds": last_in - first,
+                "metrics_scrape_ms": {
+                    "n": len(scrape),
+                    "p50": round(1000 * scrape[len(scrape) // 2], 1) if scrape else None,
+                    "p99": round(1000 * scrape[int(0.99 * len(scrape))], 1) if scrape else None,
+                    "max": round(1000 * scrape[-1], 1) if scrape else None},
+                "timer_overlaps_logged": text.count("is overlapping"),
+                "producer_timeouts_logged": text.count("KafkaTimeoutError")}
     finally:
         for proc in procs:
             proc.terminate()
