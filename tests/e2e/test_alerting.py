@@ -55,7 +55,16 @@ def test_incident_pages_through_alertmanager(kafka_env: dict[str, str], tmp_path
     try:
         w.wait_healthy()
         prom, prom_url = start_prometheus(tmp_path, w.port, am_url)
-        run(produce_events(settings_from(env), incident_world(incident)))
+        # the ad platforms report the last hours' cost (a zero-cost record on every
+        # spend partition an hour after the end): until then every hour's CPL is
+        # "cost pending" and, by design, the CPL rule stays silent
+        from streams.simulate import closing_events
+
+        s = settings_from(env)
+        reported = [e for e in closing_events(s.input_partitions,
+                                              parse_rfc3339_ms(END) + HOUR)
+                    if e["event_type"] == "spend"]
+        run(produce_events(s, incident_world(incident) + reported))
 
         def fired() -> list[dict[str, Any]]:
             w.assert_alive()
