@@ -203,8 +203,11 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
                 bump(t_close, "gp", gp_micro)
             if deal["k"] == "new_business" and amount_micro:
                 bump(t_close, "nrev", amount_micro)
-        if (kind_close == "won" and deal["k"] == "new_business") or (
-                kind_close == "lost" and deal["k"] == "renewal"):
+        # every closed deal is reported, not only the ones that count (a won new
+        # business, a lost renewal): the customer stage replaces facts by deal id, so a
+        # deal whose effective close turned out otherwise (an earlier "lost" arriving
+        # after its "won") must replace the fact that counted it
+        if kind_close in ("won", "lost"):
             customer_facts.append({"customer_id": deal["cu"], "deal_id": deal_id,
                                    "kind": deal["k"], "close": kind_close, "t": t_close,
                                    "credit": [list(x) for x in credit]})

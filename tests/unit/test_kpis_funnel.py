@@ -193,3 +193,21 @@ def test_impossible_transition_and_backwards_moves(decoder: Decoder) -> None:
         assert value(snaps, "lost_deals", "1h", h10) == 1
         assert value(snaps, "won_deals", "1h", h10) == 0  # won after lost does not count
         assert [u[0][2] for u in lp.rejected_updates] == ["won"]  # the later close
+
+
+def test_a_close_that_turns_out_lost_takes_the_new_customer_back(decoder: Decoder) -> None:
+    """The "won" arrives first and makes a new customer; the earlier "lost" arrives
+    later (on time) and is the deal's effective close: the customer stage must hear
+    it and drop the new customer, as if the updates had come in order."""
+    from streams.local import LocalPipeline
+    from tests.unit.kpitables import FAR
+
+    won = deal("dW", "cW", "cuW", "won", "2026-11-23T10:05:00Z", amount=100.0)
+    lost = deal("dW", "cW", "cuW", "lost", "2026-11-23T10:00:00Z")
+    for batches in ([[won], [lost]], [[lost], [won]], [[won, lost]]):
+        lp = LocalPipeline(partitions=1, lateness_ms=3_600_000)
+        for batch in batches:
+            lp.feed(records(decoder, batch))
+        snaps = lp.finish(FAR)
+        got = snaps.get("new_customers|1h|2026-11-23T10:00:00Z|")
+        assert got is None or got["value"] == 0, [b[0]["stage"] for b in batches]
