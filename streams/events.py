@@ -119,6 +119,9 @@ class Decoder:
             record, reject = self.event(doc, expected_type, now_ms, raw)
             return ([record], []) if record is not None else ([], [reject])  # type: ignore[list-item]
         if isinstance(doc, list):
+            if not doc:  # nothing in it, but the message itself must not vanish
+                return [], [Reject("malformed_json", None, "empty batch: an array with no "
+                                   "events", raw)]
             if len(doc) > self.max_batch_events:
                 return [], [Reject("too_large", None, f"batch of {len(doc)} events exceeds "
                                    f"{self.max_batch_events}", raw)]

@@ -233,3 +233,9 @@ def test_reporting_currency_other_than_base(tmp_path) -> None:
     assert cur.convert(1.0, "XYZ") is None
     with pytest.raises(ConfigError, match="reporting currency"):
         Currency.load("BTC")
+
+
+def test_an_empty_batch_is_rejected_not_dropped(decoder: Decoder) -> None:
+    records, rejects = decoder.decode(b"[]", "page_view", 0)
+    assert records == [] and [r.reason for r in rejects] == ["malformed_json"]
+    assert "empty batch" in rejects[0].detail
