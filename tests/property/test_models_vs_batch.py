@@ -21,17 +21,22 @@ from tests.batch import recompute
 START = parse_rfc3339_ms("2026-11-16T00:00:00Z")
 
 
-@pytest.fixture(scope="module")
-def week() -> list[Any]:
+def simulated_week(start: int, opts: Options) -> tuple[list[dict[str, Any]], list[Any]]:
+    """A week of simulated events from ``start``, and their decoded records."""
     decoder = Decoder.from_settings(load_settings({}))
-    events = [e for batch in generate(START, START + 7 * DAY,
-                                      Options(seed=4, sessions_per_day=500, email_list=150,
-                                              installed_base=60)) for e in batch]
+    events = [e for batch in generate(start, start + 7 * DAY, opts) for e in batch]
     records = []
     for ev in events:
-        recs, rejects = decoder.decode(orjson.dumps(ev), None, START + 400 * DAY)
+        recs, rejects = decoder.decode(orjson.dumps(ev), None, start + 400 * DAY)
         assert not rejects
         records += recs
+    return events, records
+
+
+@pytest.fixture(scope="module")
+def week() -> list[Any]:
+    events, records = simulated_week(START, Options(seed=4, sessions_per_day=500,
+                                                    email_list=150, installed_base=60))
     assert sum(1 for e in events if e["event_type"] == "deal_update") > 50
     return records
 
@@ -65,17 +70,9 @@ def test_week_matches_batch(week: list[Any], model: str) -> None:
 # week in Asia/Tehran (+03:30): local hours and days, against the batch's own zone rules
 @pytest.fixture(scope="module")
 def dst_week() -> list[Any]:
-    decoder = Decoder.from_settings(load_settings({}))
-    start = parse_rfc3339_ms("2026-10-21T00:00:00Z")
-    events = [e for batch in generate(start, start + 7 * DAY,
-                                      Options(seed=8, sessions_per_day=400, email_list=120,
-                                              installed_base=40)) for e in batch]
-    records = []
-    for ev in events:
-        recs, rejects = decoder.decode(orjson.dumps(ev), None, start + 400 * DAY)
-        assert not rejects
-        records += recs
-    return records
+    return simulated_week(parse_rfc3339_ms("2026-10-21T00:00:00Z"),
+                          Options(seed=8, sessions_per_day=400, email_list=120,
+                                  installed_base=40))[1]
 
 
 PRORATED_COUNTS = ("impressions", "clicks", "ad_ctr", "cpc", "cpm")
