@@ -194,6 +194,76 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- collector ----------------------------------------------------------------------
+def cmd_collect(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    if args.port is not None:
+        s = s.replace(collect_port=args.port)
+    if args.host is not None:
+        s = s.replace(collect_host=args.host)
+    _setup_logging(s.log_level)
+    from .collect.server import serve
+
+    if not s.collect_tokens:
+        logging.getLogger("kpi_streams.collect").warning(
+            "KPI_COLLECT_TOKENS is empty: /collect refuses everything (401); signed "
+            "webhooks still work where their keys are set")
+    asyncio.run(_ensure_topics(s))
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(s, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_import_costs(args: argparse.Namespace) -> int:
+    from .channels import ChannelRules
+    from .collect.costs import CostTableError, rows_to_events
+
+    s = _settings(args)
+    path = Path(args.file)
+    if not path.exists():
+        raise SystemExit(f"no such file: {path}")
+    try:
+        events = rows_to_events(path.read_text(encoding="utf-8-sig"),
+                                now_ms=time.time_ns() // 1_000_000,
+                                currency=s.reporting_currency, tz=s.timezone,
+                                rules=ChannelRules.load(s.channel_rules_file))
+    except CostTableError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    days = sorted({e["restates"].split("|")[0] for e in events})
+    span = f"{days[0]} to {days[-1]}" if days else "no rows"
+    if args.dry_run:
+        for ev in events:
+            print(orjson.dumps(ev).decode())
+        print(f"{len(events)} rows ({span}); nothing sent (--dry-run)", file=sys.stderr)
+        return 0
+    return asyncio.run(_import_costs(s, events, span))
+
+
+async def _import_costs(s: Settings, events: list[Any], span: str) -> int:
+    from .produce import BatchProducer
+    from .topics import Topics
+
+    await _ensure_topics(s)
+    p = await _producer(s)
+    try:
+        bp = BatchProducer(p, Topics(s), s.input_partitions, 500)
+        await bp.send(events)
+    finally:
+        await p.stop()
+    print(f"{len(events)} cost rows ({span}) sent to {Topics(s).input('spend')}; each "
+          "replaces an earlier upload of its date, source, medium and campaign",
+          file=sys.stderr)
+    return 0
+
+
 # -- simulate / ingest / validate ---------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate import HOUR, Options, generate
@@ -560,29 +630,48 @@ def cmd_up(args: argparse.Namespace) -> int:
     worker_log = (logdir / "worker.log").open("ab")
     sim_log = (logdir / "simulator.log").open("ab")
     env = dict(os.environ)
-    names = ["worker", "simulator"]
+    if not s.collect_tokens:  # a demo's own tokens, new each run (they are printed below)
+        import secrets
+
+        site_token, ops_token = (f"pk_{secrets.token_hex(8)}", f"sk_{secrets.token_hex(8)}")
+        env["KPI_COLLECT_TOKENS"] = (f"site:{site_token}:page_view,form_submit;"
+                                     f"ops:{ops_token}:*")
+    else:
+        site_token = ops_token = "<your token from KPI_COLLECT_TOKENS>"
+    collect_log = (logdir / "collector.log").open("ab")
+    names = ["worker", "collector", "simulator"]
     procs = [subprocess.Popen([*exe, "worker"], stdout=worker_log, stderr=subprocess.STDOUT,
-                              env=env)]
+                              env=env),
+             subprocess.Popen([*exe, "collect"], stdout=collect_log,
+                              stderr=subprocess.STDOUT, env=env)]
     sim = [*exe, "simulate", "--rate", str(args.rate), "--warmup-hours",
            str(args.warmup_hours), "--seed", str(args.seed)]
     if args.incident:
         sim += ["--incident", args.incident, "--incident-after", str(args.incident_after)]
     procs.append(subprocess.Popen(sim, stdout=sim_log, stderr=subprocess.STDOUT, env=env))
     url = f"http://{s.web_host}:{s.web_port}"
+    curl = f"http://{s.collect_host}:{s.collect_port}"
     # `kill`, systemd and CI stop with SIGTERM: stop the children too, as for Ctrl-C
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"""
 kpi-streams is up.
   broker     {s.bootstrap}   (kpi-streams broker status | logs | stop)
   worker     pid {procs[0].pid}, log {logdir / 'worker.log'}
-  simulator  pid {procs[1].pid}, {args.rate} events/s, log {logdir / 'simulator.log'}
+  collector  pid {procs[1].pid}, {curl}/ , log {logdir / 'collector.log'}
+  simulator  pid {procs[2].pid}, {args.rate} events/s, log {logdir / 'simulator.log'}
 
   wall       {url}/
   metrics    {url}/metrics
   health     {url}/api/health
   KPIs       kpi-streams kpis --bucket 1h --total
 
-Ctrl-C stops the worker and the simulator (the broker keeps running).
+  tracker    <script defer src="{curl}/t.js" data-token="{site_token}"></script>
+             (add your site's origin to KPI_COLLECT_ORIGINS)
+  webhook    curl -H 'Authorization: Bearer {ops_token}' -d @event.json {curl}/collect
+  costs      curl -H 'Authorization: Bearer {ops_token}' --data-binary @costs.csv \\
+                  {curl}/hooks/costs
+
+Ctrl-C stops the worker, the collector and the simulator (the broker keeps running).
 """, flush=True)
     try:
         while all(p.poll() is None for p in procs):
@@ -710,6 +799,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("contact_id", help="the contact (as on form submits and deal updates)")
     p.add_argument("--at", help="score at this time (RFC 3339 or YYYY-MM-DD; default now)")
     p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = add("collect", "Run the HTTP collector: POST /collect (events in the catalogue's "
+            "format, with a source token), /hooks/<sendgrid|mailchimp|hubspot|costs>, the "
+            "tracker at /t.js, /health, /metrics. A process of its own: run as many as "
+            "the traffic needs.", cmd_collect)
+    p.add_argument("--host", help=_env_help("KPI_COLLECT_HOST", "address to bind"))
+    p.add_argument("--port", type=int, help=_env_help("KPI_COLLECT_PORT", "port"))
+
+    p = add("import-costs", "Send a cost table (CSV in GA4's cost-import columns: date, "
+            "source, medium, campaign, cost, clicks, impressions, currency[, category]) "
+            "as spend. A row uploaded again replaces the earlier one (restated), it does "
+            "not add to it.", cmd_import_costs)
+    p.add_argument("file", help="the CSV file (a header line, then one row per day and "
+                   "campaign; date in the reporting time zone, YYYY-MM-DD)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the table and print the spend events; send nothing")
 
     add("settings", "List every setting: environment variable, current value, meaning.",
         cmd_settings)

@@ -171,6 +171,41 @@ def _goals(text: str) -> tuple[str, ...]:
     return tuple(sorted({g.strip() for g in text.split(",") if g.strip()}))
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"must be more than 0, got {value}")
+    return value
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _tokens(text: str) -> tuple[Any, ...]:
+    from .collect.sources import parse_tokens
+
+    return parse_tokens(text)
+
+
+_STAGES = ("mql", "sal", "sql", "opportunity", "won", "lost")
+_KINDS = ("new_business", "renewal", "expansion")
+
+
+def _mapping(text: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{item!r} is not key=value")
+        value = value.strip()
+        if value not in _STAGES + _KINDS:
+            raise ValueError(f"{item!r}: {value!r} is not one of {', '.join(_STAGES)} "
+                             f"(stages) or {', '.join(_KINDS)} (kinds)")
+        pairs.append((key.strip(), value))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Spec:
     """One setting: attribute name, environment variable, default, parser, help."""
@@ -374,6 +409,57 @@ SPECS: tuple[Spec, ...] = (
          "Name of this worker in logs and metrics; empty: host name and PID.", "worker"),
     Spec("log_level", "KPI_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"),
          "Log level.", "worker"),
+    # -- Collector -----------------------------------------------------------
+    Spec("collect_host", "KPI_COLLECT_HOST", "127.0.0.1", str,
+         "Address the collector (kpi-streams collect) binds to; 0.0.0.0 behind a proxy "
+         "or load balancer.", "collector"),
+    Spec("collect_port", "KPI_COLLECT_PORT", "6070", _positive_int,
+         "Port of the collector.", "collector"),
+    Spec("collect_tokens", "KPI_COLLECT_TOKENS", "", _tokens,
+         "Write-only source tokens, name:token:types;... e.g. "
+         "site:pk_3f9a1c7e:page_view,form_submit;ops:sk_77e0b2aa:spend (types: event "
+         "types or *). The name labels metrics; tokens are never printed.", "collector",
+         secret=True),
+    Spec("collect_origins", "KPI_COLLECT_ORIGINS", "", _list,
+         "Browser origins allowed to post to /collect (CORS), comma-separated, e.g. "
+         "https://www.example.com; * allows any. The collector's own origin always may.",
+         "collector"),
+    Spec("collect_max_body", "KPI_COLLECT_MAX_BODY", "1048576", _positive_int,
+         "Largest request body in bytes (answered 413).", "collector"),
+    Spec("collect_rate", "KPI_COLLECT_RATE", "1000", _positive_float,
+         "Requests per second one source token may make (bursts of as many; answered "
+         "429 with Retry-After).", "collector"),
+    Spec("collect_cookieless", "KPI_COLLECT_COOKIELESS", "false", _bool,
+         "Cookieless visitors: the tracker stores nothing and the collector derives the "
+         "visitor id from site, IP and user agent with a salt replaced daily (returning "
+         "visitors are unknown across days).", "collector"),
+    Spec("collect_trust_forwarded", "KPI_COLLECT_TRUST_FORWARDED", "false", _bool,
+         "Take the client address from X-Forwarded-For (only behind a proxy you run).",
+         "collector"),
+    Spec("collect_public_url", "KPI_COLLECT_PUBLIC_URL", "", str,
+         "The collector's URL as providers call it (https://collect.example.com), when a "
+         "proxy changes it: webhook signatures cover the URL.", "collector"),
+    Spec("hook_sendgrid_key", "KPI_HOOK_SENDGRID_KEY", "", str,
+         "SendGrid's signed Event Webhook verification key (base64, from its settings); "
+         "empty: /hooks/sendgrid is off.", "collector"),
+    Spec("hook_mailchimp_key", "KPI_HOOK_MAILCHIMP_KEY", "", Secret,
+         "Mailchimp Transactional webhook key; empty: /hooks/mailchimp is off.",
+         "collector", secret=True),
+    Spec("hook_hubspot_secret", "KPI_HOOK_HUBSPOT_SECRET", "", Secret,
+         "HubSpot app client secret (signs its webhooks); empty: /hooks/hubspot is off.",
+         "collector", secret=True),
+    Spec("hubspot_token", "KPI_HUBSPOT_TOKEN", "", Secret,
+         "HubSpot private-app token: a stage change names only the deal, so the "
+         "collector reads the deal's amount, contact and company from HubSpot's API.",
+         "collector", secret=True),
+    Spec("hubspot_api", "KPI_HUBSPOT_API", "https://api.hubapi.com", str,
+         "HubSpot API base URL.", "collector"),
+    Spec("hubspot_stages", "KPI_HUBSPOT_STAGES", "", _mapping,
+         "HubSpot pipeline stage id -> mql/sal/sql/opportunity/won/lost, comma-separated "
+         "a=b pairs, over the default pipeline's map (closedwon=won, ...).", "collector"),
+    Spec("hubspot_kinds", "KPI_HUBSPOT_KINDS", "", _mapping,
+         "HubSpot dealtype -> new_business/renewal/expansion, a=b pairs over "
+         "newbusiness=new_business,existingbusiness=renewal.", "collector"),
 )
 
 _SPEC_BY_ATTR = {s.attr: s for s in SPECS}
@@ -456,6 +542,22 @@ class Settings:
     alertmanager_url: str
     worker_id: str
     log_level: str
+    collect_host: str
+    collect_port: int
+    collect_tokens: tuple[Any, ...]
+    collect_origins: tuple[str, ...]
+    collect_max_body: int
+    collect_rate: float
+    collect_cookieless: bool
+    collect_trust_forwarded: bool
+    collect_public_url: str
+    hook_sendgrid_key: str
+    hook_mailchimp_key: Secret
+    hook_hubspot_secret: Secret
+    hubspot_token: Secret
+    hubspot_api: str
+    hubspot_stages: tuple[tuple[str, str], ...]
+    hubspot_kinds: tuple[tuple[str, str], ...]
     # not from the environment: tests may pin the wall clock of watermark logic
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 

@@ -174,6 +174,51 @@ class WorkerProcess:
         return f"--- last lines of {self.log_path} ---\n" + "\n".join(text[-lines:])
 
 
+class CollectorProcess(WorkerProcess):
+    """``kpi-streams collect`` as a child process (stopped by the ``workers`` fixture)."""
+
+    command = "collect"
+
+    def __init__(self, env: dict[str, str], tmp: Path, name: str = "collector") -> None:
+        super().__init__(env, tmp, name)
+        self.env["KPI_COLLECT_PORT"] = str(self.port)
+
+    def start(self) -> CollectorProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "collect"],
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                         cwd=ROOT)
+        self.starts += 1
+        return self
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.assert_alive()
+            try:
+                if orjson.loads(self.get("/health", timeout=2))["status"] == "ok":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"collector not healthy in {timeout}s\n{self.tail()}")
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None,
+             timeout: float = 20.0) -> tuple[int, Any, dict[str, str]]:
+        """(status, decoded JSON answer, headers); error statuses do not raise."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.url(path), data=body, method="POST",
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, orjson.loads(resp.read()), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            return err.code, orjson.loads(raw) if raw else None, dict(err.headers)
+
+
 @pytest.fixture
 def workers(tmp_path: Path, kafka_env: dict[str, str],
             request: pytest.FixtureRequest) -> Iterator[list[WorkerProcess]]:

@@ -125,7 +125,8 @@ class InputStage(StageRunner):
         elif kind == "engagement":
             self.cfg = EngagementConfig(s.allowed_lateness_ms, scoring_from_settings(s))
         else:
-            self.cfg = SpendConfig(s.allowed_lateness_ms, s.retention_1m_ms)
+            self.cfg = SpendConfig(s.allowed_lateness_ms, s.retention_1m_ms,
+                                   s.retention_1h_ms)
         self.items: dict[int, list[tuple[str, Any]]] = defaultdict(list)
         self.acc: dict[int, StageOutput] = {}
 

@@ -8,11 +8,20 @@ of a day exactly to the day, and all of them to the record's total.
 
 Lateness is judged by the record's ``occurred_at`` (when it was reported); its
 cost may land in buckets that are already final, which are then restated.
+
+A record with ``restates`` (a cost-table row: ``date|source|medium|campaign``)
+replaces the earlier record of that row instead of adding to it: the partition
+keeps the newest upload of each row (by ``occurred_at``, then ``event_id``),
+retracts the old one's prorated amounts and adds the new. An older upload that
+arrives after a newer one changes nothing. Rows are kept for
+``restate_horizon_ms`` after their period ends (platforms revise for days, not
+months).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..records import Spend
 from .buckets import BUCKETS, DAY, bucket_end, floor
@@ -27,6 +36,10 @@ FAMILY = "spend"
 class SpendConfig:
     lateness_ms: int = 600_000
     retention_1m_ms: int = 2 * DAY
+    restate_horizon_ms: int = 90 * DAY
+
+
+ROW_PREFIX = "\x04"  # state keys of restatable rows (event ids never start with it)
 
 
 def prorate(total: int, start: int, end: int, size: str,
@@ -78,9 +91,56 @@ class SpendPartition(DedupedPartition):
     def __init__(self, cfg: SpendConfig) -> None:
         super().__init__(cfg.lateness_ms)
         self.cfg = cfg
+        self.rows: dict[str, list[Any]] = {}  # ROW_PREFIX + restates key -> _row
 
     def facts(self, topic: str, rec: Spend, out: StageOutput) -> None:
         clock = self.clocks[topic]
         # 1m buckets older than their retention are gone; do not recreate them
         lo_1m = clock.wm - self.cfg.retention_1m_ms if clock.wm is not None else None
+        key = rec.raw.get("restates") if isinstance(rec.raw, dict) else None
+        if isinstance(key, str) and key:
+            skey = ROW_PREFIX + key
+            old = self.rows.get(skey)
+            if old is not None:
+                if (old[1], old[0]) > (rec.t, rec.event_id):
+                    return  # accepted, but a newer upload of this row already counts
+                spend_facts(_row_record(old), -1, out.deltas, lo_1m)
+            self.rows[skey] = _row(rec)
+            out.dirty.add(skey)
         spend_facts(rec, 1, out.deltas, lo_1m)
+
+    def prune(self, keys: list[str] | None = None) -> set[str]:
+        gone = super().prune(keys)
+        wm = self.low_watermark()
+        if wm is not None and self.rows:
+            horizon = wm - self.cfg.restate_horizon_ms
+            old = {k for k, row in self.rows.items() if row[9] < horizon}
+            for k in old:
+                del self.rows[k]
+            gone |= old
+        return gone
+
+    def state_keys(self) -> dict[str, int]:
+        return {**super().state_keys(), "cost_row": len(self.rows)}
+
+    def dump(self, key: str) -> Any:
+        if key.startswith(ROW_PREFIX):
+            return self.rows.get(key)
+        return super().dump(key)
+
+    def load(self, key: str, value: Any) -> None:
+        if key.startswith(ROW_PREFIX):
+            self.rows[key] = list(value)
+        else:
+            super().load(key, value)
+
+
+def _row(rec: Spend) -> list[Any]:
+    """What it takes to retract a record later (its amounts already converted)."""
+    return [rec.event_id, rec.t, rec.channel, rec.campaign, rec.category, rec.cost,
+            rec.impressions, rec.clicks, rec.start, rec.end]
+
+
+def _row_record(row: list[Any]) -> Spend:
+    return Spend(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8],
+                 row[9], {})

@@ -1,0 +1,5 @@
+"""Webhook adapters: one pure module per provider (SendGrid, Mailchimp, HubSpot).
+
+Each turns a provider's signed request (:class:`.base.HookRequest`) into events in
+the catalogue's format; :mod:`.base` holds the types they share.
+"""
