@@ -192,18 +192,21 @@ _STAGES = ("mql", "sal", "sql", "opportunity", "won", "lost")
 _KINDS = ("new_business", "renewal", "expansion")
 
 
-def _mapping(text: str) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for item in (i.strip() for i in text.split(",") if i.strip()):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"{item!r} is not key=value")
-        value = value.strip()
-        if value not in _STAGES + _KINDS:
-            raise ValueError(f"{item!r}: {value!r} is not one of {', '.join(_STAGES)} "
-                             f"(stages) or {', '.join(_KINDS)} (kinds)")
-        pairs.append((key.strip(), value))
-    return tuple(pairs)
+def _mapping(*allowed: str) -> Callable[[str], tuple[tuple[str, str], ...]]:
+    """``a=b,c=d`` pairs whose values are one of ``allowed``."""
+    def parse(text: str) -> tuple[tuple[str, str], ...]:
+        pairs = []
+        for item in (i.strip() for i in text.split(",") if i.strip()):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ValueError(f"{item!r} is not key=value")
+            if value.strip() not in allowed:
+                raise ValueError(f"{item!r}: {value.strip()!r} is not one of "
+                                 f"{', '.join(allowed)}")
+            pairs.append((key.strip(), value.strip()))
+        return tuple(pairs)
+
+    return parse
 
 
 @dataclass(frozen=True)
@@ -454,10 +457,10 @@ SPECS: tuple[Spec, ...] = (
          "collector", secret=True),
     Spec("hubspot_api", "KPI_HUBSPOT_API", "https://api.hubapi.com", str,
          "HubSpot API base URL.", "collector"),
-    Spec("hubspot_stages", "KPI_HUBSPOT_STAGES", "", _mapping,
+    Spec("hubspot_stages", "KPI_HUBSPOT_STAGES", "", _mapping(*_STAGES),
          "HubSpot pipeline stage id -> mql/sal/sql/opportunity/won/lost, comma-separated "
          "a=b pairs, over the default pipeline's map (closedwon=won, ...).", "collector"),
-    Spec("hubspot_kinds", "KPI_HUBSPOT_KINDS", "", _mapping,
+    Spec("hubspot_kinds", "KPI_HUBSPOT_KINDS", "", _mapping(*_KINDS),
          "HubSpot dealtype -> new_business/renewal/expansion, a=b pairs over "
          "newbusiness=new_business,existingbusiness=renewal.", "collector"),
 )

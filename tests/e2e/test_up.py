@@ -1,5 +1,5 @@
 """The README's first command, `kpi-streams up`: worker and simulator start, KPIs flow,
-and stopping it (SIGTERM, as `kill`, systemd or CI send) stops both children."""
+and stopping it (SIGTERM, as `kill`, systemd or CI send) stops all its children."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -34,9 +35,10 @@ def _get(url: str) -> bytes:
 
 def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
                                             tmp_path: Path) -> None:
-    port = free_port()
+    port, cport = free_port(), free_port()
     env = {**os.environ, **kafka_env, "KPI_WEB_PORT": str(port), "KPI_HOME": str(tmp_path),
-           "PYTHONUNBUFFERED": "1"}
+           "KPI_COLLECT_PORT": str(cport), "PYTHONUNBUFFERED": "1"}
+    env.pop("KPI_COLLECT_TOKENS", None)
     with (tmp_path / "up.out").open("wb") as out:
         up = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--rate", "20",
                                "--warmup-hours", "0.5"], env=env, stdout=out,
@@ -51,7 +53,30 @@ def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
         text = wait_for(banner, 60, "the banner of kpi-streams up")
         worker = int(re.search(r"worker\s+pid (\d+)", text).group(1))  # type: ignore[union-attr]
         sim = int(re.search(r"simulator\s+pid (\d+)", text).group(1))  # type: ignore[union-attr]
+        collector = int(re.search(r"collector\s+pid (\d+)",  # type: ignore[union-attr]
+                                  text).group(1))
         assert f"{base}/" in text  # the wall's address is printed where the README says
+        # the collector is up, and the tracker snippet's token is one it takes
+        cbase = f"http://127.0.0.1:{cport}"
+        token = re.search(r'data-token="([^"]+)"', text).group(1)  # type: ignore[union-attr]
+        assert f'src="{cbase}/t.js"' in text
+
+        def collector_up() -> bool:
+            try:
+                return orjson.loads(_get(f"{cbase}/health"))["status"] == "ok"
+            except OSError:
+                return False
+
+        wait_for(collector_up, 60, "the collector's /health")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        view = {"event_type": "page_view", "event_id": "up-test-1", "occurred_at": now,
+                "schema_version": 1, "visitor_id": "v-up", "url": "https://x.example/",
+                "page_type": "landing", "device": "mobile"}
+        req = urllib.request.Request(f"{cbase}/collect?token={token}",
+                                     data=orjson.dumps(view), method="POST")
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            assert orjson.loads(resp.read())["accepted"] == 1
+        assert b"window.kpi" in _get(f"{cbase}/t.js")
 
         def kpis_flow() -> bool:
             try:
@@ -70,8 +95,9 @@ def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
         except subprocess.TimeoutExpired:
             up.kill()
             raise
-    orphans = [name for name, pid in (("worker", worker), ("simulator", sim)) if _alive(pid)]
-    for name, pid in (("worker", worker), ("simulator", sim)):
+    children = (("worker", worker), ("simulator", sim), ("collector", collector))
+    orphans = [name for name, pid in children if _alive(pid)]
+    for name, pid in children:
         if name in orphans:
             os.kill(pid, signal.SIGKILL)  # do not leave them to the next test
     assert code == 0, (tmp_path / "up.out").read_text()

@@ -61,6 +61,12 @@ def test_compose_runs_the_whole_stack() -> None:
     prometheus = (ROOT / "deploy" / "prometheus" / "prometheus.docker.yml").read_text()
     assert "worker-1:6066" in prometheus
     assert "worker-2:6066" in prometheus
+    # the collector: its own service, bound to loopback on the host, scraped too
+    collector = services["collector"]
+    assert collector["command"] == ["collect"]
+    assert collector["environment"]["KPI_COLLECT_HOST"] == "0.0.0.0"
+    assert collector["ports"] == ["127.0.0.1:6070:6070"]
+    assert "collector:6070" in prometheus
 
 
 def _manifests() -> list[Path]:

@@ -51,3 +51,14 @@ def test_cookieless_ids_are_stable_within_a_day_and_forgotten_the_next() -> None
     # without a pinned salt, each process day draws a random one
     live = CookielessIds()
     assert live.salt(0) != CookielessIds().salt(0)
+
+
+def test_hubspot_maps_name_the_bad_pair() -> None:
+    s = load_settings({"KPI_HUBSPOT_STAGES": "appt_1=sal, won_2=won",
+                       "KPI_HUBSPOT_KINDS": "upsell=expansion"})
+    assert s.hubspot_stages == (("appt_1", "sal"), ("won_2", "won"))
+    assert s.hubspot_kinds == (("upsell", "expansion"),)
+    with pytest.raises(SettingsError, match="'renewal' is not one of mql"):
+        load_settings({"KPI_HUBSPOT_STAGES": "x=renewal"})
+    with pytest.raises(SettingsError, match="is not key=value"):
+        load_settings({"KPI_HUBSPOT_KINDS": "upsell"})
