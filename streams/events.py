@@ -201,12 +201,13 @@ class Decoder:
             int(o.get("engaged_ms") or 0),
             o.get("utm_campaign"),
             o,
+            _traffic(o),
         )
 
     def _form_submit(self, o: dict[str, Any], t: int) -> FormSubmit:
         return FormSubmit(
             o["event_id"], t, o["visitor_id"], o["contact_id"], o["goal"],
-            self._form_channel(o), o.get("utm_campaign"), o,
+            self._form_channel(o), o.get("utm_campaign"), o, _traffic(o),
         )
 
     def _form_channel(self, o: dict[str, Any]) -> str | None:
@@ -240,6 +241,20 @@ class Decoder:
         return Engagement(o["event_id"], t, o["channel"], o["campaign"], o["content_id"],
                           o["kind"], int(o.get("count") or 1), o.get("visitor_id"),
                           o.get("contact_id"), o)
+
+
+def _traffic(o: dict[str, Any]) -> str:
+    """The event's traffic type: as declared (the collector classifies from the request),
+    else a bot if a ``user_agent`` it carries is a crawler's, else human."""
+    declared = o.get("traffic_type")
+    if declared:
+        return str(declared)
+    ua = o.get("user_agent")
+    if isinstance(ua, str):
+        from .traffic import is_bot
+
+        return "bot" if is_bot(ua) else "human"
+    return "human"
 
 
 MAX_NESTING = 32  # levels of JSON nesting an input message may have (events are flat)

@@ -23,6 +23,7 @@ class PageView:
     engaged_ms: int
     campaign: str | None
     raw: dict[str, Any]
+    traffic_type: str = "human"  # human, bot or internal (only human counts in KPIs)
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ class FormSubmit:
     channel: str | None  # the form's own touch; None when it carries no channel or utm
     campaign: str | None
     raw: dict[str, Any]
+    traffic_type: str = "human"
 
 
 @dataclass(slots=True)

@@ -182,6 +182,12 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _networks(text: str) -> tuple[Any, ...]:
+    from .traffic import parse_networks
+
+    return parse_networks(text)
+
+
 def _tokens(text: str) -> tuple[Any, ...]:
     from .collect.sources import parse_tokens
 
@@ -442,6 +448,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("collect_public_url", "KPI_COLLECT_PUBLIC_URL", "", str,
          "The collector's URL as providers call it (https://collect.example.com), when a "
          "proxy changes it: webhook signatures cover the URL.", "collector"),
+    Spec("internal_ips", "KPI_INTERNAL_IPS", "", _networks,
+         "Your own networks (offices, VPN, monitors), comma-separated addresses or CIDR "
+         "ranges: browser traffic from them is traffic_type internal, not counted in "
+         "KPIs. The address is used for this only, never stored.", "collector"),
     Spec("hook_sendgrid_key", "KPI_HOOK_SENDGRID_KEY", "", str,
          "SendGrid's signed Event Webhook verification key (base64, from its settings); "
          "empty: /hooks/sendgrid is off.", "collector"),
@@ -554,6 +564,7 @@ class Settings:
     collect_cookieless: bool
     collect_trust_forwarded: bool
     collect_public_url: str
+    internal_ips: tuple[Any, ...]
     hook_sendgrid_key: str
     hook_mailchimp_key: Secret
     hook_hubspot_secret: Secret

@@ -37,6 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from ..events import Decoder, Reject, dead_letter_record, iso_ms
 from ..schemas import parse_rfc3339_ms
 from ..topics import EVENT_TYPES, Topics
+from ..traffic import classify
 from .hooks.base import HookRejected, HookRequest, HookResult
 from .metrics import CollectMetrics
 from .sources import CookielessIds, RateLimiter, SourceToken, TokenTable
@@ -61,6 +62,7 @@ class CollectConfig:
     cookieless: bool = False
     trust_forwarded: bool = False
     public_url: str = ""
+    internal_ips: tuple[Any, ...] = ()
     produce_timeout_s: float = 15.0
     sendgrid_key: str = ""
     mailchimp_key: str = ""
@@ -79,6 +81,7 @@ class CollectConfig:
             origins=frozenset(s.collect_origins), max_body_bytes=s.collect_max_body,
             rate_per_s=s.collect_rate, cookieless=s.collect_cookieless,
             trust_forwarded=s.collect_trust_forwarded, public_url=s.collect_public_url,
+            internal_ips=s.internal_ips,
             sendgrid_key=s.hook_sendgrid_key, mailchimp_key=s.hook_mailchimp_key.get(),
             hubspot_secret=s.hook_hubspot_secret.get(), hubspot_token=s.hubspot_token.get(),
             hubspot_api=s.hubspot_api, hubspot_stages=dict(s.hubspot_stages),
@@ -204,10 +207,14 @@ class Collector:
                           f" at most {self.decoder.max_batch_events}"}, 413, cors)
         now = self.now_ms()
         ip = self._client_ip(request)
-        ua = request.headers.get("User-Agent", "")
+        # a browser's own request (trackers always send an Origin) says who it is; a
+        # server posting for browsers passes each event's user_agent instead
+        browser = request.headers.get("Origin") is not None
+        ua = request.headers.get("User-Agent", "") if browser else None
+        declared = request.headers.get("X-KPI-Traffic")
         for item in items:
             if isinstance(item, dict):
-                self._enrich(item, source, ip, ua, now)
+                self._enrich(item, source, ip if browser else "", ua, declared, now)
         try:
             accepted, rejected = await self._take(items, source, now, forbid=True)
         except Unavailable as exc:
@@ -239,14 +246,21 @@ class Collector:
                 return fwd.split(",")[0].strip()
         return request.remote or ""
 
-    def _enrich(self, ev: dict[str, Any], source: SourceToken, ip: str, ua: str,
-                now: int) -> None:
-        """What only the collector knows: a cookieless visitor id, the browser clock's
-        error (as Snowplow derives it: occurred + (collector now - device sent))."""
+    def _enrich(self, ev: dict[str, Any], source: SourceToken, ip: str, ua: str | None,
+                declared: str | None, now: int) -> None:
+        """What only the collector knows: the traffic type (bot, internal, human), a
+        cookieless visitor id, the browser clock's error (as Snowplow derives it:
+        occurred + (collector now - device sent)). The IP and user agent are used and
+        not forwarded."""
         if ev.get("event_type") not in BROWSER_TYPES:
             return
+        agent = ev.pop("user_agent", None)
+        if not isinstance(agent, str):
+            agent = ua
+        if not ev.get("traffic_type"):
+            ev["traffic_type"] = classify(agent, ip, self.cfg.internal_ips, declared)
         if self.cfg.cookieless and not ev.get("visitor_id"):
-            ev["visitor_id"] = self.anon.visitor_id(source.name, ip, ua, now)
+            ev["visitor_id"] = self.anon.visitor_id(source.name, ip, agent or "", now)
         sent = ev.pop("sent_at", None)
         occurred = ev.get("occurred_at")
         if isinstance(sent, str) and isinstance(occurred, str):

@@ -92,10 +92,11 @@ M = 1.0 / MICRO
 
 KPIS: tuple[KPI, ...] = (
     # -- web (section 4) --------------------------------------------------------
-    _k("pageviews", _t("web.pv"), None, "count", WEB_DIMS, "leading", "page views"),
-    _k("sessions", _t("web.se"), None, "count", WEB_DIMS, "leading",
+    _k("pageviews", _t("web.pv"), None, "count", WEB_DIMS | {"traffic_type"}, "leading",
+       "page views"),
+    _k("sessions", _t("web.se"), None, "count", WEB_DIMS | {"traffic_type"}, "leading",
        "sessions starting in the bucket", session_based=True),
-    _k("users", _t("web.us"), None, "count", WEB_DIMS, "leading",
+    _k("users", _t("web.us"), None, "count", WEB_DIMS | {"traffic_type"}, "leading",
        "distinct visitors with a page view in the bucket"),
     _k("new_users", _t("web.nu"), None, "count", WEB_DIMS, "leading",
        "users whose first page view ever is in the bucket, in the channel and device of "
@@ -361,7 +362,8 @@ def applies(kpi: KPI, dim_key: str, comps: Comps) -> bool:
 
 
 DIM_LABELS = {"": "total", "channel": "channel", "device": "device", "campaign": "campaign",
-              "goal": "goal", "page_type": "page_type", "grade": "grade"}
+              "goal": "goal", "page_type": "page_type", "grade": "grade",
+              "traffic_type": "traffic_type"}
 UNIT_LABELS = {"CURRENCY": "reporting currency", "count": "count", "ratio": "fraction",
                "pages": "pages/session", "s": "seconds", "days": "days",
                "points": "score points"}

@@ -28,7 +28,7 @@ import orjson
 from ..records import FormSubmit, PageView
 from . import attribution
 from .buckets import DAY, bucket_end, floor, starts
-from .deltas import Deltas, add, add_many, dim, prune_zero
+from .deltas import Deltas, add, add_many, dim, merge_into, prune_zero
 from .scoring import ScoringConfig
 from .stage import StageOutput
 from .visitors import (
@@ -218,6 +218,17 @@ def _acquisition(sessions: list[Session], first: int | None) -> tuple[str, ...]:
     return ("",)  # its first page view is no longer kept: it is not new here
 
 
+OTHER_TRAFFIC = "\x06"  # visitor key prefix of bot and internal traffic (then type, \x1f, id)
+TRAFFIC_COMPS = frozenset({"pv", "se", "us"})  # pageviews, sessions, users
+
+
+def traffic_of(vid: str) -> str:
+    """The traffic type a (possibly prefixed) visitor key stands for."""
+    if vid.startswith(OTHER_TRAFFIC):
+        return vid[1:vid.index("\x1f")]
+    return "human"
+
+
 def visitor_hash(visitor_id: str) -> int:
     """Stable 63-bit hash of a visitor id for the distinct-count sketches."""
     return int.from_bytes(hashlib.blake2b(visitor_id.encode(), digest_size=8).digest(),
@@ -260,6 +271,8 @@ class WebPartition(ColdBacked, ClockedPartition):
         linked: dict[str, set[str]] = {}  # visitor -> contacts its forms named first now
         for topic, rec in items:
             vid = rec.visitor_id
+            if rec.traffic_type != "human":  # kept apart: it counts in traffic_type only
+                vid = OTHER_TRAFFIC + rec.traffic_type + "\x1f" + vid
             v = self._visitor(vid)
             et = "page_view" if isinstance(rec, PageView) else "form_submit"
             if v is not None:
@@ -287,7 +300,7 @@ class WebPartition(ColdBacked, ClockedPartition):
                 fs: FS = (rec.t, rec.event_id, rec.contact_id, rec.goal, rec.channel,
                           rec.campaign)
                 _insort(v.forms, fs)
-            if scoring is not None:
+            if scoring is not None and rec.traffic_type == "human":
                 self._score(scoring, vid, v, rec, fresh, known, linked)
             touched[vid] = v
         for vid in touched:
@@ -327,6 +340,29 @@ class WebPartition(ColdBacked, ClockedPartition):
             fresh.setdefault(vid, []).append(fact)
 
     def _visitor_deltas(self, vid: str, old: Visitor, new: Visitor, out: StageOutput) -> None:
+        """A visitor's change of contribution. Human traffic counts everywhere and in
+        ``traffic_type=human``; a bot's or internal visitor's counts only in its
+        ``traffic_type`` of page views, sessions and users, so what was filtered out
+        can be seen (and a wrong rule fixed)."""
+        traffic = traffic_of(vid)
+        part = StageOutput()
+        sessions = self._facts(vid, old, new, part)
+        if traffic == "human":
+            merge_into(out.deltas, part.deltas)
+            for key, hashes in part.sketches.items():
+                out.sketches.setdefault(key, set()).update(hashes)
+            self._lead_candidates(vid, new, sessions, out)
+        tdim = dim("traffic_type", traffic)
+        for (fam, size, start, d), comps in part.deltas.items():
+            if d == "":
+                kept = {c: v for c, v in comps.items() if c in TRAFFIC_COMPS}
+                if kept:
+                    add_many(out.deltas, (fam, size, start, tdim), kept)
+        for (fam, size, start, d), hashes in part.sketches.items():
+            if d == "":
+                out.sketches.setdefault((fam, size, start, tdim), set()).update(hashes)
+
+    def _facts(self, vid: str, old: Visitor, new: Visitor, out: StageOutput) -> list[Session]:
         cfg = self.cfg
         old_sessions, old_alone = sessionize(old.pvs, old.forms, cfg)
         new_sessions, new_alone = sessionize(new.pvs, new.forms, cfg)
@@ -383,7 +419,7 @@ class WebPartition(ColdBacked, ClockedPartition):
             if is_new:
                 for d in new_acq:
                     add(out.deltas, (FAMILY, size, start, d), "nu", 1)
-        self._lead_candidates(vid, new, new_sessions, out)
+        return new_sessions
 
     def _lead_candidates(self, vid: str, v: Visitor, sessions: list[Session],
                          out: StageOutput) -> None:

@@ -59,7 +59,7 @@ def parse_kpi_query(q: Any) -> dict[str, Any]:
     if windows and windows - set(ALL_WINDOWS):
         raise ValueError(f"bucket must be one of {', '.join(ALL_WINDOWS)}")
     dims: set[str] | None = None
-    for name in ("channel", "device", "campaign", "page_type", "goal"):
+    for name in ("channel", "device", "campaign", "page_type", "goal", "traffic_type"):
         for value in many(name) or ():
             dims = (dims or set()) | {f"{name}={value}"}
     for value in many("dim") or ():

@@ -114,3 +114,36 @@ async def test_malformed_json_is_answered_and_dead_lettered() -> None:
         assert resp.status == 403
     finally:
         await tc.close()
+
+
+@pytest.mark.asyncio
+async def test_traffic_type_from_the_request_and_nothing_of_it_forwarded() -> None:
+    from streams.traffic import parse_networks
+
+    bot = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
+    chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0"
+    kafka = Kafka()
+    tc = await client(kafka, origins=frozenset({"https://www.acme.example"}))
+    staff = Kafka()
+    inside = await client(staff, internal_ips=parse_networks("127.0.0.0/8"),
+                          origins=frozenset({"*"}))
+    try:
+        view = event("page_view", occurred_at=iso_ms(NOW))
+        browser = {"Origin": "https://www.acme.example"}
+        for ua in (bot, chrome):
+            resp = await tc.post("/collect?token=pk_12345678", data=orjson.dumps(view),
+                                 headers={**browser, "User-Agent": ua})
+            assert resp.status == 200
+        # a server posting for a browser: the event's own user_agent decides
+        resp = await tc.post("/collect?token=pk_12345678", headers={"User-Agent": "curl/8"},
+                             data=orjson.dumps({**view, "user_agent": bot}))
+        assert resp.status == 200
+        assert [e["traffic_type"] for e in kafka.events] == ["bot", "human", "bot"]
+        assert not any("user_agent" in e for e in kafka.events)
+        resp = await inside.post("/collect?token=pk_12345678", data=orjson.dumps(view),
+                                 headers={"Origin": "https://x.example", "User-Agent": chrome})
+        assert resp.status == 200
+        assert staff.events[0]["traffic_type"] == "internal"  # the office network
+    finally:
+        await tc.close()
+        await inside.close()
