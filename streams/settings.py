@@ -1,7 +1,8 @@
 """One frozen settings object, built from the environment.
 
-Every setting is declared once in ``SPECS`` with its environment name, default
-and help text. The CLI's ``--help``, ``kpi-streams settings`` and the README's
+Every setting is declared once, as a field of :class:`Settings` with its
+environment name, default and help text (:func:`setting`); ``SPECS`` is read
+from those fields. The CLI's ``--help``, ``kpi-streams settings`` and the README's
 settings table are all read from that declaration, so they cannot drift apart.
 Secrets are held in :class:`Secret`, whose ``repr`` and ``str`` never show the
 value.
@@ -230,348 +231,351 @@ class Spec:
 
 _DEFAULT_HOME = "~/.cache/kpi-streams"
 
-SPECS: tuple[Spec, ...] = (
-    # -- Kafka -------------------------------------------------------------
-    Spec("kafka_bootstrap", "KAFKA_BOOTSTRAP", "", _optional_str,
-         "Existing Kafka cluster (host:port,...). Set: nothing is started locally.", "kafka"),
-    Spec("kafka_home", "KAFKA_HOME", "", _optional_path,
-         "An installed Kafka to run instead of the jars fetched with Maven.", "kafka"),
-    Spec("kafka_version", "KPI_KAFKA_VERSION", "4.1.1", str,
-         "Apache Kafka version the local broker fetches from Maven Central.", "kafka"),
-    Spec("broker_port", "KPI_BROKER_PORT", "9092", _positive_int,
-         "Port of the local broker (bound to 127.0.0.1).", "kafka"),
-    Spec("controller_port", "KPI_CONTROLLER_PORT", "9093", _positive_int,
-         "Port of the local broker's KRaft controller listener.", "kafka"),
-    Spec("broker_heap", "KPI_BROKER_HEAP", "768m", str,
-         "Java heap of the local broker.", "kafka"),
-    Spec("home", "KPI_HOME", _DEFAULT_HOME, _path,
-         "Where Kafka jars, broker data and logs are kept (outside the work tree).", "kafka"),
-    Spec("security_protocol", "KPI_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
-         _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-         "Kafka security protocol.", "kafka"),
-    Spec("sasl_mechanism", "KPI_KAFKA_SASL_MECHANISM", "PLAIN",
-         _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
-         "SASL mechanism when the protocol is SASL_*.", "kafka"),
-    Spec("sasl_username", "KPI_KAFKA_SASL_USERNAME", "", str,
-         "SASL user name.", "kafka"),
-    Spec("sasl_password", "KPI_KAFKA_SASL_PASSWORD", "", Secret,
-         "SASL password (never printed).", "kafka", secret=True),
-    Spec("ssl_cafile", "KPI_KAFKA_SSL_CAFILE", "", _optional_path,
-         "CA bundle that signs the brokers' certificates.", "kafka"),
-    Spec("ssl_certfile", "KPI_KAFKA_SSL_CERTFILE", "", _optional_path,
-         "Client certificate for mutual TLS.", "kafka"),
-    Spec("ssl_keyfile", "KPI_KAFKA_SSL_KEYFILE", "", _optional_path,
-         "Client private key for mutual TLS.", "kafka"),
-    Spec("ssl_key_password", "KPI_KAFKA_SSL_KEY_PASSWORD", "", Secret,
-         "Password of the client private key (never printed).", "kafka", secret=True),
-    # -- Topics --------------------------------------------------------------
-    Spec("namespace", "KPI_NAMESPACE", "", str,
-         "Prefix for every topic name and the consumer group, so deployments or "
-         "test runs can share one cluster.", "topics"),
-    Spec("input_partitions", "KPI_INPUT_PARTITIONS", "6", _positive_int,
-         "Partitions of the input topics (and of the state topics that mirror them).",
-         "topics"),
-    Spec("kpi_partitions", "KPI_KPI_PARTITIONS", "6", _positive_int,
-         "Partitions of the KPI snapshot and partial-aggregate topics.", "topics"),
-    Spec("replication_factor", "KPI_REPLICATION_FACTOR", "1", _positive_int,
-         "Replication factor for topics the project creates.", "topics"),
-    Spec("topic_page_views", "KPI_TOPIC_PAGE_VIEWS", "mkt.page_views.v1", str,
-         "Page view input topic.", "topics"),
-    Spec("topic_email_events", "KPI_TOPIC_EMAIL_EVENTS", "mkt.email_events.v1", str,
-         "Email event input topic.", "topics"),
-    Spec("topic_form_submits", "KPI_TOPIC_FORM_SUBMITS", "mkt.form_submits.v1", str,
-         "Form submit input topic.", "topics"),
-    Spec("topic_deal_updates", "KPI_TOPIC_DEAL_UPDATES", "mkt.deal_updates.v1", str,
-         "CRM deal update input topic.", "topics"),
-    Spec("topic_spend", "KPI_TOPIC_SPEND", "mkt.spend.v1", str,
-         "Marketing spend input topic.", "topics"),
-    Spec("topic_engagements", "KPI_TOPIC_ENGAGEMENTS", "mkt.engagements.v1", str,
-         "Off-site engagement input topic.", "topics"),
-    Spec("topic_snapshots", "KPI_TOPIC_SNAPSHOTS", "kpi.snapshots", str,
-         "Compacted topic of KPI snapshots (the product's main output).", "topics"),
-    Spec("topic_lead_scores", "KPI_TOPIC_LEAD_SCORES", "mkt.lead_scores.v1", str,
-         "Contacts that qualified (MQL) by lead score, once each, with the rules that "
-         "fired.", "topics"),
-    Spec("topic_late", "KPI_TOPIC_LATE", "kpi.late_events", str,
-         "Where events judged late are sent, unchanged, with the watermark.", "topics"),
-    Spec("dlq_suffix", "KPI_DLQ_SUFFIX", ".dlq", str,
-         "Appended to an input topic's name to name its dead-letter topic.", "topics"),
-    # -- Time ----------------------------------------------------------------
-    Spec("allowed_lateness_ms", "KPI_ALLOWED_LATENESS", "10m", parse_duration_ms,
-         "How far behind its partition's watermark an event may be and still count.",
-         "time"),
-    Spec("idle_timeout_ms", "KPI_IDLE_TIMEOUT", "30s", parse_duration_ms,
-         "After this long without events a partition's watermark follows the wall clock.",
-         "time"),
-    Spec("max_future_skew_ms", "KPI_MAX_FUTURE_SKEW", "1h", parse_duration_ms,
-         "Events dated further than this ahead of the wall clock are rejected "
-         "(reason future_event).", "time"),
-    Spec("retention_1m_ms", "KPI_RETENTION_1M", "2d", parse_duration_ms,
-         "How long 1m buckets are kept (event time behind the watermark).", "time"),
-    Spec("retention_1h_ms", "KPI_RETENTION_1H", "90d", parse_duration_ms,
-         "How long 1h buckets are kept.", "time"),
-    Spec("retention_1d_ms", "KPI_RETENTION_1D", "730d", parse_duration_ms,
-         "How long 1d buckets are kept.", "time"),
-    Spec("visitor_ttl_ms", "KPI_VISITOR_TTL", "400d", parse_duration_ms,
-         "How long a visitor's first-seen record is kept (new vs returning users).", "time"),
-    Spec("message_ttl_ms", "KPI_MESSAGE_TTL", "30d", parse_duration_ms,
-         "How long an e-mail message is remembered after its last event (its send, "
-         "first open and click count once within this).", "time"),
-    # -- KPI definitions -----------------------------------------------------
-    Spec("reporting_currency", "KPI_REPORTING_CURRENCY", "EUR", _currency,
-         "Every amount is converted to this currency.", "kpi"),
-    Spec("timezone", "KPI_TIMEZONE", "UTC", _timezone,
-         "Reporting time zone (IANA name, e.g. Europe/Warsaw, Asia/Tehran). 1h, 1d, 1w, "
-         "1mo and 1q buckets follow its local time, DST included; snapshot times carry "
-         "its offset. Changing it on a running deployment: see the README.", "kpi"),
-    Spec("week_start", "KPI_WEEK_START", "monday", _weekday,
-         "First day of a 1w bucket: monday (ISO weeks) or sunday.", "kpi"),
-    Spec("fx_rates_file", "KPI_FX_RATES", "", _optional_path,
-         "JSON rate table (see streams/config/fx_rates.json); empty: the built-in table.",
-         "kpi"),
-    Spec("channel_rules_file", "KPI_CHANNEL_RULES", "", _optional_path,
-         "JSON channel rule table (see streams/config/channel_rules.json); empty: built-in.",
-         "kpi"),
-    Spec("lead_scoring_file", "KPI_LEAD_SCORING", "", _optional_path,
-         "JSON lead-scoring rules (see streams/config/lead_scoring.json); empty: built-in. "
-         "Validated at start.", "kpi"),
-    Spec("session_timeout_ms", "KPI_SESSION_TIMEOUT", "30m", parse_duration_ms,
-         "Inactivity gap that ends a session.", "kpi"),
-    Spec("session_split_midnight", "KPI_SESSION_SPLIT_MIDNIGHT", "false", _bool,
-         "Start a new session at UTC midnight.", "kpi"),
-    Spec("session_split_campaign", "KPI_SESSION_SPLIT_CAMPAIGN", "false", _bool,
-         "Start a new session when the utm campaign changes.", "kpi"),
-    Spec("bounce_mode", "KPI_BOUNCE_MODE", "single_page", _choice("single_page", "not_engaged"),
-         "single_page: one page view and no conversion (UA); not_engaged: 1 - engagement "
-         "rate (GA4).", "kpi"),
-    Spec("engaged_ms", "KPI_ENGAGED_TIME", "10s", parse_duration_ms,
-         "Engagement time that makes a session engaged.", "kpi"),
-    Spec("attribution", "KPI_ATTRIBUTION", "first_touch",
-         _choice("first_touch", "last_touch", "last_non_direct", "linear",
-                 "position_based", "time_decay"),
-         "Attribution model for the channel of leads, deals and revenue.", "kpi"),
-    Spec("attribution_lookback_ms", "KPI_ATTRIBUTION_LOOKBACK", "30d", parse_duration_ms,
-         "Sessions this long before a lead are its touches.", "kpi"),
-    Spec("time_decay_half_life_ms", "KPI_TIME_DECAY_HALF_LIFE", "7d", parse_duration_ms,
-         "Half-life of the time_decay attribution model.", "kpi"),
-    Spec("lead_goals", "KPI_LEAD_GOALS",
-         "call_click,contact,content_download,demo_request,inquiry,newsletter_signup", _goals,
-         "Form goals that make a contact a lead.", "kpi"),
-    Spec("exclude_machine_opens", "KPI_EXCLUDE_MACHINE_OPENS", "true", _bool,
-         "Drop machine (privacy-proxy) opens before counting unique opens.", "kpi"),
-    Spec("default_margin", "KPI_DEFAULT_MARGIN", "1.0", _fraction,
-         "Gross profit = amount x this, for won deals without gross_profit (1.0: no "
-         "margin data, so ROI is computed on revenue).", "kpi"),
-    # -- Worker --------------------------------------------------------------
-    Spec("state_store", "KPI_STATE_STORE", "rocksdb", _choice("rocksdb", "memory"),
-         "Where long-lived state (cold visitors) lives: rocksdb (on disk under "
-         "KPI_STATE_DIR, memory bounded by KPI_STATE_CACHE) or memory (the heap; "
-         "tests).", "worker"),
-    Spec("state_dir", "KPI_STATE_DIR", str(Path(_DEFAULT_HOME) / "state"), _path,
-         "Directory of the embedded stores, one per stage partition (give each worker "
-         "its own volume).", "worker"),
-    Spec("state_cache_bytes", "KPI_STATE_CACHE", "64MB", _bytes,
-         "Memory of all the worker's embedded stores together: one block cache, with "
-         "their write buffers charged to it.", "worker"),
-    Spec("max_message_bytes", "KPI_MAX_MESSAGE_BYTES", "1048576", _positive_int,
-         "Input messages larger than this are rejected (reason too_large).", "worker"),
-    Spec("max_batch_events", "KPI_MAX_BATCH_EVENTS", "5000", _positive_int,
-         "A JSON array message with more events than this is rejected (too_large).",
-         "worker"),
-    Spec("flush_interval_ms", "KPI_FLUSH_INTERVAL", "250ms", parse_duration_ms,
-         "How often the worker writes state and partial aggregates.", "worker"),
-    Spec("shutdown_grace_ms", "KPI_SHUTDOWN_GRACE", "30s", parse_duration_ms,
-         "A worker told to stop (SIGTERM, Ctrl-C) that has not stopped after this long "
-         "(Kafka away) exits anyway; its state is crash-safe.", "worker"),
-    Spec("group_session_timeout_ms", "KPI_GROUP_SESSION_TIMEOUT", "60s", _group_session,
-         "How long the consumer group waits for a worker that stopped answering (a "
-         "crash) before its partitions go to the others; 6s to 90s.", "worker"),
-    Spec("take_messages", "KPI_TAKE_MESSAGES", "500", _positive_int,
-         "Kafka messages an agent processes per step.", "worker"),
-    Spec("live_interval_ms", "KPI_LIVE_INTERVAL", "1s", parse_duration_ms,
-         "How often changed KPIs are recomputed for the live wall, the SSE stream and "
-         "the API.", "worker"),
-    Spec("snapshot_interval_ms", "KPI_SNAPSHOT_INTERVAL", "5s", parse_duration_ms,
-         "An open 1m or 1h cell whose value changed goes on the KPI topic at most this "
-         "often (finals and restatements always go, once).", "worker"),
-    Spec("snapshot_slow_interval_ms", "KPI_SNAPSHOT_SLOW_INTERVAL", "60s",
-         parse_duration_ms,
-         "The same for open 1d cells, months and rolling views.", "worker"),
-    Spec("catchup_lag_ms", "KPI_CATCHUP_LAG", "15m", parse_duration_ms,
-         "A merge partition whose event time is further behind the wall clock than this "
-         "while data keeps arriving is catching up (a replay, a backlog): it puts only "
-         "finals, restatements and tombstones on the KPI topic, and the latest open "
-         "values once caught up.", "worker"),
-    Spec("publish_windows", "KPI_PUBLISH_WINDOWS",
-         "1h,1d,1w,1mo,1q,15m,24h,7d,30d", _windows,
-         "Buckets and rolling views published on the KPI topic (all, 1m too, are still "
-         "computed and served by the API, /metrics and the wall). Add 1m to put minute "
-         "cells on the topic.", "worker"),
-    Spec("web_host", "KPI_WEB_HOST", "127.0.0.1", str,
-         "Address the worker's web server (wall, API, /metrics) binds to.", "worker"),
-    Spec("web_port", "KPI_WEB_PORT", "6066", _positive_int,
-         "Port of the worker's web server.", "worker"),
-    Spec("alertmanager_url", "KPI_ALERTMANAGER_URL", "", str,
-         "Alertmanager whose firing alerts the wall shows (e.g. http://127.0.0.1:9093); "
-         "empty: no alert banner.", "worker"),
-    Spec("worker_id", "KPI_WORKER_ID", "", str,
-         "Name of this worker in logs and metrics; empty: host name and PID.", "worker"),
-    Spec("log_level", "KPI_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"),
-         "Log level.", "worker"),
-    # -- Collector -----------------------------------------------------------
-    Spec("collect_host", "KPI_COLLECT_HOST", "127.0.0.1", str,
-         "Address the collector (kpi-streams collect) binds to; 0.0.0.0 behind a proxy "
-         "or load balancer.", "collector"),
-    Spec("collect_port", "KPI_COLLECT_PORT", "6070", _positive_int,
-         "Port of the collector.", "collector"),
-    Spec("collect_tokens", "KPI_COLLECT_TOKENS", "", _tokens,
-         "Write-only source tokens, name:token:types;... e.g. "
-         "site:pk_3f9a1c7e:page_view,form_submit;ops:sk_77e0b2aa:spend (types: event "
-         "types or *). The name labels metrics; tokens are never printed.", "collector",
-         secret=True),
-    Spec("collect_origins", "KPI_COLLECT_ORIGINS", "", _list,
-         "Browser origins allowed to post to /collect (CORS), comma-separated, e.g. "
-         "https://www.example.com; * allows any. The collector's own origin always may.",
-         "collector"),
-    Spec("collect_max_body", "KPI_COLLECT_MAX_BODY", "1048576", _positive_int,
-         "Largest request body in bytes (answered 413).", "collector"),
-    Spec("collect_rate", "KPI_COLLECT_RATE", "1000", _positive_float,
-         "Requests per second one source token may make (bursts of as many; answered "
-         "429 with Retry-After).", "collector"),
-    Spec("collect_cookieless", "KPI_COLLECT_COOKIELESS", "false", _bool,
-         "Cookieless visitors: the tracker stores nothing and the collector derives the "
-         "visitor id from site, IP and user agent with a salt replaced daily (returning "
-         "visitors are unknown across days).", "collector"),
-    Spec("collect_trust_forwarded", "KPI_COLLECT_TRUST_FORWARDED", "false", _bool,
-         "Take the client address from X-Forwarded-For (only behind a proxy you run).",
-         "collector"),
-    Spec("collect_public_url", "KPI_COLLECT_PUBLIC_URL", "", str,
-         "The collector's URL as providers call it (https://collect.example.com), when a "
-         "proxy changes it: webhook signatures cover the URL.", "collector"),
-    Spec("internal_ips", "KPI_INTERNAL_IPS", "", _networks,
-         "Your own networks (offices, VPN, monitors), comma-separated addresses or CIDR "
-         "ranges: browser traffic from them is traffic_type internal, not counted in "
-         "KPIs. The address is used for this only, never stored.", "collector"),
-    Spec("hook_sendgrid_key", "KPI_HOOK_SENDGRID_KEY", "", str,
-         "SendGrid's signed Event Webhook verification key (base64, from its settings); "
-         "empty: /hooks/sendgrid is off.", "collector"),
-    Spec("hook_mailchimp_key", "KPI_HOOK_MAILCHIMP_KEY", "", Secret,
-         "Mailchimp Transactional webhook key; empty: /hooks/mailchimp is off.",
-         "collector", secret=True),
-    Spec("hook_hubspot_secret", "KPI_HOOK_HUBSPOT_SECRET", "", Secret,
-         "HubSpot app client secret (signs its webhooks); empty: /hooks/hubspot is off.",
-         "collector", secret=True),
-    Spec("hubspot_token", "KPI_HUBSPOT_TOKEN", "", Secret,
-         "HubSpot private-app token: a stage change names only the deal, so the "
-         "collector reads the deal's amount, contact and company from HubSpot's API.",
-         "collector", secret=True),
-    Spec("hubspot_api", "KPI_HUBSPOT_API", "https://api.hubapi.com", str,
-         "HubSpot API base URL.", "collector"),
-    Spec("hubspot_stages", "KPI_HUBSPOT_STAGES", "", _mapping(*_STAGES),
-         "HubSpot pipeline stage id -> mql/sal/sql/opportunity/won/lost, comma-separated "
-         "a=b pairs, over the default pipeline's map (closedwon=won, ...).", "collector"),
-    Spec("hubspot_kinds", "KPI_HUBSPOT_KINDS", "", _mapping(*_KINDS),
-         "HubSpot dealtype -> new_business/renewal/expansion, a=b pairs over "
-         "newbusiness=new_business,existingbusiness=renewal.", "collector"),
-)
 
-_SPEC_BY_ATTR = {s.attr: s for s in SPECS}
+def setting(env: str, default: str, parse: Callable[[str], Any], help: str, group: str,
+            secret: bool = False) -> Any:
+    """Declare one field of :class:`Settings`: its environment variable, default (as
+    text, as it would be written in the environment), parser, help and group. The CLI's
+    ``--help``, ``kpi-streams settings`` and the README's table are read from these."""
+    return field(metadata={"setting": (env, default, parse, help, group, secret)})
 
 
 @dataclass(frozen=True)
 class Settings:
     """All configuration of one process. Build with :func:`load_settings`."""
 
-    kafka_bootstrap: str | None
-    kafka_home: Path | None
-    kafka_version: str
-    broker_port: int
-    controller_port: int
-    broker_heap: str
-    home: Path
-    security_protocol: str
-    sasl_mechanism: str
-    sasl_username: str
-    sasl_password: Secret
-    ssl_cafile: Path | None
-    ssl_certfile: Path | None
-    ssl_keyfile: Path | None
-    ssl_key_password: Secret
-    namespace: str
-    input_partitions: int
-    kpi_partitions: int
-    replication_factor: int
-    topic_page_views: str
-    topic_email_events: str
-    topic_form_submits: str
-    topic_deal_updates: str
-    topic_spend: str
-    topic_engagements: str
-    topic_snapshots: str
-    topic_lead_scores: str
-    topic_late: str
-    dlq_suffix: str
-    allowed_lateness_ms: int
-    idle_timeout_ms: int
-    max_future_skew_ms: int
-    retention_1m_ms: int
-    retention_1h_ms: int
-    retention_1d_ms: int
-    visitor_ttl_ms: int
-    message_ttl_ms: int
-    reporting_currency: str
-    timezone: str
-    week_start: int
-    fx_rates_file: Path | None
-    channel_rules_file: Path | None
-    lead_scoring_file: Path | None
-    session_timeout_ms: int
-    session_split_midnight: bool
-    session_split_campaign: bool
-    bounce_mode: str
-    engaged_ms: int
-    attribution: str
-    attribution_lookback_ms: int
-    time_decay_half_life_ms: int
-    lead_goals: tuple[str, ...]
-    exclude_machine_opens: bool
-    default_margin: float
-    state_store: str
-    state_dir: Path
-    state_cache_bytes: int
-    max_message_bytes: int
-    max_batch_events: int
-    flush_interval_ms: int
-    shutdown_grace_ms: int
-    group_session_timeout_ms: int
-    take_messages: int
-    live_interval_ms: int
-    snapshot_interval_ms: int
-    snapshot_slow_interval_ms: int
-    catchup_lag_ms: int
-    publish_windows: tuple[str, ...]
-    web_host: str
-    web_port: int
-    alertmanager_url: str
-    worker_id: str
-    log_level: str
-    collect_host: str
-    collect_port: int
-    collect_tokens: tuple[Any, ...]
-    collect_origins: tuple[str, ...]
-    collect_max_body: int
-    collect_rate: float
-    collect_cookieless: bool
-    collect_trust_forwarded: bool
-    collect_public_url: str
-    internal_ips: tuple[Any, ...]
-    hook_sendgrid_key: str
-    hook_mailchimp_key: Secret
-    hook_hubspot_secret: Secret
-    hubspot_token: Secret
-    hubspot_api: str
-    hubspot_stages: tuple[tuple[str, str], ...]
-    hubspot_kinds: tuple[tuple[str, str], ...]
+    # -- Kafka -------------------------------------------------------------
+    kafka_bootstrap: str | None = setting(
+        "KAFKA_BOOTSTRAP", "", _optional_str,
+        "Existing Kafka cluster (host:port,...). Set: nothing is started locally.", "kafka")
+    kafka_home: Path | None = setting(
+        "KAFKA_HOME", "", _optional_path,
+        "An installed Kafka to run instead of the jars fetched with Maven.", "kafka")
+    kafka_version: str = setting(
+        "KPI_KAFKA_VERSION", "4.1.1", str,
+        "Apache Kafka version the local broker fetches from Maven Central.", "kafka")
+    broker_port: int = setting(
+        "KPI_BROKER_PORT", "9092", _positive_int,
+        "Port of the local broker (bound to 127.0.0.1).", "kafka")
+    controller_port: int = setting(
+        "KPI_CONTROLLER_PORT", "9093", _positive_int,
+        "Port of the local broker's KRaft controller listener.", "kafka")
+    broker_heap: str = setting(
+        "KPI_BROKER_HEAP", "768m", str,
+        "Java heap of the local broker.", "kafka")
+    home: Path = setting(
+        "KPI_HOME", _DEFAULT_HOME, _path,
+        "Where Kafka jars, broker data and logs are kept (outside the work tree).", "kafka")
+    security_protocol: str = setting(
+        "KPI_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        "Kafka security protocol.", "kafka")
+    sasl_mechanism: str = setting(
+        "KPI_KAFKA_SASL_MECHANISM", "PLAIN",
+        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        "SASL mechanism when the protocol is SASL_*.", "kafka")
+    sasl_username: str = setting(
+        "KPI_KAFKA_SASL_USERNAME", "", str,
+        "SASL user name.", "kafka")
+    sasl_password: Secret = setting(
+        "KPI_KAFKA_SASL_PASSWORD", "", Secret,
+        "SASL password (never printed).", "kafka", secret=True)
+    ssl_cafile: Path | None = setting(
+        "KPI_KAFKA_SSL_CAFILE", "", _optional_path,
+        "CA bundle that signs the brokers' certificates.", "kafka")
+    ssl_certfile: Path | None = setting(
+        "KPI_KAFKA_SSL_CERTFILE", "", _optional_path,
+        "Client certificate for mutual TLS.", "kafka")
+    ssl_keyfile: Path | None = setting(
+        "KPI_KAFKA_SSL_KEYFILE", "", _optional_path,
+        "Client private key for mutual TLS.", "kafka")
+    ssl_key_password: Secret = setting(
+        "KPI_KAFKA_SSL_KEY_PASSWORD", "", Secret,
+        "Password of the client private key (never printed).", "kafka", secret=True)
+    # -- Topics --------------------------------------------------------------
+    namespace: str = setting(
+        "KPI_NAMESPACE", "", str,
+        "Prefix for every topic name and the consumer group, so deployments or "
+        "test runs can share one cluster.", "topics")
+    input_partitions: int = setting(
+        "KPI_INPUT_PARTITIONS", "6", _positive_int,
+        "Partitions of the input topics (and of the state topics that mirror them).",
+        "topics")
+    kpi_partitions: int = setting(
+        "KPI_KPI_PARTITIONS", "6", _positive_int,
+        "Partitions of the KPI snapshot and partial-aggregate topics.", "topics")
+    replication_factor: int = setting(
+        "KPI_REPLICATION_FACTOR", "1", _positive_int,
+        "Replication factor for topics the project creates.", "topics")
+    topic_page_views: str = setting(
+        "KPI_TOPIC_PAGE_VIEWS", "mkt.page_views.v1", str,
+        "Page view input topic.", "topics")
+    topic_email_events: str = setting(
+        "KPI_TOPIC_EMAIL_EVENTS", "mkt.email_events.v1", str,
+        "Email event input topic.", "topics")
+    topic_form_submits: str = setting(
+        "KPI_TOPIC_FORM_SUBMITS", "mkt.form_submits.v1", str,
+        "Form submit input topic.", "topics")
+    topic_deal_updates: str = setting(
+        "KPI_TOPIC_DEAL_UPDATES", "mkt.deal_updates.v1", str,
+        "CRM deal update input topic.", "topics")
+    topic_spend: str = setting(
+        "KPI_TOPIC_SPEND", "mkt.spend.v1", str,
+        "Marketing spend input topic.", "topics")
+    topic_engagements: str = setting(
+        "KPI_TOPIC_ENGAGEMENTS", "mkt.engagements.v1", str,
+        "Off-site engagement input topic.", "topics")
+    topic_snapshots: str = setting(
+        "KPI_TOPIC_SNAPSHOTS", "kpi.snapshots", str,
+        "Compacted topic of KPI snapshots (the product's main output).", "topics")
+    topic_lead_scores: str = setting(
+        "KPI_TOPIC_LEAD_SCORES", "mkt.lead_scores.v1", str,
+        "Contacts that qualified (MQL) by lead score, once each, with the rules that "
+        "fired.", "topics")
+    topic_late: str = setting(
+        "KPI_TOPIC_LATE", "kpi.late_events", str,
+        "Where events judged late are sent, unchanged, with the watermark.", "topics")
+    dlq_suffix: str = setting(
+        "KPI_DLQ_SUFFIX", ".dlq", str,
+        "Appended to an input topic's name to name its dead-letter topic.", "topics")
+    # -- Time ----------------------------------------------------------------
+    allowed_lateness_ms: int = setting(
+        "KPI_ALLOWED_LATENESS", "10m", parse_duration_ms,
+        "How far behind its partition's watermark an event may be and still count.",
+        "time")
+    idle_timeout_ms: int = setting(
+        "KPI_IDLE_TIMEOUT", "30s", parse_duration_ms,
+        "After this long without events a partition's watermark follows the wall clock.",
+        "time")
+    max_future_skew_ms: int = setting(
+        "KPI_MAX_FUTURE_SKEW", "1h", parse_duration_ms,
+        "Events dated further than this ahead of the wall clock are rejected "
+        "(reason future_event).", "time")
+    retention_1m_ms: int = setting(
+        "KPI_RETENTION_1M", "2d", parse_duration_ms,
+        "How long 1m buckets are kept (event time behind the watermark).", "time")
+    retention_1h_ms: int = setting(
+        "KPI_RETENTION_1H", "90d", parse_duration_ms,
+        "How long 1h buckets are kept.", "time")
+    retention_1d_ms: int = setting(
+        "KPI_RETENTION_1D", "730d", parse_duration_ms,
+        "How long 1d buckets are kept.", "time")
+    visitor_ttl_ms: int = setting(
+        "KPI_VISITOR_TTL", "400d", parse_duration_ms,
+        "How long a visitor's first-seen record is kept (new vs returning users).", "time")
+    message_ttl_ms: int = setting(
+        "KPI_MESSAGE_TTL", "30d", parse_duration_ms,
+        "How long an e-mail message is remembered after its last event (its send, "
+        "first open and click count once within this).", "time")
+    # -- KPI definitions -----------------------------------------------------
+    reporting_currency: str = setting(
+        "KPI_REPORTING_CURRENCY", "EUR", _currency,
+        "Every amount is converted to this currency.", "kpi")
+    timezone: str = setting(
+        "KPI_TIMEZONE", "UTC", _timezone,
+        "Reporting time zone (IANA name, e.g. Europe/Warsaw, Asia/Tehran). 1h, 1d, 1w, "
+        "1mo and 1q buckets follow its local time, DST included; snapshot times carry "
+        "its offset. Changing it on a running deployment: see the README.", "kpi")
+    week_start: int = setting(
+        "KPI_WEEK_START", "monday", _weekday,
+        "First day of a 1w bucket: monday (ISO weeks) or sunday.", "kpi")
+    fx_rates_file: Path | None = setting(
+        "KPI_FX_RATES", "", _optional_path,
+        "JSON rate table (see streams/config/fx_rates.json); empty: the built-in table.",
+        "kpi")
+    channel_rules_file: Path | None = setting(
+        "KPI_CHANNEL_RULES", "", _optional_path,
+        "JSON channel rule table (see streams/config/channel_rules.json); empty: built-in.",
+        "kpi")
+    lead_scoring_file: Path | None = setting(
+        "KPI_LEAD_SCORING", "", _optional_path,
+        "JSON lead-scoring rules (see streams/config/lead_scoring.json); empty: built-in. "
+        "Validated at start.", "kpi")
+    session_timeout_ms: int = setting(
+        "KPI_SESSION_TIMEOUT", "30m", parse_duration_ms,
+        "Inactivity gap that ends a session.", "kpi")
+    session_split_midnight: bool = setting(
+        "KPI_SESSION_SPLIT_MIDNIGHT", "false", _bool,
+        "Start a new session at UTC midnight.", "kpi")
+    session_split_campaign: bool = setting(
+        "KPI_SESSION_SPLIT_CAMPAIGN", "false", _bool,
+        "Start a new session when the utm campaign changes.", "kpi")
+    bounce_mode: str = setting(
+        "KPI_BOUNCE_MODE", "single_page", _choice("single_page", "not_engaged"),
+        "single_page: one page view and no conversion (UA); not_engaged: 1 - engagement "
+        "rate (GA4).", "kpi")
+    engaged_ms: int = setting(
+        "KPI_ENGAGED_TIME", "10s", parse_duration_ms,
+        "Engagement time that makes a session engaged.", "kpi")
+    attribution: str = setting(
+        "KPI_ATTRIBUTION", "first_touch",
+        _choice("first_touch", "last_touch", "last_non_direct", "linear",
+                "position_based", "time_decay"),
+        "Attribution model for the channel of leads, deals and revenue.", "kpi")
+    attribution_lookback_ms: int = setting(
+        "KPI_ATTRIBUTION_LOOKBACK", "30d", parse_duration_ms,
+        "Sessions this long before a lead are its touches.", "kpi")
+    time_decay_half_life_ms: int = setting(
+        "KPI_TIME_DECAY_HALF_LIFE", "7d", parse_duration_ms,
+        "Half-life of the time_decay attribution model.", "kpi")
+    lead_goals: tuple[str, ...] = setting(
+        "KPI_LEAD_GOALS",
+        "call_click,contact,content_download,demo_request,inquiry,newsletter_signup", _goals,
+        "Form goals that make a contact a lead.", "kpi")
+    exclude_machine_opens: bool = setting(
+        "KPI_EXCLUDE_MACHINE_OPENS", "true", _bool,
+        "Drop machine (privacy-proxy) opens before counting unique opens.", "kpi")
+    default_margin: float = setting(
+        "KPI_DEFAULT_MARGIN", "1.0", _fraction,
+        "Gross profit = amount x this, for won deals without gross_profit (1.0: no "
+        "margin data, so ROI is computed on revenue).", "kpi")
+    # -- Worker --------------------------------------------------------------
+    state_store: str = setting(
+        "KPI_STATE_STORE", "rocksdb", _choice("rocksdb", "memory"),
+        "Where long-lived state (cold visitors) lives: rocksdb (on disk under "
+        "KPI_STATE_DIR, memory bounded by KPI_STATE_CACHE) or memory (the heap; "
+        "tests).", "worker")
+    state_dir: Path = setting(
+        "KPI_STATE_DIR", str(Path(_DEFAULT_HOME) / "state"), _path,
+        "Directory of the embedded stores, one per stage partition (give each worker "
+        "its own volume).", "worker")
+    state_cache_bytes: int = setting(
+        "KPI_STATE_CACHE", "64MB", _bytes,
+        "Memory of all the worker's embedded stores together: one block cache, with "
+        "their write buffers charged to it.", "worker")
+    max_message_bytes: int = setting(
+        "KPI_MAX_MESSAGE_BYTES", "1048576", _positive_int,
+        "Input messages larger than this are rejected (reason too_large).", "worker")
+    max_batch_events: int = setting(
+        "KPI_MAX_BATCH_EVENTS", "5000", _positive_int,
+        "A JSON array message with more events than this is rejected (too_large).",
+        "worker")
+    flush_interval_ms: int = setting(
+        "KPI_FLUSH_INTERVAL", "250ms", parse_duration_ms,
+        "How often the worker writes state and partial aggregates.", "worker")
+    shutdown_grace_ms: int = setting(
+        "KPI_SHUTDOWN_GRACE", "30s", parse_duration_ms,
+        "A worker told to stop (SIGTERM, Ctrl-C) that has not stopped after this long "
+        "(Kafka away) exits anyway; its state is crash-safe.", "worker")
+    group_session_timeout_ms: int = setting(
+        "KPI_GROUP_SESSION_TIMEOUT", "60s", _group_session,
+        "How long the consumer group waits for a worker that stopped answering (a "
+        "crash) before its partitions go to the others; 6s to 90s.", "worker")
+    take_messages: int = setting(
+        "KPI_TAKE_MESSAGES", "500", _positive_int,
+        "Kafka messages an agent processes per step.", "worker")
+    live_interval_ms: int = setting(
+        "KPI_LIVE_INTERVAL", "1s", parse_duration_ms,
+        "How often changed KPIs are recomputed for the live wall, the SSE stream and "
+        "the API.", "worker")
+    snapshot_interval_ms: int = setting(
+        "KPI_SNAPSHOT_INTERVAL", "5s", parse_duration_ms,
+        "An open 1m or 1h cell whose value changed goes on the KPI topic at most this "
+        "often (finals and restatements always go, once).", "worker")
+    snapshot_slow_interval_ms: int = setting(
+        "KPI_SNAPSHOT_SLOW_INTERVAL", "60s",
+        parse_duration_ms,
+        "The same for open 1d cells, months and rolling views.", "worker")
+    catchup_lag_ms: int = setting(
+        "KPI_CATCHUP_LAG", "15m", parse_duration_ms,
+        "A merge partition whose event time is further behind the wall clock than this "
+        "while data keeps arriving is catching up (a replay, a backlog): it puts only "
+        "finals, restatements and tombstones on the KPI topic, and the latest open "
+        "values once caught up.", "worker")
+    publish_windows: tuple[str, ...] = setting(
+        "KPI_PUBLISH_WINDOWS",
+        "1h,1d,1w,1mo,1q,15m,24h,7d,30d", _windows,
+        "Buckets and rolling views published on the KPI topic (all, 1m too, are still "
+        "computed and served by the API, /metrics and the wall). Add 1m to put minute "
+        "cells on the topic.", "worker")
+    web_host: str = setting(
+        "KPI_WEB_HOST", "127.0.0.1", str,
+        "Address the worker's web server (wall, API, /metrics) binds to.", "worker")
+    web_port: int = setting(
+        "KPI_WEB_PORT", "6066", _positive_int,
+        "Port of the worker's web server.", "worker")
+    alertmanager_url: str = setting(
+        "KPI_ALERTMANAGER_URL", "", str,
+        "Alertmanager whose firing alerts the wall shows (e.g. http://127.0.0.1:9093); "
+        "empty: no alert banner.", "worker")
+    worker_id: str = setting(
+        "KPI_WORKER_ID", "", str,
+        "Name of this worker in logs and metrics; empty: host name and PID.", "worker")
+    log_level: str = setting(
+        "KPI_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"),
+        "Log level.", "worker")
+    # -- Collector -----------------------------------------------------------
+    collect_host: str = setting(
+        "KPI_COLLECT_HOST", "127.0.0.1", str,
+        "Address the collector (kpi-streams collect) binds to; 0.0.0.0 behind a proxy "
+        "or load balancer.", "collector")
+    collect_port: int = setting(
+        "KPI_COLLECT_PORT", "6070", _positive_int,
+        "Port of the collector.", "collector")
+    collect_tokens: tuple[Any, ...] = setting(
+        "KPI_COLLECT_TOKENS", "", _tokens,
+        "Write-only source tokens, name:token:types;... e.g. "
+        "site:pk_3f9a1c7e:page_view,form_submit;ops:sk_77e0b2aa:spend (types: event "
+        "types or *). The name labels metrics; tokens are never printed.", "collector",
+        secret=True)
+    collect_origins: tuple[str, ...] = setting(
+        "KPI_COLLECT_ORIGINS", "", _list,
+        "Browser origins allowed to post to /collect (CORS), comma-separated, e.g. "
+        "https://www.example.com; * allows any. The collector's own origin always may.",
+        "collector")
+    collect_max_body: int = setting(
+        "KPI_COLLECT_MAX_BODY", "1048576", _positive_int,
+        "Largest request body in bytes (answered 413).", "collector")
+    collect_rate: float = setting(
+        "KPI_COLLECT_RATE", "1000", _positive_float,
+        "Requests per second one source token may make (bursts of as many; answered "
+        "429 with Retry-After).", "collector")
+    collect_cookieless: bool = setting(
+        "KPI_COLLECT_COOKIELESS", "false", _bool,
+        "Cookieless visitors: the tracker stores nothing and the collector derives the "
+        "visitor id from site, IP and user agent with a salt replaced daily (returning "
+        "visitors are unknown across days).", "collector")
+    collect_trust_forwarded: bool = setting(
+        "KPI_COLLECT_TRUST_FORWARDED", "false", _bool,
+        "Take the client address from X-Forwarded-For (only behind a proxy you run).",
+        "collector")
+    collect_public_url: str = setting(
+        "KPI_COLLECT_PUBLIC_URL", "", str,
+        "The collector's URL as providers call it (https://collect.example.com), when a "
+        "proxy changes it: webhook signatures cover the URL.", "collector")
+    internal_ips: tuple[Any, ...] = setting(
+        "KPI_INTERNAL_IPS", "", _networks,
+        "Your own networks (offices, VPN, monitors), comma-separated addresses or CIDR "
+        "ranges: browser traffic from them is traffic_type internal, not counted in "
+        "KPIs. The address is used for this only, never stored.", "collector")
+    hook_sendgrid_key: str = setting(
+        "KPI_HOOK_SENDGRID_KEY", "", str,
+        "SendGrid's signed Event Webhook verification key (base64, from its settings); "
+        "empty: /hooks/sendgrid is off.", "collector")
+    hook_mailchimp_key: Secret = setting(
+        "KPI_HOOK_MAILCHIMP_KEY", "", Secret,
+        "Mailchimp Transactional webhook key; empty: /hooks/mailchimp is off.",
+        "collector", secret=True)
+    hook_hubspot_secret: Secret = setting(
+        "KPI_HOOK_HUBSPOT_SECRET", "", Secret,
+        "HubSpot app client secret (signs its webhooks); empty: /hooks/hubspot is off.",
+        "collector", secret=True)
+    hubspot_token: Secret = setting(
+        "KPI_HUBSPOT_TOKEN", "", Secret,
+        "HubSpot private-app token: a stage change names only the deal, so the "
+        "collector reads the deal's amount, contact and company from HubSpot's API.",
+        "collector", secret=True)
+    hubspot_api: str = setting(
+        "KPI_HUBSPOT_API", "https://api.hubapi.com", str,
+        "HubSpot API base URL.", "collector")
+    hubspot_stages: tuple[tuple[str, str], ...] = setting(
+        "KPI_HUBSPOT_STAGES", "", _mapping(*_STAGES),
+        "HubSpot pipeline stage id -> mql/sal/sql/opportunity/won/lost, comma-separated "
+        "a=b pairs, over the default pipeline's map (closedwon=won, ...).", "collector")
+    hubspot_kinds: tuple[tuple[str, str], ...] = setting(
+        "KPI_HUBSPOT_KINDS", "", _mapping(*_KINDS),
+        "HubSpot dealtype -> new_business/renewal/expansion, a=b pairs over "
+        "newbusiness=new_business,existingbusiness=renewal.", "collector")
     # not from the environment: tests may pin the wall clock of watermark logic
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
@@ -612,6 +616,11 @@ class Settings:
                 shown = str(value).lower() if isinstance(value, bool) else str(value)
             rows.append((spec.env, shown, spec.help))
         return rows
+
+
+SPECS: tuple[Spec, ...] = tuple(Spec(f.name, *f.metadata["setting"])
+                                for f in dataclasses.fields(Settings) if "setting" in f.metadata)
+_SPEC_BY_ATTR = {s.attr: s for s in SPECS}
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
