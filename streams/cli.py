@@ -264,6 +264,86 @@ async def _import_costs(s: Settings, events: list[Any], span: str) -> int:
     return 0
 
 
+# -- erasure ------------------------------------------------------------------------
+def cmd_erase(args: argparse.Namespace) -> int:
+    if not args.visitor and not args.contact:
+        raise SystemExit("name at least one --visitor or --contact to erase")
+    s = _settings(args)
+    return asyncio.run(_erase(s, args))
+
+
+async def _erase(s: Settings, args: argparse.Namespace) -> int:
+    import uuid
+
+    from . import erasure
+    from .events import iso_ms
+    from .kafka import consumer
+    from .produce import partition_for
+    from .topics import Topics
+
+    topics = Topics(s)
+    n = s.input_partitions
+    await _ensure_topics(s)
+    now = iso_ms(time.time_ns() // 1_000_000)
+    requests = []  # (doc, [(topic, partition)], expected applied stage partitions)
+    for vid in args.visitor or ():
+        doc = erasure.request("visitor", vid, uuid.uuid4().hex, now)
+        p = partition_for(vid, n)
+        requests.append((doc, [(topics.input("page_view"), p)], {f"web/{p}"}))
+    for cid in args.contact or ():
+        doc = erasure.request("contact", cid, uuid.uuid4().hex, now)
+        p = partition_for(cid, n)
+        # the funnel keeps the contact; its visitors are on any page-view partition
+        targets = [(topics.input("deal_update"), p)] + [
+            (topics.input("page_view"), i) for i in range(n)]
+        requests.append((doc, targets, {f"funnel/{p}"} | {f"web/{i}" for i in range(n)}))
+    prod = await _producer(s)
+    try:
+        for doc, targets, expected in requests:
+            await (await prod.send(topics.erasures, orjson.dumps(
+                erasure.requested(doc, sorted(expected))), key=doc["request_id"].encode(),
+                partition=0))
+            for topic, partition in targets:
+                await (await prod.send(topic, erasure.encode(doc),
+                                       key=doc["subject"].encode(), partition=partition))
+            if doc["kind"] == "contact":  # its lead-score record (compacted): a tombstone
+                await (await prod.send(topics.lead_scores, None, key=doc["subject"].encode(),
+                                       partition=partition_for(doc["subject"], n)))
+    finally:
+        await prod.stop()
+    for doc, _targets, expected in requests:
+        print(f"erasure {doc['request_id']}: {doc['kind']} requested "
+              f"({len(expected)} stage partitions to carry it out)", file=sys.stderr)
+    if args.no_wait:
+        return 0
+    waiting = {doc["request_id"]: set(expected) for doc, _t, expected in requests}
+    c = consumer(s, topics.erasures)
+    await c.start()
+    deadline = time.monotonic() + args.timeout
+    try:
+        while any(waiting.values()) and time.monotonic() < deadline:
+            batch = await c.getmany(timeout_ms=500)
+            for msgs in batch.values():
+                for msg in msgs:
+                    rec = orjson.loads(msg.value) if msg.value else {}
+                    left = waiting.get(rec.get("request_id"))
+                    if rec.get("event") == "applied" and left is not None:
+                        left.discard(f"{rec['stage']}/{rec['partition']}")
+                        print(f"  {rec['stage']}/{rec['partition']}: "
+                              f"{rec['entries_removed']} entries removed", file=sys.stderr)
+    finally:
+        await c.stop()
+    late = {rid: left for rid, left in waiting.items() if left}
+    if late:
+        for rid, left in late.items():
+            print(f"erasure {rid}: not confirmed yet by {', '.join(sorted(left))} (is a "
+                  "worker running? it is carried out when one reads it)", file=sys.stderr)
+        return 1
+    print("erased: every stage partition confirmed (audit trail on "
+          f"{topics.erasures})", file=sys.stderr)
+    return 0
+
+
 # -- simulate / ingest / validate ---------------------------------------------------
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .simulate import HOUR, Options, generate
@@ -815,6 +895,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "campaign; date in the reporting time zone, YYYY-MM-DD)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the table and print the spend events; send nothing")
+
+    p = add("erase", "Erase a person's state: a visitor's sessions, touches and score, a "
+            "contact's funnel state and the visitors whose forms named them, from every "
+            "stage and its changelog (tombstones). Aggregated KPIs stay: they hold no "
+            "personal data. Each request and each stage partition that carried it out "
+            "is recorded on the audit topic (KPI_TOPIC_ERASURES).", cmd_erase)
+    p.add_argument("--visitor", action="append", metavar="ID",
+                   help="a visitor id (repeatable)")
+    p.add_argument("--contact", action="append", metavar="ID",
+                   help="a contact id (repeatable)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="send the requests and return; do not wait for the workers")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for every stage partition to confirm "
+                   "(default 120); exit 1 if one has not")
 
     add("settings", "List every setting: environment variable, current value, meaning.",
         cmd_settings)

@@ -335,6 +335,11 @@ class Settings:
     topic_late: str = setting(
         "KPI_TOPIC_LATE", "kpi.late_events", str,
         "Where events judged late are sent, unchanged, with the watermark.", "topics")
+    topic_erasures: str = setting(
+        "KPI_TOPIC_ERASURES", "kpi.erasures", str,
+        "Audit trail of erasure requests (kpi-streams erase) and of every stage partition "
+        "that carried one out; kept forever, it holds hashes of the ids, not the ids.",
+        "topics")
     dlq_suffix: str = setting(
         "KPI_DLQ_SUFFIX", ".dlq", str,
         "Appended to an input topic's name to name its dead-letter topic.", "topics")

@@ -103,6 +103,11 @@ class Topics:
         """Funnel stage -> customer stage: closed deals keyed by customer_id."""
         return self.settings.prefixed("kpi-streams.customers")
 
+    @property
+    def erasures(self) -> str:
+        """Erasure requests and their execution, per stage partition (an audit trail)."""
+        return self.settings.prefixed(self.settings.topic_erasures)
+
     def state(self, stage: str) -> str:
         """Compacted changelog of one stage's per-key state."""
         return self.settings.prefixed(f"kpi-streams.state.{stage}")
@@ -126,6 +131,7 @@ class Topics:
             TopicSpec(self.partials, n_kpi, config={"retention.ms": str(7 * 86_400_000)}),
             TopicSpec(self.leads, n_in, config={"retention.ms": str(7 * 86_400_000)}),
             TopicSpec(self.customers, n_in, config={"retention.ms": str(7 * 86_400_000)}),
+            TopicSpec(self.erasures, 1, config={"retention.ms": "-1"}),
         ]
         for stage in STATE_STAGES:
             parts = n_kpi if stage == "merge" else n_in

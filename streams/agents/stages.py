@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from .. import erasure
+from ..erasure import CONTROL_PREFIX
 from ..events import Decoder, Reject, dead_letter_record, iso_ms
 from ..kpis.customers import CustomerPartition
 from ..kpis.deltas import Deltas
@@ -33,6 +36,8 @@ from ..kpis.web import WebConfig, WebPartition
 from ..statestore import ColdView, MemoryStore
 from ..topics import Topics, dim_partition
 from .runner import OutItem, Part, StageRunner, now_ms
+
+log = logging.getLogger(__name__)
 
 PARTIAL_MAX_ITEMS = 4000  # keys or hashes per partial message, to stay well under 1 MB
 PRUNE_EVERY_MS = 30_000
@@ -142,6 +147,11 @@ class InputStage(StageRunner):
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
                wall: int) -> None:
         et = self.type_of[topic]
+        if self.kind == "web" and value is not None and value.startswith(CONTROL_PREFIX):
+            ctl = erasure.parse(value)
+            if ctl is not None:
+                self.erase(part, ctl, wall)
+                return
         records, rejects = self.decoder.decode(value, et, wall)
         items = self.items[part.partition]
         for rec in records:
@@ -154,6 +164,15 @@ class InputStage(StageRunner):
                 doc = dead_letter_record(rej, topic, part.partition, offset, wall)
                 part.outbox.append([dlq, 0, f"{topic}/{part.partition}/{offset}", doc])
             self.metrics.dlq_records.labels(et).inc(len(rejects))
+
+    def erase(self, part: Part, ctl: dict[str, Any], wall: int) -> None:
+        """Carry out an erasure request after what came before it on the partition."""
+        self.process(part, wall)
+        if ctl["kind"] == "visitor":
+            keys, removed = part.proc.erase_visitor(ctl["subject"])
+        else:
+            keys, removed = part.proc.erase_contact(ctl["subject"])
+        erased(self.topics, part, self.stage, ctl, keys, removed, wall)
 
     def process(self, part: Part, wall: int) -> None:
         items = self.items.pop(part.partition, [])
@@ -215,6 +234,17 @@ class InputStage(StageRunner):
         for p in partitions:
             self.items.pop(p, None)
             self.acc.pop(p, None)
+
+
+def erased(topics: Topics, part: Part, stage: str, ctl: dict[str, Any], keys: set[str],
+           removed: int, wall: int) -> None:
+    """Queue an erasure's tombstones and its audit record, in one flush with its offset."""
+    part.dirty |= keys
+    part.changed = True
+    doc = erasure.applied(ctl, stage, part.partition, removed, iso_ms(wall))
+    part.outbox.append([topics.erasures, 0, str(ctl.get("request_id")), doc])
+    log.info("erasure %s carried out by %s/%d: %d entries removed",
+             ctl.get("request_id"), stage, part.partition, removed)
 
 
 def snapshot_partition(key: str, partitions: int) -> int:
@@ -305,6 +335,12 @@ class FunnelStage(DerivedStage):
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
                wall: int) -> None:
         if topic == self.deal_topic:
+            ctl = erasure.parse(value) if value and value.startswith(CONTROL_PREFIX) else None
+            if ctl is not None and ctl["kind"] == "contact":
+                self.process(part, wall)  # what came before it goes first
+                keys, removed = part.proc.erase_contact(ctl["subject"])
+                erased(self.topics, part, self.stage, ctl, keys, removed, wall)
+                return
             records, rejects = self.decoder.decode(value, "deal_update", wall)
             self.deals[part.partition] += [(topic, r) for r in records]
             if rejects:

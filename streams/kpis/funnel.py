@@ -397,6 +397,22 @@ class FunnelPartition(ColdBacked, ClockedPartition):
             changed |= {hot_name(key), vis.cold_name(ckey, vis.CONTACT_PREFIX)}
         return changed
 
+    def erase_contact(self, key: str) -> tuple[set[str], int]:
+        """Remove a contact's state, hot and cold: (changelog keys to tombstone, entries
+        removed). Its KPIs stay as they are."""
+        changed: set[str] = set()
+        removed = 0
+        if self.contacts.pop(key, None) is not None:
+            removed += 1
+            changed.add(vis.hot_name(key))
+        if self._cold(key) is not None:
+            ckey = vis.visitor_key(key)
+            self.cold.delete(ckey)
+            removed += 1
+            changed.add(vis.cold_name(ckey, vis.CONTACT_PREFIX))
+        self.score_pending.discard(key)
+        return changed, removed
+
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry)."""
         return {"contact": len(self.contacts),

@@ -449,6 +449,45 @@ class WebPartition(ColdBacked, ClockedPartition):
                               "visitor_id": vid, "goal": f[3], "page_type": page_type,
                               "device": device, "credit": credit})
 
+    # -- erasure ----------------------------------------------------------------
+    def erase_visitor(self, visitor_id: str) -> tuple[set[str], int]:
+        """Remove everything kept about a visitor (its bot or internal traffic too):
+        the changelog keys to tombstone and the number of entries removed. The KPIs it
+        counted in stay as they are (they hold no personal data)."""
+        changed: set[str] = set()
+        removed = 0
+        for key in (visitor_id, *(f"{OTHER_TRAFFIC}{t}\x1f{visitor_id}"
+                                  for t in ("bot", "internal"))):
+            n, keys = self._drop(key)
+            removed += n
+            changed |= keys
+        return changed, removed
+
+    def erase_contact(self, contact_id: str) -> tuple[set[str], int]:
+        """Remove every visitor whose forms named the contact (a visitor that named a
+        contact is always hot, so the heap is all there is to look at)."""
+        linked = [vid for vid, v in self.visitors.items()
+                  if contact_id in v.contacts or any(f[2] == contact_id for f in v.forms)]
+        changed: set[str] = set()
+        removed = 0
+        for vid in linked:
+            n, keys = self._drop(vid)
+            removed += n
+            changed |= keys
+        return changed, removed
+
+    def _drop(self, key: str) -> tuple[int, set[str]]:
+        removed, changed = 0, set()
+        if self.visitors.pop(key, None) is not None:
+            removed += 1
+            changed.add(hot_name(key))
+        ckey = visitor_key(key)
+        if self.cold.get(ckey) is not None:
+            self.cold.delete(ckey)
+            removed += 1
+            changed.add(cold_name(ckey))
+        return removed, changed
+
     # -- expiry -----------------------------------------------------------------
     def prune(self, visitor_ids: list[str] | None = None) -> set[str]:
         """Drop what can no longer change a KPI; returns visitors changed or deleted."""
