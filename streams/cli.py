@@ -293,10 +293,12 @@ async def _erase(s: Settings, args: argparse.Namespace) -> int:
     for cid in args.contact or ():
         doc = erasure.request("contact", cid, uuid.uuid4().hex, now)
         p = partition_for(cid, n)
-        # the funnel keeps the contact; its visitors are on any page-view partition
-        targets = [(topics.input("deal_update"), p)] + [
+        # the funnel keeps the contact; its visitors are on any page-view partition; a
+        # contact that is its own customer (B2C) is in the customer stage
+        targets = [(topics.input("deal_update"), p), (topics.customers, p)] + [
             (topics.input("page_view"), i) for i in range(n)]
-        requests.append((doc, targets, {f"funnel/{p}"} | {f"web/{i}" for i in range(n)}))
+        requests.append((doc, targets, {f"funnel/{p}", f"customers/{p}"}
+                         | {f"web/{i}" for i in range(n)}))
     prod = await _producer(s)
     try:
         for doc, targets, expected in requests:

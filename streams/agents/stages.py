@@ -464,6 +464,12 @@ class CustomerStage(DerivedStage):
 
     def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
                wall: int) -> None:
+        ctl = erasure.parse(value) if value and value.startswith(CONTROL_PREFIX) else None
+        if ctl is not None:  # a contact that is its own customer (B2C)
+            self.process(part, wall)
+            keys, removed = part.proc.erase(ctl["subject"])
+            erased(self.topics, part, self.stage, ctl, keys, removed, wall)
+            return
         doc = orjson.loads(value) if value else None
         if not isinstance(doc, dict):
             return

@@ -63,6 +63,13 @@ class CustomerPartition:
         out.deltas = prune_zero(out.deltas)
         return out
 
+    def erase(self, customer_id: str) -> tuple[set[str], int]:
+        """Forget a customer that is a person (B2C: the contact is the customer); its
+        KPIs stay as they are."""
+        if self.customers.pop(customer_id, None) is None:
+            return set(), 0
+        return {customer_id}, 1
+
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry)."""
         return {"customer": len(self.customers)}

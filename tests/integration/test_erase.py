@@ -55,7 +55,8 @@ def test_erase_removes_a_person_and_leaves_the_kpis(kafka_env: dict[str, str],
         event("form_submit", visitor_id=VISITOR, contact_id=CONTACT, occurred_at=t[2],
               goal="demo_request"),
         event("page_view", visitor_id=OTHER, occurred_at=t[2]),
-        event("deal_update", deal_id="d-erase", contact_id=CONTACT, customer_id="acct-9",
+        # B2C: the contact is its own customer
+        event("deal_update", deal_id="d-erase", contact_id=CONTACT, customer_id=CONTACT,
               stage="won", amount=1200.0, created_at=t[3], occurred_at=t[4]),
     ]
     run(produce_events(s, events))
@@ -74,6 +75,8 @@ def test_erase_removes_a_person_and_leaves_the_kpis(kafka_env: dict[str, str],
              "the visitor's state on the web changelog")
     wait_for(lambda: _latest(s, funnel_state).get(CONTACT.encode()), 30,
              "the contact's state on the funnel changelog")
+    wait_for(lambda: _latest(s, topics.state("customers")).get(CONTACT.encode()), 30,
+             "the contact as a customer on the customer changelog")
     before = {k: kpi(k) for k in ("pageviews", "sessions", "users", "leads", "revenue")}
 
     out = subprocess.run([sys.executable, "-m", "streams.cli", "erase", "--visitor", VISITOR,
@@ -85,9 +88,12 @@ def test_erase_removes_a_person_and_leaves_the_kpis(kafka_env: dict[str, str],
 
     # tombstones: the last record of each of the person's keys is empty
     web, funnel = _latest(s, web_state), _latest(s, funnel_state)
+    customers = _latest(s, topics.state("customers"))
     assert VISITOR.encode() in web and web[VISITOR.encode()] is None
     assert CONTACT.encode() in funnel and funnel[CONTACT.encode()] is None
-    live = [v for v in (*web.values(), *funnel.values()) if v is not None]
+    assert CONTACT.encode() in customers and customers[CONTACT.encode()] is None
+    live = [v for v in (*web.values(), *funnel.values(), *customers.values())
+            if v is not None]
     assert not any(VISITOR.encode() in v or CONTACT.encode() in v for v in live)
     assert web.get(OTHER.encode()) is not None  # nobody else was touched
     scores = _latest(s, topics.lead_scores)
@@ -96,7 +102,8 @@ def test_erase_removes_a_person_and_leaves_the_kpis(kafka_env: dict[str, str],
     audit = [orjson.loads(m.value) for m in run(read_topic(s, topics.erasures))]
     assert {a["event"] for a in audit} == {"requested", "applied"}
     applied = [a for a in audit if a["event"] == "applied"]
-    assert len(applied) == 1 + 1 + s.input_partitions  # visitor; funnel + every web
+    # visitor: its web partition; contact: funnel, customers and every web partition
+    assert len(applied) == 1 + 2 + s.input_partitions
     assert sum(a["entries_removed"] for a in applied) >= 2
     raw_audit = b"".join(m.value for m in run(read_topic(s, topics.erasures)))
     assert VISITOR.encode() not in raw_audit and CONTACT.encode() not in raw_audit
