@@ -24,6 +24,10 @@ from .topics import EVENT_KEY_FIELD, EVENT_TYPES, Topics
 
 
 def event_key(ev: dict[str, Any]) -> str:
+    if ev.get("event_type") == "spend" and isinstance(ev.get("restates"), str):
+        # every upload of one cost row meets the previous one on the same partition,
+        # even if the channel rules changed in between and give it another channel
+        return "restates:" + ev["restates"]
     field = EVENT_KEY_FIELD.get(ev.get("event_type", ""), "")
     value = ev.get(field) if field else None
     if value is None:

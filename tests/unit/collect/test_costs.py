@@ -129,3 +129,11 @@ def test_rows_are_state_that_survives_a_restart() -> None:
     total = sum(v.get("cost", 0) for (fam, size, _b, d), v in out2.deltas.items()
                 if size == "1d" and d == "")
     assert total == 60_000_000  # only the difference: +60 EUR in millionths
+
+
+def test_every_upload_of_a_row_goes_to_one_partition_whatever_its_channel() -> None:
+    from streams.produce import event_key
+
+    first = upload(table("100"), T0)[0]
+    revised = {**upload(table("160"), T0 + 1)[0], "channel": "paid_social"}  # new rules
+    assert event_key(first) == event_key(revised) == "restates:2026-11-20|google|cpc|brand"
