@@ -224,6 +224,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_import_costs(args: argparse.Namespace) -> int:
     from .channels import ChannelRules
     from .collect.costs import CostTableError, rows_to_events
+    from .operations import send_costs
 
     s = _settings(args)
     path = Path(args.file)
@@ -237,113 +238,24 @@ def cmd_import_costs(args: argparse.Namespace) -> int:
     except CostTableError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 1
-    days = sorted({e["restates"].split("|")[0] for e in events})
-    span = f"{days[0]} to {days[-1]}" if days else "no rows"
     if args.dry_run:
         for ev in events:
             print(orjson.dumps(ev).decode())
-        print(f"{len(events)} rows ({span}); nothing sent (--dry-run)", file=sys.stderr)
+        print(f"{len(events)} rows; nothing sent (--dry-run)", file=sys.stderr)
         return 0
-    return asyncio.run(_import_costs(s, events, span))
-
-
-async def _import_costs(s: Settings, events: list[Any], span: str) -> int:
-    from .produce import BatchProducer
-    from .topics import Topics
-
-    await _ensure_topics(s)
-    p = await _producer(s)
-    try:
-        bp = BatchProducer(p, Topics(s), s.input_partitions, 500)
-        await bp.send(events)
-    finally:
-        await p.stop()
-    print(f"{len(events)} cost rows ({span}) sent to {Topics(s).input('spend')}; each "
-          "replaces an earlier upload of its date, source, medium and campaign",
-          file=sys.stderr)
+    asyncio.run(send_costs(s, events, _progress))
     return 0
 
 
 # -- erasure ------------------------------------------------------------------------
 def cmd_erase(args: argparse.Namespace) -> int:
+    from .operations import erase
+
     if not args.visitor and not args.contact:
         raise SystemExit("name at least one --visitor or --contact to erase")
     s = _settings(args)
-    return asyncio.run(_erase(s, args))
-
-
-async def _erase(s: Settings, args: argparse.Namespace) -> int:
-    import uuid
-
-    from . import erasure
-    from .events import iso_ms
-    from .kafka import consumer
-    from .produce import partition_for
-    from .topics import Topics
-
-    topics = Topics(s)
-    n = s.input_partitions
-    await _ensure_topics(s)
-    now = iso_ms(time.time_ns() // 1_000_000)
-    requests = []  # (doc, [(topic, partition)], expected applied stage partitions)
-    for vid in args.visitor or ():
-        doc = erasure.request("visitor", vid, uuid.uuid4().hex, now)
-        p = partition_for(vid, n)
-        requests.append((doc, [(topics.input("page_view"), p)], {f"web/{p}"}))
-    for cid in args.contact or ():
-        doc = erasure.request("contact", cid, uuid.uuid4().hex, now)
-        p = partition_for(cid, n)
-        # the funnel keeps the contact; its visitors are on any page-view partition; a
-        # contact that is its own customer (B2C) is in the customer stage
-        targets = [(topics.input("deal_update"), p), (topics.customers, p)] + [
-            (topics.input("page_view"), i) for i in range(n)]
-        requests.append((doc, targets, {f"funnel/{p}", f"customers/{p}"}
-                         | {f"web/{i}" for i in range(n)}))
-    prod = await _producer(s)
-    try:
-        for doc, targets, expected in requests:
-            await (await prod.send(topics.erasures, orjson.dumps(
-                erasure.requested(doc, sorted(expected))), key=doc["request_id"].encode(),
-                partition=0))
-            for topic, partition in targets:
-                await (await prod.send(topic, erasure.encode(doc),
-                                       key=doc["subject"].encode(), partition=partition))
-            if doc["kind"] == "contact":  # its lead-score record (compacted): a tombstone
-                await (await prod.send(topics.lead_scores, None, key=doc["subject"].encode(),
-                                       partition=partition_for(doc["subject"], n)))
-    finally:
-        await prod.stop()
-    for doc, _targets, expected in requests:
-        print(f"erasure {doc['request_id']}: {doc['kind']} requested "
-              f"({len(expected)} stage partitions to carry it out)", file=sys.stderr)
-    if args.no_wait:
-        return 0
-    waiting = {doc["request_id"]: set(expected) for doc, _t, expected in requests}
-    c = consumer(s, topics.erasures)
-    await c.start()
-    deadline = time.monotonic() + args.timeout
-    try:
-        while any(waiting.values()) and time.monotonic() < deadline:
-            batch = await c.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                for msg in msgs:
-                    rec = orjson.loads(msg.value) if msg.value else {}
-                    left = waiting.get(rec.get("request_id"))
-                    if rec.get("event") == "applied" and left is not None:
-                        left.discard(f"{rec['stage']}/{rec['partition']}")
-                        print(f"  {rec['stage']}/{rec['partition']}: "
-                              f"{rec['entries_removed']} entries removed", file=sys.stderr)
-    finally:
-        await c.stop()
-    late = {rid: left for rid, left in waiting.items() if left}
-    if late:
-        for rid, left in late.items():
-            print(f"erasure {rid}: not confirmed yet by {', '.join(sorted(left))} (is a "
-                  "worker running? it is carried out when one reads it)", file=sys.stderr)
-        return 1
-    print("erased: every stage partition confirmed (audit trail on "
-          f"{topics.erasures})", file=sys.stderr)
-    return 0
+    return asyncio.run(erase(s, args.visitor or [], args.contact or [],
+                             wait=not args.no_wait, timeout_s=args.timeout, say=_progress))
 
 
 # -- simulate / ingest / validate ---------------------------------------------------

@@ -56,6 +56,24 @@ def parse(value: bytes | None) -> dict[str, Any] | None:
     return doc
 
 
+def plan(kind: str, subject: str, request_id: str, at: str, topics: Any,
+         partitions: int) -> tuple[dict[str, Any], list[tuple[str, int]], set[str]]:
+    """(request, the (topic, partition)s to send it to, the stage partitions that must
+    confirm it). A visitor's state is on the page-view partition its id hashes to; a
+    contact's in the funnel (its deal-update partition), in the customer stage when it
+    is its own customer (B2C), and its visitors on any page-view partition."""
+    from .produce import partition_for
+
+    doc = request(kind, subject, request_id, at)
+    p = partition_for(subject, partitions)
+    if kind == "visitor":
+        return doc, [(topics.input("page_view"), p)], {f"web/{p}"}
+    targets = [(topics.input("deal_update"), p), (topics.customers, p)]
+    targets += [(topics.input("page_view"), i) for i in range(partitions)]
+    expected = {f"funnel/{p}", f"customers/{p}"} | {f"web/{i}" for i in range(partitions)}
+    return doc, targets, expected
+
+
 def requested(doc: dict[str, Any], targets: list[str]) -> dict[str, Any]:
     """The audit record of a request, as the CLI writes it."""
     return {"event": "requested", "request_id": doc["request_id"], "kind": doc["kind"],

@@ -38,3 +38,19 @@ def test_a_web_partition_forgets_a_visitor_and_its_contacts_visitors(
     assert (keys, removed) == ({hot_name("v2")}, 1)
     assert set(part.visitors) == {"v3"}
     assert part.erase_visitor("v1") == (set(), 0)  # a repeat changes nothing
+
+
+def test_a_plan_names_every_partition_that_holds_the_person() -> None:
+    from streams.produce import partition_for
+    from streams.settings import load_settings
+    from streams.topics import Topics
+
+    topics = Topics(load_settings({}))
+    doc, targets, expected = erasure.plan("visitor", "v1", "r1", "t", topics, 6)
+    p = partition_for("v1", 6)
+    assert (targets, expected) == ([(topics.input("page_view"), p)], {f"web/{p}"})
+    doc, targets, expected = erasure.plan("contact", "c1", "r2", "t", topics, 6)
+    p = partition_for("c1", 6)
+    assert (topics.input("deal_update"), p) in targets and (topics.customers, p) in targets
+    assert len(targets) == 2 + 6 and len(expected) == 2 + 6
+    assert doc["kind"] == "contact" and doc["request_id"] == "r2"

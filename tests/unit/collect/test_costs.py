@@ -10,6 +10,7 @@ from __future__ import annotations
 from itertools import permutations
 from typing import Any
 
+import orjson
 import pytest
 
 from streams.channels import ChannelRules
@@ -137,3 +138,20 @@ def test_every_upload_of_a_row_goes_to_one_partition_whatever_its_channel() -> N
     first = upload(table("100"), T0)[0]
     revised = {**upload(table("160"), T0 + 1)[0], "channel": "paid_social"}  # new rules
     assert event_key(first) == event_key(revised) == "restates:2026-11-20|google|cpc|brand"
+
+
+def test_import_costs_dry_run_checks_and_prints(tmp_path: Any, capsys: Any) -> None:
+    from streams.cli import main
+
+    good = tmp_path / "costs.csv"
+    good.write_text(table("100"))
+    assert main(["import-costs", str(good), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    lines = [orjson.loads(line) for line in out.out.splitlines()]
+    assert [e["restates"] for e in lines] == ["2026-11-20|google|cpc|brand",
+                                             "2026-11-20|newsletter-co|email|weekly"]
+    assert "nothing sent" in out.err
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "2026-11-20,google,cpc,brand,ten,1,1,EUR\n")
+    assert main(["import-costs", str(bad), "--dry-run"]) == 1
+    assert "line 2: cost 'ten'" in capsys.readouterr().err
