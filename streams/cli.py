@@ -202,8 +202,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.host is not None:
         s = s.replace(collect_host=args.host)
     _setup_logging(s.log_level)
-    from .collect.server import serve
+    from .collect.server import CollectConfig, serve
 
+    CollectConfig.from_settings(s)  # a bad token entry stops here, named
     if not s.collect_tokens:
         logging.getLogger("kpi_streams.collect").warning(
             "KPI_COLLECT_TOKENS is empty: /collect refuses everything (401); signed "

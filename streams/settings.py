@@ -189,12 +189,6 @@ def _networks(text: str) -> tuple[Any, ...]:
     return parse_networks(text)
 
 
-def _tokens(text: str) -> tuple[Any, ...]:
-    from .collect.sources import parse_tokens
-
-    return parse_tokens(text)
-
-
 _STAGES = ("mql", "sal", "sql", "opportunity", "won", "lost")
 _KINDS = ("new_business", "renewal", "expansion")
 
@@ -517,8 +511,8 @@ class Settings:
     collect_port: int = setting(
         "KPI_COLLECT_PORT", "6070", _positive_int,
         "Port of the collector.", "collector")
-    collect_tokens: tuple[Any, ...] = setting(
-        "KPI_COLLECT_TOKENS", "", _tokens,
+    collect_tokens: Secret = setting(
+        "KPI_COLLECT_TOKENS", "", Secret,
         "Write-only source tokens, name:token:types;... e.g. "
         "site:pk_3f9a1c7e:page_view,form_submit;ops:sk_77e0b2aa:spend (types: event "
         "types or *). The name labels metrics; tokens are never printed.", "collector",

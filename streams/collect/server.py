@@ -40,7 +40,7 @@ from ..topics import EVENT_TYPES, Topics
 from ..traffic import classify
 from .hooks.base import HookRejected, HookRequest, HookResult
 from .metrics import CollectMetrics
-from .sources import CookielessIds, RateLimiter, SourceToken, TokenTable
+from .sources import CookielessIds, RateLimiter, SourceToken, TokenTable, parse_tokens
 
 log = logging.getLogger(__name__)
 TRACKER = Path(__file__).resolve().parent / "tracker.js"
@@ -76,8 +76,16 @@ class CollectConfig:
 
     @classmethod
     def from_settings(cls, s: Any) -> CollectConfig:
+        """Raises :class:`streams.settings.SettingsError` naming a bad token entry (the
+        entry's number and source name, never the token)."""
+        from ..settings import SettingsError
+
+        try:
+            tokens = parse_tokens(s.collect_tokens.get())
+        except ValueError as exc:
+            raise SettingsError(f"KPI_COLLECT_TOKENS=***: {exc}") from exc
         return cls(
-            host=s.collect_host, port=s.collect_port, tokens=s.collect_tokens,
+            host=s.collect_host, port=s.collect_port, tokens=tokens,
             origins=frozenset(s.collect_origins), max_body_bytes=s.collect_max_body,
             rate_per_s=s.collect_rate, cookieless=s.collect_cookieless,
             trust_forwarded=s.collect_trust_forwarded, public_url=s.collect_public_url,

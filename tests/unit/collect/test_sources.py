@@ -25,8 +25,10 @@ def test_tokens_name_their_source_and_types() -> None:
     ("a:pk_12345678:*;a:pk_87654321:*", "used twice"),
 ])
 def test_a_bad_token_setting_names_the_entry(text: str, message: str) -> None:
+    from streams.collect.server import CollectConfig
+
     with pytest.raises(SettingsError) as err:
-        load_settings({"KPI_COLLECT_TOKENS": text})
+        CollectConfig.from_settings(load_settings({"KPI_COLLECT_TOKENS": text}))
     assert message in str(err.value)
     assert "pk_12345678" not in str(err.value)  # a secret is never printed
 
