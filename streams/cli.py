@@ -26,6 +26,7 @@ from .channels import ConfigError
 from .kpis.buckets import ALL_WINDOWS
 from .settings import SPECS, Settings, SettingsError, load_settings
 
+DIM_FILTERS = ("channel", "device", "campaign", "page_type", "goal", "traffic_type")
 EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: stopped late because Kafka was away
 
 EPILOG = """\
@@ -536,8 +537,9 @@ def cmd_kpis(args: argparse.Namespace) -> int:
             query["kpi"] = ",".join(args.kpi)
         if args.bucket:
             query["bucket"] = args.bucket
-        if args.channel:
-            query["channel"] = args.channel
+        for name in DIM_FILTERS:
+            if getattr(args, name):
+                query[name] = getattr(args, name)
         if args.total:
             query["dim"] = "total"
         if args.final:
@@ -553,16 +555,15 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     else:
         where = f"the worker at {s.web_host}:{s.web_port}"
     if args.format == "table":
-        zones = sorted({d.get("tz", "UTC") for d in docs}) or [s.timezone]
-        print(f"(read from {where}; buckets in local time of {', '.join(zones)})",
-              file=sys.stderr)
+        print(f"(read from {where})", file=sys.stderr)
     rows = []
     for doc in docs:
         if args.kpi and doc["kpi"] not in args.kpi:
             continue
         if args.bucket and doc["bucket"] != args.bucket:
             continue
-        if args.channel and doc["dims"].get("channel") != args.channel:
+        if any(getattr(args, n) and doc["dims"].get(n) != getattr(args, n)
+               for n in DIM_FILTERS):
             continue
         if args.total and doc["dims"]:
             continue
@@ -574,26 +575,22 @@ def cmd_kpis(args: argparse.Namespace) -> int:
                              sorted(d["dims"].items())))
     if args.last:
         rows = rows[-args.last:]
+    from .outputs import table
+
     if args.format == "jsonl":
-        for doc in rows:
-            sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        sys.stdout.write(table.jsonl(rows))
+        return 0
+    if args.format == "csv":
+        sys.stdout.write(table.csv_text(rows))
         return 0
     if not rows:
         print("no snapshots match (is a worker running? try without filters)",
               file=sys.stderr)
         return 1
-    header = ["kpi", "bucket", "window_start", "dims", "value", "numerator", "denominator",
-              "unit", "final", "rev"]
-    table = [header]
-    for d in rows:
-        dims = ",".join(f"{k}={v}" for k, v in d["dims"].items()) or "total"
-        value = "null" if d["value"] is None else f"{d['value']:.6g}"
-        table.append([d["kpi"], d["bucket"], d["window_start"], dims, value,
-                      f"{d['numerator']:g}", f"{d['denominator']:g}", d["unit"],
-                      "yes" if d["final"] else "no", str(d["revision"])])
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    zones = sorted({d.get("tz", "UTC") for d in rows})
+    buckets = sorted({d["bucket"] for d in rows}, key=list(ALL_WINDOWS).index)
+    print(f"KPIs · {', '.join(buckets)} · {', '.join(zones)} · {len(rows):,} rows")
+    print(table.table(rows))
     return 0
 
 
@@ -713,15 +710,31 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 20)")
     p.add_argument("--warmup-hours", type=float, default=2.0,
                    help="simulate this much history first (default 2)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--incident", choices=["cpl-spike", "bounce-spike", "traffic-drop"])
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed of the simulated world (default 1)")
+    p.add_argument("--incident", choices=["cpl-spike", "bounce-spike", "traffic-drop"],
+                   help="inject an anomaly after --incident-after seconds, to see the "
+                   "alerts fire")
     p.add_argument("--incident-after", type=int, default=300,
                    help="seconds until the incident starts (default 300)")
 
     p = add("broker", "Run the local single-node Kafka (KRaft) on 127.0.0.1.", cmd_broker)
-    p.add_argument("action", choices=["start", "stop", "status", "logs"])
-    p.add_argument("-n", "--lines", type=int, default=40, help="log lines to show (logs)")
-    p.add_argument("-f", "--follow", action="store_true", help="keep following (logs)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=text, description=text)
+
+    action("start", "Fetch Apache Kafka from Maven Central (first time only, into "
+           "KPI_HOME), start one KRaft broker on 127.0.0.1:KPI_BROKER_PORT with its data "
+           "under KPI_HOME, wait until it answers, and create every topic.")
+    action("stop", "Stop the broker that `broker start` started (its data stays).")
+    action("status", "Whether the local broker runs and answers, its pid, port and data "
+           "directory; exits 1 when it is not running.")
+    logs = action("logs", "Show the end of the local broker's log.")
+    logs.add_argument("-n", "--lines", type=int, default=40,
+                      help="how many lines (default 40)")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep following the log as it grows (Ctrl-C to stop)")
 
     add("topics", "Create every topic (input, dead-letter, state, KPI) that is missing.",
         cmd_topics)
@@ -763,13 +776,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ingest", "Produce a JSONL file's events to their topics, batched and keyed.",
             cmd_ingest)
-    p.add_argument("file")
+    p.add_argument("file", help="one event per line, in the catalogue's format (e.g. from "
+                   "`kpi-streams simulate --out`)")
     p.add_argument("--batch-size", type=int, default=500,
                    help="events per Kafka message (JSON array); 1 sends single events")
 
     p = add("validate", "Check a JSONL file against the event contracts; exits 1 if any line "
             "is bad, naming the line, field and reason.", cmd_validate)
-    p.add_argument("file")
+    p.add_argument("file", help="the JSONL file to check (nothing is sent)")
 
     p = add("kpis", "Print the latest snapshot per KPI key: from a running worker's API "
             "when one answers and holds every KPI partition (current values, fast), else "
@@ -781,11 +795,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this bucket, calendar period (1w, 1mo, 1q: local time in "
                    "KPI_TIMEZONE) or rolling view (1m is served by the API only unless "
                    "KPI_PUBLISH_WINDOWS has it)")
-    p.add_argument("--channel", help="only this channel")
+    p.add_argument("--channel", help="only this channel (e.g. paid_search)")
+    p.add_argument("--device", help="only this device: desktop, mobile, tablet, unknown")
+    p.add_argument("--campaign", help="only this campaign (utm_campaign, e-mail campaign)")
+    p.add_argument("--page-type", dest="page_type",
+                   help="only this landing page type (session and visitor conversion rates)")
+    p.add_argument("--goal", help="only this form goal (conversions)")
+    p.add_argument("--traffic-type", dest="traffic_type", choices=["bot", "internal"],
+                   help="only the filtered-out traffic of this type (pageviews, sessions, "
+                   "users)")
     p.add_argument("--total", action="store_true", help="only the totals (no dims)")
     p.add_argument("--final", action="store_true", help="only final snapshots")
     p.add_argument("--last", type=int, help="only the last N rows")
-    p.add_argument("--format", choices=["table", "jsonl"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "jsonl"], default="table",
+                   help="table: for people (percentages, currency, thousands, — for "
+                   "null); csv: plain numbers for spreadsheets; jsonl: the snapshots as "
+                   "published (default table)")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds to wait for the topic (default 30)")
 
@@ -793,7 +818,8 @@ def build_parser() -> argparse.ArgumentParser:
             cmd_score)
     p.add_argument("contact_id", help="the contact (as on form submits and deal updates)")
     p.add_argument("--at", help="score at this time (RFC 3339 or YYYY-MM-DD; default now)")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="table for people, json for scripts (default table)")
 
     p = add("collect", "Run the HTTP collector: POST /collect (events in the catalogue's "
             "format, with a source token), /hooks/<sendgrid|mailchimp|hubspot|costs>, the "

@@ -1,0 +1,97 @@
+"""KPI snapshots as people read them: the table, CSV and JSONL of ``kpi-streams kpis``.
+
+Rates as percentages, money with its currency and thousands separators, counts as
+whole numbers, never scientific notation, and an em dash where there is no value
+(a denominator of 0). Pure: documents in, text out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥"}
+NULL = "—"
+COLUMNS = ["kpi", "period", "dims", "value", "numerator", "denominator", "final", "rev"]
+
+
+def number(x: float, decimals: int = 2) -> str:
+    """Thousands separators, at most ``decimals`` places, no exponent."""
+    if float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:,.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def value_text(value: float | None, unit: str) -> str:
+    if value is None:
+        return NULL
+    if unit == "ratio":
+        return f"{value * 100:,.1f} %"
+    if unit == "count":
+        return number(value, 1)
+    if unit in ("s", "days", "points", "pages"):
+        suffix = {"s": " s", "days": " d", "points": " pts", "pages": ""}[unit]
+        return number(value, 2 if unit == "pages" else 1) + suffix
+    symbol = SYMBOLS.get(unit)  # a currency code
+    if symbol is not None:
+        return f"{'-' if value < 0 else ''}{symbol}{abs(value):,.2f}"
+    return f"{value:,.2f} {unit}"
+
+
+def period_text(doc: dict[str, Any]) -> str:
+    """``2026-11-23 10:00 → 11:00 +01:00``, a rolling view ``last 24h to 10:15``."""
+    start, end = doc["window_start"], doc["window_end"]
+    offset = start[19:] if len(start) > 19 else ""
+    s_day, s_time = start[:10], start[11:16]
+    e_day, e_time = end[:10], end[11:16]
+    if doc["bucket"] in ("15m", "24h", "7d", "30d"):
+        return f"last {doc['bucket']} to {e_day} {e_time}"
+    if doc["bucket"] in ("1d", "1w", "1mo", "1q"):
+        return f"{s_day} → {e_day}" if doc["bucket"] != "1d" else s_day
+    shown = e_time if e_day == s_day else f"{e_day} {e_time}"
+    return f"{s_day} {s_time} → {shown} {offset.replace('Z', 'UTC')}".rstrip()
+
+
+def _row(doc: dict[str, Any]) -> list[str]:
+    dims = ",".join(f"{k}={v}" for k, v in doc["dims"].items()) or "total"
+    unit = doc["unit"]
+    # a rate's or an average's parts are counts; a sum's numerator has the KPI's unit
+    num_unit = "count" if unit in ("ratio", "pages") else unit
+    return [doc["kpi"], period_text(doc), dims, value_text(doc["value"], unit),
+            value_text(doc["numerator"], num_unit), value_text(doc["denominator"], "count"),
+            "final" if doc["final"] else "open", str(doc["revision"])]
+
+
+def table(docs: Iterable[dict[str, Any]]) -> str:
+    rows = [COLUMNS] + [_row(d) for d in docs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    right = {3, 4, 5, 7}
+    lines = []
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def csv_text(docs: Iterable[dict[str, Any]]) -> str:
+    """Machine-readable: plain numbers (no separators or symbols), empty for null."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["kpi", "bucket", "window_start", "window_end", "tz", "dims", "value",
+                "numerator", "denominator", "unit", "final", "revision"])
+    for d in docs:
+        dims = ",".join(f"{k}={v}" for k, v in d["dims"].items())
+        w.writerow([d["kpi"], d["bucket"], d["window_start"], d["window_end"],
+                    d.get("tz", "UTC"), dims, "" if d["value"] is None else repr(d["value"]),
+                    d["numerator"], d["denominator"], d["unit"],
+                    "true" if d["final"] else "false", d["revision"]])
+    return out.getvalue()
+
+
+def jsonl(docs: Iterable[dict[str, Any]]) -> str:
+    return "".join(orjson.dumps(d).decode() + "\n" for d in docs)

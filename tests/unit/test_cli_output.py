@@ -1,0 +1,85 @@
+"""`kpi-streams kpis` for people, and a --help that teaches every argument."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from streams.cli import build_parser
+from streams.outputs.table import csv_text, period_text, table, value_text
+
+
+def doc(kpi: str, value: float | None, num: float, den: float, unit: str,
+        bucket: str = "1h", start: str = "2026-10-25T02:00:00+01:00",
+        end: str = "2026-10-25T03:00:00+01:00", **dims: str) -> dict:
+    return {"kpi": kpi, "bucket": bucket, "window_start": start, "window_end": end,
+            "dims": dims, "value": value, "numerator": num, "denominator": den,
+            "unit": unit, "final": True, "revision": 2, "tz": "Europe/Warsaw"}
+
+
+@pytest.mark.parametrize(("value", "unit", "text"), [
+    (0.1234, "ratio", "12.3 %"),
+    (1.0, "ratio", "100.0 %"),
+    (None, "ratio", "—"),
+    (1234567.891, "EUR", "€1,234,567.89"),
+    (-12.5, "USD", "-$12.50"),
+    (40.0, "PLN", "40.00 PLN"),
+    (1234.0, "count", "1,234"),
+    (2.0e-07, "EUR", "€0.00"),  # never scientific notation
+    (2.3456, "pages", "2.35"),
+    (95.25, "s", "95.2 s"),
+])
+def test_values_read_as_people_write_them(value: float | None, unit: str,
+                                          text: str) -> None:
+    assert value_text(value, unit) == text
+
+
+def test_periods_name_their_span_and_offset() -> None:
+    assert period_text(doc("x", 1, 1, 1, "count")) == "2026-10-25 02:00 → 03:00 +01:00"
+    assert period_text(doc("x", 1, 1, 1, "count", bucket="1d", start="2026-10-25T00:00:00Z",
+                           end="2026-10-26T00:00:00Z")) == "2026-10-25"
+    assert period_text(doc("x", 1, 1, 1, "count", bucket="24h", start="2026-10-24T10:15:00Z",
+                           end="2026-10-25T10:15:00Z")) == "last 24h to 2026-10-25 10:15"
+
+
+def test_the_table_and_the_csv() -> None:
+    rows = [doc("cpl", 41.5, 4150.0, 100.0, "EUR", channel="paid_search"),
+            doc("bounce_rate", 0.4, 40.0, 100.0, "ratio"),
+            doc("cpl", None, 1200.0, 0.0, "EUR")]
+    text = table(rows).splitlines()
+    assert text[0].split() == ["kpi", "period", "dims", "value", "numerator",
+                               "denominator", "final", "rev"]
+    assert "€41.50" in text[1] and "€4,150.00" in text[1] and "channel=paid_search" in text[1]
+    assert "40.0 %" in text[2]
+    assert "—" in text[3]  # no leads: no CPL, not 0 and not inf
+    lines = csv_text(rows).splitlines()
+    assert lines[1].startswith("cpl,1h,2026-10-25T02:00:00+01:00,2026-10-25T03:00:00+01:00,"
+                               "Europe/Warsaw,channel=paid_search,41.5,4150.0,100.0,EUR")
+    assert ",," in lines[3]  # null is empty in CSV
+
+
+def test_every_argument_of_every_command_has_help() -> None:
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sub in a.choices.items():
+                    assert sub.description, f"{' '.join([*path, name])} has no description"
+                    walk(sub, [*path, name])
+            elif not isinstance(a, argparse._HelpAction) and not a.help:
+                missing.append(f"{' '.join(path)} {a.dest}")
+
+    walk(build_parser(), ["kpi-streams"])
+    assert not missing, missing
+
+
+def test_broker_actions_each_explain_themselves(capsys: pytest.CaptureFixture[str]) -> None:
+    texts = []
+    for action in ("start", "stop", "status", "logs"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["broker", action, "--help"])
+        texts.append(capsys.readouterr().out)
+    assert len(set(texts)) == 4  # not one generic text for all
+    assert "--follow" in texts[3] and "--follow" not in texts[0]
