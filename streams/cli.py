@@ -687,6 +687,22 @@ Ctrl-C stops the worker, the collector and the simulator (the broker keeps runni
 
 
 # -- parser -------------------------------------------------------------------------
+DEMO_RATE = 20.0  # events/s of `up`'s live traffic
+INCIDENTS = ("cpl-spike", "bounce-spike", "traffic-drop")
+
+
+def _world_options(p: argparse.ArgumentParser) -> None:
+    """What `up` and `simulate` both take about the simulated world, declared once."""
+    p.add_argument("--seed", type=int, default=1,
+                   help="random seed of the simulated world (default 1)")
+    p.add_argument("--incident", choices=INCIDENTS,
+                   help="inject an anomaly to see the alerts fire: live, after "
+                   "--incident-after seconds; in a historical span (simulate --from/--to), "
+                   "in its middle or at --incident-at")
+    p.add_argument("--incident-after", type=int, default=300,
+                   help="live: seconds until the incident starts (default 300)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kpi-streams", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -706,17 +722,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("up", "Start the local broker, a worker and live simulated traffic (the demo).",
             cmd_up)
-    p.add_argument("--rate", type=float, default=20.0, help="simulated events per second "
-                   "(default 20)")
+    p.add_argument("--rate", type=float, default=DEMO_RATE, help="simulated events per "
+                   f"second (default {DEMO_RATE:g})")
     p.add_argument("--warmup-hours", type=float, default=2.0,
                    help="simulate this much history first (default 2)")
-    p.add_argument("--seed", type=int, default=1,
-                   help="random seed of the simulated world (default 1)")
-    p.add_argument("--incident", choices=["cpl-spike", "bounce-spike", "traffic-drop"],
-                   help="inject an anomaly after --incident-after seconds, to see the "
-                   "alerts fire")
-    p.add_argument("--incident-after", type=int, default=300,
-                   help="seconds until the incident starts (default 300)")
+    _world_options(p)
 
     p = add("broker", "Run the local single-node Kafka (KRaft) on 127.0.0.1.", cmd_broker)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -744,16 +754,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("simulate", "Generate simulated traffic: live (--rate) or a historical span "
             "(--from/--to), to Kafka or to a JSONL file.", cmd_simulate)
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--rate", type=float, help="live mode: about this many events per second")
+    _world_options(p)
+    p.add_argument("--rate", type=float, help="live mode: about this many events per second "
+                   f"(`up` uses {DEMO_RATE:g})")
     p.add_argument("--from", dest="start", help="historical mode: first day or time "
                    "(2026-11-01 or RFC 3339)")
     p.add_argument("--to", dest="end", help="historical mode: end (exclusive)")
     p.add_argument("--out", help="write JSONL to this file instead of Kafka")
-    p.add_argument("--incident", choices=["cpl-spike", "bounce-spike", "traffic-drop"],
-                   help="inject an anomaly (historical: in the middle of the span)")
-    p.add_argument("--incident-after", type=int, default=120,
-                   help="live: seconds until the incident starts (default 120)")
     p.add_argument("--incident-at", help="historical: when the incident starts (default: "
                    "the middle of the span)")
     p.add_argument("--incident-minutes", type=int, default=120,
