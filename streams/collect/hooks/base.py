@@ -10,6 +10,7 @@ in :attr:`HookResult.skipped` with the reason, so nothing disappears unseen.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,3 +85,20 @@ def number(value: Any) -> int | float | None:
     if isinstance(value, int | float) and math.isfinite(value):
         return value
     return None
+
+
+MAX_ID = 200  # longest event or message id an adapter produces
+
+
+def bounded(prefix: str, raw: str) -> str:
+    """``prefix + raw``, or ``prefix + sha256:<hex>`` when that is over MAX_ID characters
+    (still deterministic, so repeats of a provider event still dedupe)."""
+    if len(prefix) + len(raw) <= MAX_ID:
+        return prefix + raw
+    return prefix + "sha256:" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def short(value: Any) -> str:
+    """A provider value, shortened for a skip reason or an error detail."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -57,7 +57,15 @@ import orjson
 
 from ...events import iso_ms
 from ...schemas import parse_rfc3339_ms
-from .base import HookRejected, HookRequest, HookResult, Skipped, number, text_value
+from .base import (
+    HookRejected,
+    HookRequest,
+    HookResult,
+    Skipped,
+    number,
+    short,
+    text_value,
+)
 
 SIGNATURE_HEADER = "x-hubspot-signature-v3"
 TIMESTAMP_HEADER = "x-hubspot-request-timestamp"
@@ -170,12 +178,12 @@ def _change(i: int, item: Any) -> StageChange | Skipped:
         kind = "deal." + kind.removeprefix("object.")
     if kind == "deal.propertyChange":
         if item.get("propertyName") != "dealstage":
-            return Skipped(i, "not_counted", f"{kind} of {_short(item.get('propertyName'))}")
+            return Skipped(i, "not_counted", f"{kind} of {short(item.get('propertyName'))}")
         stage = text_value(item.get("propertyValue")) or ""
     elif kind == "deal.creation":
         stage = ""
     else:
-        return Skipped(i, "not_counted", _short(kind))
+        return Skipped(i, "not_counted", short(kind))
     deal_id = text_value(item.get("objectId"))
     if deal_id is None:
         return Skipped(i, "missing_field", f"objectId ({kind})")
@@ -186,7 +194,7 @@ def _change(i: int, item: Any) -> StageChange | Skipped:
         return Skipped(i, "missing_field", f"occurredAt ({kind})")
     ms = _epoch_ms(item["occurredAt"])
     if ms is None:
-        return Skipped(i, "invalid_value", f"occurredAt {_short(item['occurredAt'])}")
+        return Skipped(i, "invalid_value", f"occurredAt {short(item['occurredAt'])}")
     return StageChange(deal_id, stage, ms, "hubspot:" + event_id)
 
 
@@ -222,12 +230,12 @@ def deal_update(change: StageChange, deal: dict[str, Any], stage_map: Mapping[st
     amount = _amount(props.get("amount"))
     if amount is None:
         return DealOutcome(None, "invalid_value", f"deal {deal_id}: amount "
-                           f"{_short(props.get('amount'))}")
+                           f"{short(props.get('amount'))}")
     if amount < 0:
         return DealOutcome(None, "negative_amount", f"deal {deal_id}: amount {amount}")
     currency = (text_value(props.get("deal_currency_code")) or default_currency).upper()
     if not _CURRENCY.match(currency):
-        return DealOutcome(None, "unknown_currency", f"deal {deal_id}: {_short(currency)}")
+        return DealOutcome(None, "unknown_currency", f"deal {deal_id}: {short(currency)}")
     created = _created_ms(props.get("createdate"))
     if created is None:
         created = _created_ms(deal.get("createdAt"))
@@ -325,10 +333,6 @@ def _epoch_ms(value: Any) -> int | None:
         return None
     return value if 0 <= value < 253_402_300_800_000 else None
 
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- the CRM ---------------------------------------------------------------------------

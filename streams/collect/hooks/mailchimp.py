@@ -53,7 +53,16 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ...events import iso_ms
-from .base import HookRejected, HookRequest, HookResult, Skipped, number, text_value
+from .base import (
+    HookRejected,
+    HookRequest,
+    HookResult,
+    Skipped,
+    bounded,
+    number,
+    short,
+    text_value,
+)
 
 SIGNATURE_HEADER = "x-mandrill-signature"
 EVENTS_FIELD = "mandrill_events"
@@ -71,7 +80,6 @@ TYPES: dict[str, str] = {
     "unsub": "unsubscribe",
 }
 NOT_COUNTED = frozenset({"deferral", "inbound"})
-MAX_ID = 200
 MAX_CAMPAIGN = 500
 _MS_UNTIL = 253_402_300_800_000  # 10000-01-01: iso_ms cannot print later
 
@@ -152,7 +160,7 @@ def _event(i: int, item: Any, default_campaign: str) -> dict[str, Any] | Skipped
         return Skipped(i, "not_an_object", f"a {type(item).__name__}, not an event object")
     raw = item.get("event")
     if raw is None and "type" in item:
-        return Skipped(i, "not_counted", f"sync event {_short(item['type'])}")
+        return Skipped(i, "not_counted", f"sync event {short(item['type'])}")
     if not isinstance(raw, str):
         return Skipped(i, "unknown_type", "no event name")
     name = raw.strip().lower().replace("-", "_")
@@ -160,7 +168,7 @@ def _event(i: int, item: Any, default_campaign: str) -> dict[str, Any] | Skipped
         return Skipped(i, "not_counted", name)
     kind = TYPES.get(name)
     if kind is None:
-        return Skipped(i, "unknown_type", _short(raw))
+        return Skipped(i, "unknown_type", short(raw))
     msg: dict[str, Any] = item["msg"] if isinstance(item.get("msg"), dict) else {}
     message_id = text_value(msg.get("_id")) or text_value(item.get("_id"))
     if message_id is None:
@@ -170,13 +178,13 @@ def _event(i: int, item: Any, default_campaign: str) -> dict[str, Any] | Skipped
         return Skipped(i, "missing_field", f"ts ({name})")
     ms = _epoch_ms(ts)
     if ms is None:
-        return Skipped(i, "invalid_value", f"ts {_short(ts)}")
+        return Skipped(i, "invalid_value", f"ts {short(ts)}")
     ev: dict[str, Any] = {
         "event_type": "email_event",
-        "event_id": _bounded("mailchimp:", f"{message_id}:{name}:{ts}"),
+        "event_id": bounded("mailchimp:", f"{message_id}:{name}:{ts}"),
         "occurred_at": iso_ms(ms),
         "schema_version": 1,
-        "message_id": _bounded("", message_id),
+        "message_id": bounded("", message_id),
         "campaign": _campaign(msg) or default_campaign,
         "type": kind,
         "source": "mailchimp",
@@ -212,13 +220,3 @@ def _epoch_ms(value: Any) -> int | None:
     return ms if 0 <= ms < _MS_UNTIL else None
 
 
-def _bounded(prefix: str, raw: str) -> str:
-    """``prefix + raw``, or ``prefix + sha256:<hex>`` when that is over 200 characters."""
-    if len(prefix) + len(raw) <= MAX_ID:
-        return prefix + raw
-    return prefix + "sha256:" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

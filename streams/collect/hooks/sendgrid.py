@@ -50,7 +50,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 from typing import Any
 
 import orjson
@@ -60,7 +59,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from ...events import iso_ms
-from .base import HookRejected, HookRequest, HookResult, Skipped, number, text_value
+from .base import (
+    HookRejected,
+    HookRequest,
+    HookResult,
+    Skipped,
+    bounded,
+    number,
+    short,
+    text_value,
+)
 
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
 TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
@@ -80,7 +88,6 @@ TYPES: dict[str, str] = {
 NOT_COUNTED = frozenset({"deferred", "group_resubscribe", "account_status_change"})
 CAMPAIGN_ARGS = ("campaign", "utm_campaign")
 CAMPAIGN_FIELDS = ("marketing_campaign_name", "singlesend_name")
-MAX_ID = 200
 MAX_CAMPAIGN = 500
 _MS_FROM = 10**11  # a "seconds" timestamp this large would be after the year 5000
 _MS_UNTIL = 253_402_300_800_000  # 10000-01-01: iso_ms cannot print later
@@ -155,7 +162,7 @@ def _event(i: int, item: Any, default_campaign: str) -> dict[str, Any] | Skipped
         return Skipped(i, "not_counted", name)
     kind = TYPES.get(name)
     if kind is None:
-        return Skipped(i, "unknown_type", _short(name))
+        return Skipped(i, "unknown_type", short(name))
     message_id = text_value(item.get("sg_message_id"))
     if message_id is None:
         return Skipped(i, "missing_field", f"sg_message_id ({name})")
@@ -166,13 +173,13 @@ def _event(i: int, item: Any, default_campaign: str) -> dict[str, Any] | Skipped
         return Skipped(i, "missing_field", f"timestamp ({name})")
     ms = _epoch_ms(item["timestamp"])
     if ms is None:
-        return Skipped(i, "invalid_value", f"timestamp {_short(item['timestamp'])}")
+        return Skipped(i, "invalid_value", f"timestamp {short(item['timestamp'])}")
     ev: dict[str, Any] = {
         "event_type": "email_event",
-        "event_id": _bounded("sendgrid:", event_id),
+        "event_id": bounded("sendgrid:", event_id),
         "occurred_at": iso_ms(ms),
         "schema_version": 1,
-        "message_id": _bounded("", message_id),
+        "message_id": bounded("", message_id),
         "campaign": _campaign(item) or default_campaign,
         "type": kind,
         "source": "sendgrid",
@@ -213,12 +220,3 @@ def _epoch_ms(value: Any) -> int | None:
     return ms if 0 <= ms < _MS_UNTIL else None
 
 
-def _bounded(prefix: str, raw: str) -> str:
-    if len(prefix) + len(raw) <= MAX_ID:
-        return prefix + raw
-    return prefix + "sha256:" + hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
