@@ -201,6 +201,8 @@ def _recompute(records: list[Any], model: str
             if kind:
                 bump(kind, e.t, dims)
         opens = [e.t for e in evs if e.type == "open" and not e.machine_open]
+        for t in opens:
+            bump("email_opens", t, dims)
         clicks = [e.t for e in evs if e.type == "click"]
         if opens:
             bump("unique_opens", min(opens), dims)
@@ -256,6 +258,7 @@ def funnel(num: dict[Any, float], deals: list[DealUpdate], first_lead: dict[str,
     for d in deals:
         by_deal[d.deal_id].append(d)
     reached_mql: set[str] = set()
+    won_contacts: set[str] = set()
     closes = []
     for updates in by_deal.values():
         updates.sort(key=lambda u: (u.t, u.event_id))
@@ -281,6 +284,8 @@ def funnel(num: dict[Any, float], deals: list[DealUpdate], first_lead: dict[str,
                 num_credit(num, "sql_to_opp", t, shares)
         if reached("mql") and contact:
             reached_mql.add(contact)
+        if close is not None and close.stage == "won" and contact:
+            won_contacts.add(contact)
         if close is not None and close.stage == "won":
             num_credit(num, "revenue", close.t, shares, close.amount)
             gp = close.gross_profit if close.gross_profit is not None else close.amount
@@ -294,6 +299,8 @@ def funnel(num: dict[Any, float], deals: list[DealUpdate], first_lead: dict[str,
     for contact, f in first_lead.items():
         if contact in reached_mql:
             num_credit(num, "lead_to_mql", f.t, lead_credit[contact])
+        if contact in won_contacts:
+            num_credit(num, "lead_to_customer", f.t, lead_credit[contact])
     # customers: active from the first won new-business deal, churned at the first lost
     # renewal after that
     firsts: dict[str, tuple[int, dict[str, float]]] = {}
@@ -331,6 +338,7 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
         "ad_ctr": ("clicks", "impressions"), "cpc": ("media_spend", "clicks"),
         "cpl": ("spend", "leads"),
         "lead_to_mql_rate": ("lead_to_mql", "leads"),
+        "lead_to_customer_rate": ("lead_to_customer", "leads"),
         "mql_to_sql_rate": ("mql_to_sql", "mqls"),
         "sql_to_opportunity_rate": ("sql_to_opp", "sqls"),
         "avg_revenue_per_sale": ("revenue", "won_deals"),
@@ -339,8 +347,9 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
         "cost_per_opportunity": ("spend", "opportunities"),
     }
     counts = ["pageviews", "sessions", "users", "new_users", "conversions", "leads",
-              "emails_sent", "emails_delivered", "spend", "media_spend", "impressions",
-              "clicks", "mqls", "sals", "sqls", "opportunities", "won_deals", "lost_deals",
+              "emails_sent", "emails_delivered", "email_opens", "spend", "media_spend",
+              "impressions", "clicks", "mqls", "sals", "sqls", "opportunities", "won_deals",
+              "lost_deals",
               "revenue", "new_revenue", "gross_profit", "new_customers", "content_views",
               "social_impressions", "social_engagements", "new_followers", "offline_reach"]
     for key in keys:
@@ -368,6 +377,15 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
             # the total: leads credited to channel offline / all offline reach
             out[("offline_response_rate", *key)] = (
                 g("leads", (key[0], key[1], "channel=offline")), g("offline_reach", key))
+        if key[2] == "" or key[2].startswith("channel="):
+            for name, n, d in (("cost_per_sale", "spend", "won_deals"),
+                               ("cost_per_acquisition", "spend", "conversions")):
+                if (n, *key) in num or (d, *key) in num:
+                    out[(name, *key)] = (g(n, key), g(d, key))
+            if ("revenue", *key) in num:
+                # against the bucket just before: the previous hour, or local day
+                before = g("revenue", (key[0], _b(key[1] - 1, key[0]), key[2]))
+                out[("revenue_growth", *key)] = (g("revenue", key) - before, before)
         if ("sessions", *key) in num:
             out[("avg_session_duration_s", *key)] = (g("duration_ms", key) / 1000,
                                                      g("sessions", key))

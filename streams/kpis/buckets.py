@@ -389,3 +389,35 @@ def view_end_at(window: str, t: int) -> int:
 
 def overlap(a0: int, a1: int, b0: int, b1: int) -> int:
     return max(0, min(a1, b1) - max(a0, b0))
+
+
+COMPARE_BASES = ("previous", "year")
+YEAR_WEEKS = 364 * DAY  # a weekday-aligned year: 52 weeks
+
+
+def compared_window(window: str, start: int, end: int, basis: str) -> tuple[int, int]:
+    """(start, end) of the period a ``window`` bucket or view is compared with.
+
+    ``previous``: the bucket (or view) just before, ending where this one starts.
+    ``year``: a weekday-aligned year earlier (364 days) for minutes, hours, days,
+    weeks and rolling views; the same calendar month or quarter a year earlier.
+    """
+    cal = _ACTIVE
+    if basis == "previous":
+        if window in BUCKETS:
+            prev = cal.floor(start - 1, window)
+            return prev, start
+        return view_start(window, start), start
+    if basis != "year":
+        raise ValueError(f"unknown comparison {basis!r}: use one of {COMPARE_BASES}")
+    if window in ("1mo", "1q"):
+        # 360 days back lands inside the same month or quarter of the year before
+        s = cal.floor(start - 360 * DAY, window)
+        return s, cal.end(s, window)
+    if window in BUCKETS:
+        # local days: noon of the day a year earlier finds its local midnight
+        probe = start - YEAR_WEEKS + (12 * HOUR if window == "1d" else 0)
+        s = cal.floor(probe, window)
+        return s, cal.end(s, window)
+    e = view_end_at(window, end - YEAR_WEEKS - 1)
+    return view_start(window, e), e

@@ -23,12 +23,14 @@ Comps = dict[str, dict[str, int]]  # family -> component -> value
 @dataclass(frozen=True)
 class Context:
     """What a cell alone does not hold: active customers (in millionths) at its start
-    and end, its length, and the attribution model of the run."""
+    and end, its length, the attribution model of the run, and (called on demand)
+    the components of the period before it (None if it holds no data)."""
 
     start_active: float
     end_active: float
     length_ms: int
     model: str
+    previous: Callable[[], Comps | None] | None = None
 
 WEB_DIMS = frozenset({"", "channel", "device"})
 ENG_DIMS = frozenset({"", "channel", "campaign"})
@@ -127,6 +129,8 @@ KPIS: tuple[KPI, ...] = (
        "leading", "sent events"),
     _k("emails_delivered", _t("email.de"), None, "count", {"", "channel", "campaign"},
        "leading", "delivered events"),
+    _k("email_opens", _t("email.op"), None, "count", {"", "channel", "campaign"},
+       "leading", "open events, repeats included", modes=("machine_opens",)),
     _k("email_open_rate", _t("email.uo"), _t("email.de"), "ratio",
        {"", "channel", "campaign"}, "leading", "unique opens / delivered",
        modes=("machine_opens",)),
@@ -195,6 +199,9 @@ KPIS: tuple[KPI, ...] = (
     _k("lead_to_mql_rate", _t("lead.l2m", M), _t("lead.le", M), "ratio", {"", "channel"},
        "leading", "of the leads created in the bucket, the share whose contact has a deal "
        "that reached mql (so far)", modes=("attribution",)),
+    _k("lead_to_customer_rate", _t("lead.l2c", M), _t("lead.le", M), "ratio",
+       {"", "channel"}, "lagging", "of the leads created in the bucket, the share whose "
+       "contact has a won deal (so far)", modes=("attribution",)),
     _k("mql_to_sql_rate", _t("funnel.m2s", M), _t("funnel.mql", M), "ratio", {"", "channel"},
        "leading", "of the deals entering mql in the bucket, the share that reached sql",
        modes=("attribution",)),
@@ -219,6 +226,11 @@ KPIS: tuple[KPI, ...] = (
        modes=("attribution",)),
     _k("cost_per_opportunity", _t("spend.cost", M), _t("funnel.opp", M), MONEY,
        {"", "channel"}, "lagging", "spend / opportunities", modes=("attribution",)),
+    _k("cost_per_sale", _t("spend.cost", M), _t("funnel.won", M), MONEY, {"", "channel"},
+       "lagging", "spend / won_deals (total includes unallocated spend)",
+       modes=("attribution",)),
+    _k("cost_per_acquisition", _t("spend.cost", M), _t("web.cv"), MONEY, {"", "channel"},
+       "lagging", "spend / conversions (total includes unallocated spend)"),
     _k("roas", _t("funnel.arev@{model}", M), _t("spend.media", M), "ratio",
        {"", "channel"}, "lagging", "attributed revenue / media spend",
        modes=("attribution",)),
@@ -247,6 +259,14 @@ def _retention(comps: Comps, ctx: Context) -> tuple[float, float]:
 
 def _churn(comps: Comps, ctx: Context) -> tuple[float, float]:
     return _comp(comps, "cust", "ch"), ctx.start_active * M
+
+
+def _revenue_growth(comps: Comps, ctx: Context) -> tuple[float, float]:
+    comp = f"rev@{ctx.model}"
+    now = _comp(comps, "funnel", comp)
+    prev_comps = ctx.previous() if ctx.previous is not None else None
+    before = _comp(prev_comps, "funnel", comp) if prev_comps else 0.0
+    return now - before, before
 
 
 def _ltv_parts(comps: Comps, ctx: Context) -> tuple[float | None, float | None]:
@@ -284,6 +304,10 @@ KPIS = (*KPIS,
         _k("churn_rate", [], None, "ratio", {"", "channel"}, "lagging",
            "churned / active at the bucket's start", fn=_churn, uses=("cust",),
            modes=("attribution",)),
+        _k("revenue_growth", [], None, "ratio", {"", "channel"}, "lagging",
+           "(revenue - revenue of the period before) / revenue of the period before "
+           "(the bucket or view of the same length just before)", fn=_revenue_growth,
+           uses=("funnel",), modes=("attribution",)),
         _k("ltv", [], None, MONEY, {"", "channel"}, "lagging",
            "(gross profit won / active at end) / (churned / active at start), both per "
            "30 days", fn=_ltv, uses=("cust", "funnel"), modes=("attribution",)),

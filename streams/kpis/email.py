@@ -74,6 +74,9 @@ def message_facts(campaign: str, events: list[EV], cfg: EmailConfig, sign: int,
         elif kind == "open":
             if machine and cfg.exclude_machine_opens:
                 continue
+            for size, start in starts(t):
+                for d in dims:
+                    add(out, (FAMILY, size, start, d), "op", sign)
             if first_open is None or t < first_open:
                 first_open = t
         elif kind == "click" and (first_click is None or t < first_click):

@@ -126,10 +126,14 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
     if lead is not None:
         lt = lead["t"]
         any_mql = any(reached(v["entered"], "mql") for v in views.values())
+        any_won = any(v["close"] is not None and v["close"][2] == "won"
+                      for v in views.values())
         for size, start in starts(lt):
             add(out, (LEAD, size, start, ""), "le", sign * MICRO)
             if any_mql:
                 add(out, (LEAD, size, start, ""), "l2m", sign * MICRO)
+            if any_won:
+                add(out, (LEAD, size, start, ""), "l2c", sign * MICRO)
             for channel, micro in credit:
                 key = (LEAD, size, start, dim("channel", channel))
                 add(out, key, "le", sign * micro)
@@ -140,6 +144,8 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
                     add(out, (LEAD, size, start, ""), "lor", sign * micro)
                 if any_mql:
                     add(out, key, "l2m", sign * micro)
+                if any_won:
+                    add(out, key, "l2c", sign * micro)
             if lead.get("device"):
                 # visitor_conversion_rate by device: the device of the form's session
                 add(out, (LEAD, size, start, dim("device", lead["device"])), "le",

@@ -140,11 +140,11 @@ class KpiCollector(Collector):
             channel, device = _labels(dim)
             start = currents[size]
             self._add(families, dim, size, "current", present(cell.comps), channel, device,
-                      lambda d=dim, s=start, z=size: proc.context(d, s, B.bucket_end(s, z)))
+                      lambda d=dim, s=start, z=size: proc.context(d, s, B.bucket_end(s, z), z))
         for (dim, size), (start, cell) in last_final.items():
             channel, device = _labels(dim)
             self._add(families, dim, size, "last_final", present(cell.comps), channel, device,
-                      lambda d=dim, s=start, z=size: proc.context(d, s, B.bucket_end(s, z)))
+                      lambda d=dim, s=start, z=size: proc.context(d, s, B.bucket_end(s, z), z))
             if not dim:
                 newest_final[size] = max(newest_final.get(size, 0), B.bucket_end(start, size))
                 cost(size, "last_final", B.bucket_end(start, size))
@@ -156,7 +156,7 @@ class KpiCollector(Collector):
                 if found:
                     begin = B.view_start(window, end)
                     self._add(families, dim, window, "rolling", comps, channel, device,
-                              lambda d=dim, s=begin, e=end: proc.context(d, s, e))
+                              lambda d=dim, s=begin, e=end, w=window: proc.context(d, s, e, w))
 
     def _add(self, families: dict[str, GaugeMetricFamily], dim: str, window: str,
              period: str, comps: Any, channel: str, device: str, context: Any) -> None:

@@ -37,6 +37,7 @@ EMAILS = [
 EMAIL_TOTAL = {
     "emails_sent": (3, 3, 1),
     "emails_delivered": (2, 2, 1),
+    "email_opens": (2, 2, 1),  # 10:30 and 10:40; the proxy's machine open is not counted
     "email_open_rate": (0.5, 1, 2),
     "email_click_rate": (0.5, 1, 2),
     "email_click_to_open_rate": (1.0, 1, 1),
@@ -79,6 +80,8 @@ def test_machine_opens_included_when_configured(decoder: Decoder) -> None:
                             email=EmailConfig(exclude_machine_opens=False))
     assert value(excluded, "email_open_rate", "1h", H) == 0.0
     assert value(included, "email_open_rate", "1h", H) == 1.0
+    assert value(excluded, "email_opens", "1h", H) == 0
+    assert value(included, "email_opens", "1h", H) == 1
 
 
 # -- spend and ads --------------------------------------------------------------------

@@ -62,6 +62,7 @@ DAY2 = {  # kpi -> (value, numerator, denominator)
     "mqls": (2, 2, 1), "sals": (1, 1, 1), "sqls": (2, 2, 1), "opportunities": (2, 2, 1),
     "won_deals": (1, 1, 1), "lost_deals": (2, 2, 1),
     "lead_to_mql_rate": (2 / 3, 2, 3),
+    "lead_to_customer_rate": (1 / 3, 1, 3),  # of cA, cB, cC only cA has a won deal
     "mql_to_sql_rate": (1.0, 2, 2),
     "sql_to_opportunity_rate": (0.5, 1, 2),
     "win_rate": (1 / 3, 1, 3),
@@ -69,6 +70,9 @@ DAY2 = {  # kpi -> (value, numerator, denominator)
     "avg_revenue_per_sale": (1000.0, 1000.0, 1), "gross_profit": (600.0, 600.0, 1),
     "avg_sales_cycle_days": (235 / 1440, 235 / 1440, 1),  # 10:05 -> 14:00
     "cost_per_opportunity": (150.0, 300.0, 2),
+    "cost_per_sale": (300.0, 300.0, 1),  # one won deal
+    "cost_per_acquisition": (100.0, 300.0, 3),  # three form submits
+    "revenue_growth": (0.0, 0.0, 1000.0),  # day 1 also won 500 + 500
     "new_customers": (1, 1, 1), "cac": (300.0, 300.0, 1),
     "roas": (1000 / 300, 1000.0, 300.0),
     "marketing_roi": (1.0, 300.0, 300.0),  # (600 - 300) / 300 on gross profit
@@ -95,7 +99,9 @@ def test_day_totals(snaps: dict, kpi: str) -> None:
     got = (doc["value"], doc["numerator"], doc["denominator"])
     assert got == pytest.approx(want, rel=1e-6, abs=1e-6), kpi
     assert doc["final"] is True
-    assert doc["mode"] == {"attribution": "first_touch"}
+    # conversions are counted in the session's channel, not credited by a model
+    assert doc["mode"] == ({} if kpi == "cost_per_acquisition"
+                           else {"attribution": "first_touch"})
 
 
 @pytest.mark.parametrize(("kpi", "channel", "want"), [
@@ -211,3 +217,45 @@ def test_a_close_that_turns_out_lost_takes_the_new_customer_back(decoder: Decode
         snaps = lp.finish(FAR)
         got = snaps.get("new_customers|1h|2026-11-23T10:00:00Z|")
         assert got is None or got["value"] == 0, [b[0]["stage"] for b in batches]
+
+
+# revenue_growth: day 1 wins 1000 (12:00), day 2 wins 1500 (00:01) and 100 (00:03);
+# then a win of 500 at 23:58 on day 1 arrives late, after day 2 was last changed
+GROWTH = [
+    deal("g1", "c1", "cu1", "won", "2026-11-22T12:00:00Z", amount=1000.0),
+    deal("g2", "c2", "cu2", "won", "2026-11-23T00:01:00Z", amount=1500.0),
+    deal("g3", "c3", "cu3", "won", "2026-11-23T00:03:00Z", amount=100.0),
+    deal("g4", "c4", "cu4", "won", "2026-11-22T23:58:00Z", amount=500.0),
+]
+
+
+def test_revenue_growth_against_the_period_before() -> None:
+    from streams.local import LocalPipeline
+    from streams.settings import load_settings
+    from tests.unit.kpitables import FAR
+
+    lp = LocalPipeline()
+    recs = records(Decoder.from_settings(load_settings({})), GROWTH)
+    lp.feed(recs[:3])
+    first = lp.emit()
+    # day 2 against day 1 before the late win: (1600 - 1000) / 1000
+    doc = first[f"revenue_growth|1d|{D2}|"]
+    assert (doc["value"], doc["numerator"], doc["denominator"]) == pytest.approx(
+        (0.6, 600.0, 1000.0))
+    lp.feed(recs[3:])
+    second = lp.emit()
+    # day 2's cells did not change, but their growth did: they are published again
+    assert second[f"revenue_growth|1d|{D2}|"]["value"] == pytest.approx(100 / 1500)
+    assert second[f"revenue_growth|1d|{D2}|"]["final"] is False
+    snaps = {**first, **second, **lp.finish(FAR)}
+    # the late win changed day 1, and day 2's growth is published again: 1600 vs 1500
+    doc = snap(snaps, "revenue_growth", "1d", D2)
+    assert (doc["value"], doc["numerator"], doc["denominator"]) == pytest.approx(
+        (100 / 1500, 100.0, 1500.0))
+    assert doc["final"] is True
+    # day 1 has no day before it with revenue: null, never 0 or infinity
+    doc = snap(snaps, "revenue_growth", "1d", D1)
+    assert doc["value"] is None and doc["denominator"] == 0
+    # hours: 00:00 of day 2 (1600) against 23:00 of day 1 (the late 500)
+    assert value(snaps, "revenue_growth", "1h", "2026-11-23T00:00:00Z") == pytest.approx(
+        (1600 - 500) / 500)

@@ -32,7 +32,8 @@ class DocumentsMixin(PartitionAttrs):
     """Building the snapshot documents of a ``MergePartition``."""
 
     _topic_lows: Callable[[], dict[str, int]]
-    context: Callable[[str, int, int], Context]
+    window_comps: Callable[[str, int, int, str], Comps | None]
+    context: Callable[[str, int, int, str | None], Context]
 
     def _publish(self, keys: tuple[str, int, int, str], comps: Comps, rev_state: Any,
                  final: bool, computed_at: str) -> list[Snapshot]:
@@ -70,7 +71,7 @@ class DocumentsMixin(PartitionAttrs):
         if modes is None or not kpi.every_model:
             modes = self.cfg.modes  # other KPIs exist only under the configured model
         value, num, den = evaluate(kpi, comps, modes,
-                                   lambda: self.context(dim, start, end))
+                                   lambda: self.context(dim, start, end, window))
         unit = self.cfg.currency if kpi.unit == "CURRENCY" else kpi.unit
         doc = {
             "kpi": kpi.name, "bucket": window, "window_start": iso_s(start),
@@ -83,6 +84,29 @@ class DocumentsMixin(PartitionAttrs):
         if kpi.cost_based:
             doc["cost_complete"] = self.cost_complete(end)
         return doc
+
+    def _compared(self, kpi: KPI, window: str, start: int, end: int, dim: str,
+                  doc: dict[str, Any], basis: str, earliest: dict[str, int],
+                  computed_at: str, modes: Modes | None) -> dict[str, Any]:
+        """The ``compare`` object of a document: the KPI over the compared period, the
+        change, and whether the data held covers that period (``covered``: the oldest
+        bucket held starts at or before it)."""
+        s0, s1 = B.compared_window(window, start, end, basis)
+        base = window if window in B.BUCKETS else B.VIEW_BASE[window]
+        out: dict[str, Any] = {"basis": basis, "window_start": iso_s(s0),
+                               "window_end": iso_s(s1),
+                               "covered": earliest.get(base, NEVER) <= s0}
+        comps = self.window_comps(window, s0, s1, dim)
+        if comps is None or kpi.families.isdisjoint(comps):
+            return {**out, "value": None, "numerator": None, "denominator": None,
+                    "change": None, "relative_change": None}
+        prev = self._doc(kpi, window, s0, s1, dim, comps, False, 0, computed_at, modes)
+        now, before = doc["value"], prev["value"]
+        change = None if now is None or before is None else now - before
+        relative = None if change is None or not before else change / abs(before)
+        return {**out, "value": before, "numerator": prev["numerator"],
+                "denominator": prev["denominator"], "change": change,
+                "relative_change": relative}
 
     def cost_complete(self, end: int) -> bool:
         """Whether every spend partition's watermark has passed ``end``: cost is

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .. import buckets as B
-from ..catalogue import Context
+from ..catalogue import Comps, Context
 from .state import PartitionAttrs
 
 
@@ -26,6 +28,14 @@ class LedgerMixin(PartitionAttrs):
                      if hour0 <= s and s + B.MINUTE <= t)
         return total
 
-    def context(self, dim: str, start: int, end: int) -> Context:
+    window_comps: Callable[[str, int, int, str], Comps | None]
+
+    def context(self, dim: str, start: int, end: int, window: str | None = None) -> Context:
+        def previous() -> Comps | None:
+            if window is None:
+                return None
+            p0, p1 = B.compared_window(window, start, end, "previous")
+            return self.window_comps(window, p0, p1, dim)
+
         return Context(self.active_at(dim, start), self.active_at(dim, end), end - start,
-                       self.cfg.modes.attribution)
+                       self.cfg.modes.attribution, previous)

@@ -29,6 +29,8 @@ from .state import (
 )
 from .views import ViewsMixin
 
+_NO_CELL = Cell()
+
 
 class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
     """The cells of one stage-3 partition and everything needed to publish them."""
@@ -137,6 +139,11 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                     by_start = self._cust.setdefault(dim, {}).setdefault(size, {})
                     by_start[start] = by_start.get(start, 0) + net
             self._touch(key)
+            if family == "funnel" and size in B.BUCKETS:
+                # revenue_growth of the next bucket reads this one
+                nxt = (size, B.bucket_end(start, size), dim)
+                if "funnel" in self.cells.get(nxt, _NO_CELL).comps:
+                    self._touch(nxt)
         for _family, size, start, dim, hashes in partial.get("h", ()):
             key = (size, start, dim)
             cell = self.cells.get(key)
@@ -236,14 +243,29 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
     def view(self, *, kpis: set[str] | None = None, windows: set[str] | None = None,
              dims: set[str] | None = None, start_ms: int | None = None,
              end_ms: int | None = None, computed_at_ms: int = 0,
-             modes: Modes | None = None) -> list[dict[str, Any]]:
+             modes: Modes | None = None, compare: str | None = None) -> list[dict[str, Any]]:
         """Current snapshots of stored cells (and rolling views ending at "now").
 
         Read-only: revisions are the last published ones, nothing is marked dirty.
-        ``dims`` holds dim keys (``""`` for the total, ``"channel=email"``).
+        ``dims`` holds dim keys (``""`` for the total, ``"channel=email"``). With
+        ``compare`` (``previous`` or ``year``) each document carries a ``compare``
+        object: the same KPI and dims over the compared period, and the change.
         """
         computed_at = _iso_ms(computed_at_ms)
         out: list[dict[str, Any]] = []
+        earliest: dict[str, int] = {}  # size -> start of the oldest cell held
+        if compare is not None:
+            for size, start, _ in self.cells:
+                if start < earliest.get(size, NEVER):
+                    earliest[size] = start
+
+        def add(doc: dict[str, Any], kpi: Any, window: str, start: int, end: int,
+                dim: str) -> None:
+            if compare is not None:
+                doc["compare"] = self._compared(kpi, window, start, end, dim, doc, compare,
+                                                earliest, computed_at, modes)
+            out.append(doc)
+
         for (size, start, dim), cell in self.cells.items():
             if windows is not None and size not in windows:
                 continue
@@ -256,8 +278,9 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             for kpi in kpis_for(dim, live):
                 if kpis is not None and kpi.name not in kpis:
                     continue
-                out.append(self._doc(kpi, size, start, B.bucket_end(start, size), dim, live,
-                                     cell.final, max(cell.rev, 0), computed_at, modes))
+                end = B.bucket_end(start, size)
+                add(self._doc(kpi, size, start, end, dim, live, cell.final, max(cell.rev, 0),
+                              computed_at, modes), kpi, size, start, end, dim)
         now = self.event_time_now()
         if now is None:
             return out
@@ -281,8 +304,8 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                 for kpi in kpis_for(dim, comps):
                     if kpis is not None and kpi.name not in kpis:
                         continue
-                    out.append(self._doc(kpi, window, start, end, dim, comps,
-                                         final, rev, computed_at, modes))
+                    add(self._doc(kpi, window, start, end, dim, comps, final, rev,
+                                  computed_at, modes), kpi, window, start, end, dim)
         return out
 
     # -- expiry -----------------------------------------------------------------

@@ -57,6 +57,15 @@ class ViewsMixin(PartitionAttrs):
             merged["web"]["us"] = round(est)
         return merged, found
 
+    def window_comps(self, window: str, start: int, end: int, dim: str) -> Comps | None:
+        """Components of any bucket or view by its window, or None if it holds no data."""
+        if window in B.BUCKETS:
+            cell = self.cells.get((window, start, dim))
+            live = present(cell.comps) if cell is not None else {}
+            return live or None
+        comps, found = self.rolling_comps(window, end, dim)
+        return comps if found else None
+
     def _live_views(self, computed_at: str, max_docs: int | None = None) -> list[Snapshot]:
         """Rolling views whose members changed or whose window moved, at their current
         window (ending with the base bucket that holds the watermark). A view whose
