@@ -544,6 +544,8 @@ def cmd_kpis(args: argparse.Namespace) -> int:
             query["dim"] = "total"
         if args.final:
             query["final"] = "true"
+        if args.compare:
+            query["compare"] = args.compare
         docs = latest_from_api(s, query)
         if docs is None and args.source == "api":
             print(f"no worker API with every KPI partition at {s.web_host}:{s.web_port}",
@@ -552,6 +554,12 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     if docs is None:
         docs = list(asyncio.run(latest_snapshots(s, limit_s=args.timeout)).values())
         where = "the KPI topic"
+        if args.compare:
+            from .kpis import buckets as B
+            from .readback import compare_within
+
+            B.use(s.timezone, s.week_start)
+            compare_within(docs, args.compare)
     else:
         where = f"the worker at {s.web_host}:{s.web_port}"
     if args.format == "table":
@@ -814,6 +822,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--total", action="store_true", help="only the totals (no dims)")
     p.add_argument("--final", action="store_true", help="only final snapshots")
     p.add_argument("--last", type=int, help="only the last N rows")
+    p.add_argument("--compare", choices=["previous", "year"],
+                   help="add the value of the period before (previous) or a year earlier "
+                   "(year: 364 days, weekday-aligned; months and quarters a year earlier) "
+                   "and the change: percentage points for rates, else relative; — where "
+                   "the data does not cover that period")
     p.add_argument("--format", choices=["table", "csv", "jsonl"], default="table",
                    help="table: for people (percentages, currency, thousands, — for "
                    "null); csv: plain numbers for spreadsheets; jsonl: the snapshots as "

@@ -90,3 +90,41 @@ def latest_from_api(settings: Settings, query: dict[str, str],
     if doc.get("count", 0) > len(doc.get("snapshots", [])):
         return None  # more than the API returns at once: read the topic
     return list(doc["snapshots"])
+
+
+def compare_within(docs: list[dict[str, Any]], basis: str) -> None:
+    """Add a ``compare`` object to each document from the others (for documents read
+    off the KPI topic, where no worker computes it): a bucket is compared with the
+    bucket of the same KPI and dims whose window the basis names, if the topic holds
+    it. The topic keeps only the current window of a rolling view, so those have
+    nothing to compare with. The reporting zone must be the active one (``B.use``)."""
+    from .kpis import buckets as B
+    from .schemas import parse_rfc3339_ms
+
+    def key(d: dict[str, Any], start: int) -> tuple[Any, ...]:
+        return (d["kpi"], d["bucket"], start, tuple(sorted(d["dims"].items())))
+
+    starts = {id(d): parse_rfc3339_ms(d["window_start"]) for d in docs}
+    index = {key(d, starts[id(d)]): d for d in docs}
+    earliest: dict[tuple[str, str], int] = {}
+    for d in docs:
+        k = (d["kpi"], d["bucket"])
+        earliest[k] = min(earliest.get(k, starts[id(d)]), starts[id(d)])
+    for d in docs:
+        start, end = starts[id(d)], parse_rfc3339_ms(d["window_end"])
+        s0, s1 = B.compared_window(d["bucket"], start, end, basis)
+        other = None if d["bucket"] in B.ROLLING else index.get(key(d, s0))
+        cmp: dict[str, Any] = {
+            "basis": basis, "window_start": B.iso(s0), "window_end": B.iso(s1),
+            "covered": d["bucket"] not in B.ROLLING and
+            earliest[(d["kpi"], d["bucket"])] <= s0,
+            "value": None, "numerator": None, "denominator": None, "change": None,
+            "relative_change": None}
+        if other is not None:
+            before, now = other["value"], d["value"]
+            change = None if before is None or now is None else now - before
+            cmp.update(value=before, numerator=other["numerator"],
+                       denominator=other["denominator"], change=change,
+                       relative_change=None if change is None or not before
+                       else change / abs(before))
+        d["compare"] = cmp

@@ -35,13 +35,32 @@ WALL_DIR = Path(__file__).resolve().parent / "wall"
 KEEPALIVE_S = 15.0
 
 
+# the wall's icon: three rising bars (an SVG; browsers take any image type here)
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+           b'<rect width="16" height="16" rx="3" fill="#0d1117"/>'
+           b'<rect x="3" y="9" width="2.5" height="4" fill="#58a6ff"/>'
+           b'<rect x="6.75" y="6" width="2.5" height="7" fill="#58a6ff"/>'
+           b'<rect x="10.5" y="3" width="2.5" height="10" fill="#3fb950"/></svg>')
+# what each family of KPI components is computed from (the input topics' names in the
+# catalogue), so the wall can say which input a KPI is still waiting for
+FAMILY_INPUTS = {"web": ("page views",), "lead": ("form submits",),
+                 "email": ("e-mail events",), "spend": ("spend",),
+                 "eng": ("engagements",), "funnel": ("deal updates",),
+                 "cust": ("deal updates",), "score": ("form submits",)}
+
+
+def inputs_of(kpi: Any) -> list[str]:
+    return sorted({i for f in kpi.families for i in FAMILY_INPUTS.get(f, ())})
+
+
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
 def parse_kpi_query(q: Any) -> dict[str, Any]:
     """Filters of /api/kpis: kpi, bucket (repeatable or comma lists), channel, device,
-    campaign, dim ("total" or name=value), from/to (RFC 3339), final, limit."""
+    campaign, dim ("total" or name=value), from/to (RFC 3339), final, limit, and
+    compare (previous or year)."""
     from ..kpis.buckets import ALL_WINDOWS
     from ..kpis.catalogue import BY_NAME
     from ..schemas import parse_rfc3339_ms
@@ -86,6 +105,12 @@ def parse_kpi_query(q: Any) -> dict[str, Any]:
 
         if attribution not in MODELS:
             raise ValueError(f"attribution must be one of {', '.join(MODELS)}")
+    compare = q.get("compare")
+    if compare is not None:
+        from ..kpis.buckets import COMPARE_BASES
+
+        if compare not in COMPARE_BASES:
+            raise ValueError(f"compare must be one of {', '.join(COMPARE_BASES)}")
     try:
         limit = int(q.get("limit", "5000"))
     except ValueError as exc:
@@ -93,7 +118,8 @@ def parse_kpi_query(q: Any) -> dict[str, Any]:
     if not 1 <= limit <= 100_000:
         raise ValueError("limit must be between 1 and 100000")
     return {"view": {"kpis": kpis, "windows": windows, "dims": dims,
-                     "start_ms": bounds.get("from"), "end_ms": bounds.get("to")},
+                     "start_ms": bounds.get("from"), "end_ms": bounds.get("to"),
+                     "compare": compare},
             "final": final, "limit": limit, "attribution": attribution}
 
 
@@ -212,12 +238,14 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
     async def catalogue(_: web.Request) -> web.Response:
         from ..kpis.catalogue import KPIS
 
-        return web.json_response({"tz": settings.timezone, "kpis": [
-            {"name": k.name, "kind": k.kind, "definition": k.formula,
-             "unit": settings.reporting_currency if k.unit == "CURRENCY" else k.unit,
-             "dims": sorted(k.dims), "modes": list(k.modes),
-             "aggregation": k.aggregation,
-             "additive": k.additive} for k in KPIS]})
+        return web.json_response({
+            "tz": settings.timezone, "channel_labels": dict(settings.channel_labels),
+            "kpis": [
+                {"name": k.name, "kind": k.kind, "definition": k.formula,
+                 "unit": settings.reporting_currency if k.unit == "CURRENCY" else k.unit,
+                 "dims": sorted(k.dims), "modes": list(k.modes),
+                 "aggregation": k.aggregation, "additive": k.additive,
+                 "inputs": inputs_of(k)} for k in KPIS]})
 
     async def openapi(_: web.Request) -> web.Response:
         return web.json_response(document(), dumps=_dumps)
@@ -225,7 +253,12 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
     async def wall(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WALL_DIR / "index.html")
 
+    async def favicon(_: web.Request) -> web.Response:
+        return web.Response(body=FAVICON, content_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
+
     app.router.add_get("/", wall)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_static("/static/", WALL_DIR, show_index=False)
     app.router.add_get("/api/kpis", kpis)
     app.router.add_get("/api/kpis/stream", stream)

@@ -62,6 +62,13 @@ def document() -> dict[str, Any]:
             "/api/kpis": {"get": {
                 "summary": "Current snapshots, filtered",
                 "parameters": [*filters, attribution, {
+                    "name": "compare", "in": "query", "required": False,
+                    "description": "Add to each snapshot a `compare` object: the same KPI "
+                                   "and dims over the bucket just before (`previous`) or "
+                                   "a year earlier (`year`: 364 days, weekday-aligned; "
+                                   "calendar months and quarters a year earlier), with "
+                                   "the change and whether the data covers that period.",
+                    "schema": {"type": "string", "enum": ["previous", "year"]}}, {
                     "name": "limit", "in": "query", "required": False,
                     "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}],
                 "responses": {

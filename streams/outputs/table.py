@@ -56,6 +56,23 @@ def period_text(doc: dict[str, Any]) -> str:
     return f"{s_day} {s_time} → {shown} {offset.replace('Z', 'UTC')}".rstrip()
 
 
+def change_text(doc: dict[str, Any]) -> str:
+    """A document's change against its ``compare`` period: percentage points for a
+    rate, else relative (``▲ 12.5 %``), else absolute when the compared value is 0.
+    An em dash when there is nothing to compare with, or the data held does not
+    cover the compared period (a change against a half-empty period says nothing)."""
+    cmp = doc.get("compare")
+    if not cmp or cmp.get("change") is None or not cmp.get("covered"):
+        return NULL
+    change = cmp["change"]
+    arrow = "▲" if change > 0 else "▼" if change < 0 else "■"
+    if doc["unit"] == "ratio":
+        return f"{arrow} {abs(change) * 100:,.1f} pp"
+    if cmp.get("relative_change") is not None:
+        return f"{arrow} {abs(cmp['relative_change']) * 100:,.1f} %"
+    return f"{arrow} {value_text(abs(change), doc['unit'])}"
+
+
 def _row(doc: dict[str, Any]) -> list[str]:
     dims = ",".join(f"{k}={v}" for k, v in doc["dims"].items()) or "total"
     unit = doc["unit"]
@@ -67,9 +84,19 @@ def _row(doc: dict[str, Any]) -> list[str]:
 
 
 def table(docs: Iterable[dict[str, Any]]) -> str:
-    rows = [COLUMNS] + [_row(d) for d in docs]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    right = {3, 4, 5, 7}
+    docs = list(docs)
+    columns = list(COLUMNS)
+    rows = [_row(d) for d in docs]
+    basis = next((d["compare"]["basis"] for d in docs if d.get("compare")), None)
+    if basis is not None:
+        columns += [f"{basis} value", "change"]
+        for r, d in zip(rows, docs, strict=True):
+            cmp = d.get("compare") or {}
+            r += [value_text(cmp.get("value"), d["unit"]) if cmp.get("covered") else NULL,
+                  change_text(d)]
+    rows = [columns, *rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    right = {3, 4, 5, 7, 8, 9}
     lines = []
     for r in rows:
         cells = [c.rjust(w) if i in right else c.ljust(w)
@@ -82,14 +109,29 @@ def csv_text(docs: Iterable[dict[str, Any]]) -> str:
     """Machine-readable: plain numbers (no separators or symbols), empty for null."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["kpi", "bucket", "window_start", "window_end", "tz", "dims", "value",
-                "numerator", "denominator", "unit", "final", "revision"])
+    docs = list(docs)
+    compared = any(d.get("compare") for d in docs)
+    head = ["kpi", "bucket", "window_start", "window_end", "tz", "dims", "value",
+            "numerator", "denominator", "unit", "final", "revision"]
+    w.writerow(head + (["compare_basis", "compare_window_start", "compare_covered",
+                        "compare_value", "change", "relative_change"] if compared else []))
+
+    def plain(x: Any) -> str:
+        return "" if x is None else repr(x) if isinstance(x, float) else str(x)
+
     for d in docs:
         dims = ",".join(f"{k}={v}" for k, v in d["dims"].items())
-        w.writerow([d["kpi"], d["bucket"], d["window_start"], d["window_end"],
-                    d.get("tz", "UTC"), dims, "" if d["value"] is None else repr(d["value"]),
-                    d["numerator"], d["denominator"], d["unit"],
-                    "true" if d["final"] else "false", d["revision"]])
+        row = [d["kpi"], d["bucket"], d["window_start"], d["window_end"],
+               d.get("tz", "UTC"), dims, plain(d["value"]), d["numerator"],
+               d["denominator"], d["unit"], "true" if d["final"] else "false",
+               d["revision"]]
+        if compared:
+            cmp = d.get("compare") or {}
+            row += [cmp.get("basis", ""), cmp.get("window_start", ""),
+                    "" if "covered" not in cmp else "true" if cmp["covered"] else "false",
+                    plain(cmp.get("value")), plain(cmp.get("change")),
+                    plain(cmp.get("relative_change"))]
+        w.writerow(row)
     return out.getvalue()
 
 

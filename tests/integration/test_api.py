@@ -53,8 +53,23 @@ def test_kpis_filters(fed_worker: WorkerProcess) -> None:
     assert doc["snapshots"][0]["numerator"] == pytest.approx(120.0)
 
 
+def test_kpis_compare_with_the_period_before(fed_worker: WorkerProcess) -> None:
+    doc = orjson.loads(fed_worker.get(
+        "/api/kpis?kpi=pageviews&bucket=1m&dim=total&compare=previous"
+        "&from=2026-11-23T10:00:00Z&to=2026-11-23T10:02:00Z"))
+    first, second = doc["snapshots"]
+    # one page view a minute: 10:01 against 10:00, which the data covers
+    assert second["compare"] == {
+        "basis": "previous", "window_start": "2026-11-23T10:00:00Z",
+        "window_end": "2026-11-23T10:01:00Z", "covered": True, "value": 1,
+        "numerator": 1, "denominator": 1, "change": 0, "relative_change": 0.0}
+    # 10:00 is the first minute with page views: no page views before it (the spend
+    # record's cells reach further back, so the data does cover 09:59)
+    assert first["compare"]["value"] is None and first["compare"]["change"] is None
+
+
 @pytest.mark.parametrize("query", ["kpi=nope", "bucket=2h", "from=yesterday", "final=maybe",
-                                   "limit=0"])
+                                   "limit=0", "compare=lastweek"])
 def test_bad_queries_are_400_with_a_reason(fed_worker: WorkerProcess, query: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         fed_worker.get(f"/api/kpis?{query}")

@@ -83,3 +83,46 @@ def test_broker_actions_each_explain_themselves(capsys: pytest.CaptureFixture[st
         texts.append(capsys.readouterr().out)
     assert len(set(texts)) == 4  # not one generic text for all
     assert "--follow" in texts[3] and "--follow" not in texts[0]
+
+
+def _day(kpi: str, value: float | None, unit: str, start: str, end: str) -> dict:
+    return doc(kpi, value, value or 0, 1, unit, bucket="1d", start=start, end=end)
+
+
+def test_compare_within_the_topic_and_the_change_column() -> None:
+    from streams.kpis import buckets as B
+    from streams.outputs.table import change_text
+    from streams.readback import compare_within
+
+    docs = [_day("leads", 40, "count", "2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z"),
+            _day("leads", 50, "count", "2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z"),
+            _day("bounce_rate", 0.40, "ratio", "2026-11-22T00:00:00Z",
+                 "2026-11-23T00:00:00Z"),
+            _day("bounce_rate", 0.45, "ratio", "2026-11-23T00:00:00Z",
+                 "2026-11-24T00:00:00Z"),
+            doc("leads", 90, 90, 1, "count", bucket="24h", start="2026-11-23T00:00:00Z",
+                end="2026-11-24T00:00:00Z")]
+    B.use("UTC")
+    compare_within(docs, "previous")
+    day2, rate2, rolling = docs[1]["compare"], docs[3]["compare"], docs[4]["compare"]
+    assert (day2["value"], day2["change"], day2["covered"]) == (40, 10, True)
+    assert day2["relative_change"] == pytest.approx(0.25)
+    assert change_text(docs[1]) == "▲ 25.0 %"
+    assert change_text(docs[3]) == "▲ 5.0 pp"  # a rate changes in percentage points
+    assert rate2["value"] == pytest.approx(0.40)
+    # the first day: nothing before it on the topic; a rolling view keeps no history
+    assert docs[0]["compare"]["covered"] is False and change_text(docs[0]) == "—"
+    assert rolling["value"] is None and change_text(docs[4]) == "—"
+    text = table(docs)
+    assert text.splitlines()[0].split()[-3:] == ["previous", "value", "change"]
+    assert "▲ 25.0 %" in text.splitlines()[2]
+    lines = csv_text(docs).splitlines()
+    assert lines[0].endswith("compare_value,change,relative_change")
+    assert lines[2].endswith("previous,2026-11-22T00:00:00Z,true,40,10,0.25")
+
+
+def test_kpis_takes_compare() -> None:
+    args = build_parser().parse_args(["kpis", "--compare", "year"])
+    assert args.compare == "year"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["kpis", "--compare", "lastweek"])
