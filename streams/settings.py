@@ -193,19 +193,26 @@ _STAGES = ("mql", "sal", "sql", "opportunity", "won", "lost")
 _KINDS = ("new_business", "renewal", "expansion")
 
 
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,...`` pairs (a value may hold spaces, not commas)."""
+    pairs = []
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"{item!r} is not key=value")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
 def _mapping(*allowed: str) -> Callable[[str], tuple[tuple[str, str], ...]]:
     """``a=b,c=d`` pairs whose values are one of ``allowed``."""
     def parse(text: str) -> tuple[tuple[str, str], ...]:
-        pairs = []
-        for item in (i.strip() for i in text.split(",") if i.strip()):
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip() or not value.strip():
-                raise ValueError(f"{item!r} is not key=value")
-            if value.strip() not in allowed:
-                raise ValueError(f"{item!r}: {value.strip()!r} is not one of "
+        pairs = _pairs(text)
+        for key, value in pairs:
+            if value not in allowed:
+                raise ValueError(f"'{key}={value}': {value!r} is not one of "
                                  f"{', '.join(allowed)}")
-            pairs.append((key.strip(), value.strip()))
-        return tuple(pairs)
+        return pairs
 
     return parse
 
@@ -497,6 +504,11 @@ class Settings:
         "KPI_ALERTMANAGER_URL", "", str,
         "Alertmanager whose firing alerts the wall shows (e.g. http://127.0.0.1:9093); "
         "empty: no alert banner.", "worker")
+    channel_labels: tuple[tuple[str, str], ...] = setting(
+        "KPI_CHANNEL_LABELS", "", _pairs,
+        "Names the wall shows for channels, name=Label pairs (e.g. "
+        "email=Newsletter,paid_social=Meta ads) over the defaults (paid_search is shown "
+        "as Paid search).", "worker")
     worker_id: str = setting(
         "KPI_WORKER_ID", "", str,
         "Name of this worker in logs and metrics; empty: host name and PID.", "worker")

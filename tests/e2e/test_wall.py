@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -101,11 +102,33 @@ def test_wall_fills_in_and_updates_live(kafka_env: dict[str, str], tmp_path: Pat
             # channels that never had a spend record have no CPL, not a CPL of €0.00
             table = page.locator("#channels tbody").inner_text()
             assert "no cost data" in table, table
-            cells = page.locator("#channels tbody tr", has_text="organic_search").locator("td")
+            row = page.locator("#channels tbody tr[data-channel=organic_search]")
+            cells = row.locator("td")
+            assert cells.nth(0).inner_text() == "Organic search"  # a name, not an id
             assert [cells.nth(i).inner_text() for i in (4, 5)] == ["no cost data"] * 2
+            # each tile names its period; "as of" is the wall clock, beside the data's end
+            assert "last 24 h" in page.locator("#tile-leads .label").inner_text()
+            asof = page.locator("#asof").inner_text()
+            assert asof.startswith("data to ") and " · as of " in asof, asof
+            # 26 hours of history: the previous 24 h is not all in the data, so no
+            # change is claimed against it
+            assert page.locator("#tile-leads .delta").inner_text() == \
+                "no previous 24 h in the data yet"
+            # the whole wall fits the screen it was made for, without scrolling
+            height = page.evaluate("document.documentElement.scrollHeight")
+            assert height <= 1000, f"the wall is {height} px tall at 1600x1000"
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "wall.png"), full_page=True)
             assert errors == []
+            # ?static=1: one render and no event stream, for a screenshot that exits
+            still = browser.new_page(viewport={"width": 1600, "height": 1000})
+            still.goto(w.url("/?static=1"))
+            still.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            assert "nodata" not in still.locator("#tile-leads").get_attribute("class")
+            assert "down" in still.locator("#conn").get_attribute("class")
+            still.screenshot(path=str(ARTIFACTS / "wall-static.png"))
+            icon = urllib.request.urlopen(w.url("/favicon.ico"), timeout=10)
+            assert icon.status == 200 and icon.headers["Content-Type"] == "image/svg+xml"
             browser.close()
     finally:
         sim.terminate()

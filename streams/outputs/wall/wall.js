@@ -26,6 +26,27 @@ let units = {};
 let dirty = true;
 let known = new Set();  // KPIs this worker computes (/api/catalogue)
 let tz = "UTC";  // the reporting zone (KPI_TIMEZONE): times on the wall are local to it
+let channelLabels = {};  // KPI_CHANNEL_LABELS: channel -> the name shown
+// ?static=1: one load and one render, no event stream (a headless screenshot can exit)
+const STATIC = new URLSearchParams(location.search).get("static") === "1";
+const PERIOD = "last 24 h";
+
+// "paid_search" reads as "Paid search" unless KPI_CHANNEL_LABELS names it otherwise
+function channelName(ch) {
+  if (channelLabels[ch]) return channelLabels[ch];
+  const words = ch.replace(/_/g, " ");
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+// the oldest hour any tile's series holds: a change is shown only against a previous
+// 24 h that the data reaches back to (a replay's first day has no previous day)
+function earliestHour() {
+  let first = null;
+  for (const series of hourly.values()) {
+    for (const t of series.keys()) if (first === null || t < first) first = t;
+  }
+  return first;
+}
 
 // "2026-10-25 14:00" in the reporting zone
 function localTime(ms) {
@@ -148,8 +169,8 @@ function buildTiles() {
     el.className = "tile nodata";
     el.id = "tile-" + kpi;
     el.dataset.kpi = kpi;
-    el.innerHTML = `<div class="label">${label}</div><div class="value">—</div>
-      <div class="delta">no data yet</div>
+    el.innerHTML = `<div class="label">${label} <span class="period">${PERIOD}</span></div>
+      <div class="value">—</div><div class="delta">no data yet</div>
       <svg viewBox="0 0 300 46" preserveAspectRatio="none"><polyline points=""/></svg>`;
     document.getElementById("tiles-" + kind).appendChild(el);
   }
@@ -164,13 +185,24 @@ function render() {
   const last = newestEnd !== null ? newestEnd - HOUR : newestKey(hourly);
   if (last === null) return;
   const now = last;
-  document.getElementById("asof").textContent =
-    "data as of " + localTime(now + HOUR) + " " + tz;
+  // "as of" is the wall clock; the data's own end (event time) is named beside it
+  const dataTo = localTime(now + HOUR), clock = localTime(Date.now());
+  document.getElementById("asof").textContent = "data to " +
+    (dataTo.slice(0, 10) === clock.slice(0, 10) ? dataTo.slice(11) : dataTo) +
+    " · as of " + clock + " " + tz;
+  const first = earliestHour();
+  const covered = first !== null && first <= now + HOUR - 48 * HOUR;
   for (const [kpi, , , better] of TILES) {
     const el = document.getElementById("tile-" + kpi);
     let cur = window24(kpi, now + HOUR);
-    let prev = window24(kpi, now - 23 * HOUR);
-    if (!cur) continue;
+    let prev = covered ? window24(kpi, now - 23 * HOUR) : null;
+    if (!cur) {
+      const inputs = (meta[kpi] || {}).inputs || [];
+      if (known.has(kpi) && inputs.length) {
+        el.querySelector(".delta").textContent = "waiting for " + inputs.join(" and ");
+      }
+      continue;
+    }
     el.classList.remove("nodata");
     const delta = el.querySelector(".delta");
     // the newest hours' spend is not reported yet: a CPL over them would look too good.
@@ -195,7 +227,8 @@ function render() {
       const good = better === "up" ? change > 0 : better === "down" ? change < 0 : null;
       delta.className = "delta" + (good === null || change === 0 ? "" : good ? " good" : " bad");
     } else {
-      delta.textContent = "no previous period";
+      delta.textContent = covered ? "no previous 24 h to compare"
+        : "no previous 24 h in the data yet";
       delta.className = "delta";
     }
     el.querySelector("polyline").setAttribute("points", sparkPoints(kpi, now));
@@ -204,7 +237,8 @@ function render() {
   const body = document.querySelector("#channels tbody");
   const rows = [...channels.entries()]
     .sort((a, b) => (b[1].get("sessions")?.value || 0) - (a[1].get("sessions")?.value || 0));
-  body.innerHTML = rows.map(([ch, byKpi]) => "<tr><td>" + ch + "</td>" + CHANNEL_KPIS.map(k => {
+  body.innerHTML = rows.map(([ch, byKpi]) => `<tr data-channel="${ch}"><td>` +
+    channelName(ch) + "</td>" + CHANNEL_KPIS.map(k => {
     const d = byKpi.get(k);
     const costKpi = k === "spend" || k === "cpl";
     // a channel with no spend record: its CPL is not 0, it is unknown
@@ -221,6 +255,7 @@ async function load() {
     const cat = await (await fetch("/api/catalogue")).json();
     known = new Set(cat.kpis.map(k => k.name));
     tz = cat.tz || "UTC";
+    channelLabels = cat.channel_labels || {};
     meta = Object.fromEntries(cat.kpis.map(k => [k.name, k]));
   } catch (e) { /* retried by the reload below */ }
   for (const [kpi] of TILES) {
@@ -265,7 +300,12 @@ async function pollAlerts() {
 }
 
 buildTiles();
-load().then(live);
-pollAlerts();
-setInterval(render, 1000);
-setInterval(pollAlerts, 5000);
+if (STATIC) {
+  load().then(pollAlerts).then(() => { dirty = true; render();
+                                       document.body.dataset.ready = "1"; });
+} else {
+  load().then(live);
+  pollAlerts();
+  setInterval(render, 1000);
+  setInterval(pollAlerts, 5000);
+}
