@@ -186,7 +186,8 @@ function render() {
   if (last === null) return;
   const now = last;
   // "as of" is the wall clock; the data's own end (event time) is named beside it
-  const dataTo = localTime(now + HOUR), clock = localTime(Date.now());
+  // (live, the newest hour is still open: its data runs to now, not to its end)
+  const dataTo = localTime(Math.min(now + HOUR, Date.now())), clock = localTime(Date.now());
   document.getElementById("asof").textContent = "data to " +
     (dataTo.slice(0, 10) === clock.slice(0, 10) ? dataTo.slice(11) : dataTo) +
     " · as of " + clock + " " + tz;
