@@ -99,6 +99,7 @@ def compare_within(docs: list[dict[str, Any]], basis: str) -> None:
     it. The topic keeps only the current window of a rolling view, so those have
     nothing to compare with. The reporting zone must be the active one (``B.use``)."""
     from .kpis import buckets as B
+    from .kpis.merge.documents import change_against
     from .schemas import parse_rfc3339_ms
 
     def key(d: dict[str, Any], start: int) -> tuple[Any, ...]:
@@ -114,17 +115,7 @@ def compare_within(docs: list[dict[str, Any]], basis: str) -> None:
         start, end = starts[id(d)], parse_rfc3339_ms(d["window_end"])
         s0, s1 = B.compared_window(d["bucket"], start, end, basis)
         other = None if d["bucket"] in B.ROLLING else index.get(key(d, s0))
-        cmp: dict[str, Any] = {
+        d["compare"] = {
             "basis": basis, "window_start": B.iso(s0), "window_end": B.iso(s1),
             "covered": d["bucket"] not in B.ROLLING and
-            earliest[(d["kpi"], d["bucket"])] <= s0,
-            "value": None, "numerator": None, "denominator": None, "change": None,
-            "relative_change": None}
-        if other is not None:
-            before, now = other["value"], d["value"]
-            change = None if before is None or now is None else now - before
-            cmp.update(value=before, numerator=other["numerator"],
-                       denominator=other["denominator"], change=change,
-                       relative_change=None if change is None or not before
-                       else change / abs(before))
-        d["compare"] = cmp
+            earliest[(d["kpi"], d["bucket"])] <= s0, **change_against(d, other)}

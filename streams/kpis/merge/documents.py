@@ -97,16 +97,9 @@ class DocumentsMixin(PartitionAttrs):
                                "window_end": iso_s(s1),
                                "covered": earliest.get(base, NEVER) <= s0}
         comps = self.window_comps(window, s0, s1, dim)
-        if comps is None or kpi.families.isdisjoint(comps):
-            return {**out, "value": None, "numerator": None, "denominator": None,
-                    "change": None, "relative_change": None}
-        prev = self._doc(kpi, window, s0, s1, dim, comps, False, 0, computed_at, modes)
-        now, before = doc["value"], prev["value"]
-        change = None if now is None or before is None else now - before
-        relative = None if change is None or not before else change / abs(before)
-        return {**out, "value": before, "numerator": prev["numerator"],
-                "denominator": prev["denominator"], "change": change,
-                "relative_change": relative}
+        prev = None if comps is None or kpi.families.isdisjoint(comps) else \
+            self._doc(kpi, window, s0, s1, dim, comps, False, 0, computed_at, modes)
+        return {**out, **change_against(doc, prev)}
 
     def cost_complete(self, end: int) -> bool:
         """Whether every spend partition's watermark has passed ``end``: cost is
@@ -115,6 +108,20 @@ class DocumentsMixin(PartitionAttrs):
         it back, as for finality."""
         lows = self._lows if self._lows is not None else self._topic_lows()
         return all(lows.get(t, -NEVER) >= end for t in self.cfg.feeds.get("spend", ()))
+
+
+def change_against(doc: dict[str, Any], prev: dict[str, Any] | None) -> dict[str, Any]:
+    """The compared part of a ``compare`` object: the other period's value, numerator
+    and denominator, the change and the relative change (nulls without ``prev``)."""
+    if prev is None:
+        return {"value": None, "numerator": None, "denominator": None, "change": None,
+                "relative_change": None}
+    now, before = doc["value"], prev["value"]
+    change = None if now is None or before is None else now - before
+    return {"value": before, "numerator": prev["numerator"],
+            "denominator": prev["denominator"], "change": change,
+            "relative_change": None if change is None or not before
+            else change / abs(before)}
 
 
 @lru_cache(maxsize=4096)
