@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from . import broker
+from . import broker, statecodec
 from .channels import ConfigError
 from .kpis.buckets import ALL_WINDOWS
 from .settings import SPECS, Settings, SettingsError, load_settings
@@ -503,7 +503,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     name = hot_name(args.contact_id)
     value = local.get(name.encode())
     if value is not None:
-        proc.load(name, orjson.loads(value))
+        proc.load(name, statecodec.decode(value))
     doc = proc.contact_score(args.contact_id, at)
     st = proc.contact(args.contact_id)
     if doc is None or st is None or not st.get("s"):

@@ -37,11 +37,14 @@ from typing import Any
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
-from .kpis.visitors import COLD_PREFIX
+from .kpis.visitors import COLD_PREFIX, RAW_PREFIXES
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = b"\x00checkpoint"
+COUNTS = b"\x00counts"  # cold records held, by prefix: kept exact with every write
+_INTERNAL = (CHECKPOINT, COUNTS)
+_COUNTED = tuple(p.encode()[0] for p in RAW_PREFIXES)
 
 
 class MemoryStore:
@@ -51,17 +54,50 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+        self.counts: dict[int, int] = {}
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
+    def _counted(self, records: list[tuple[bytes, bytes | None]]) -> bytes | None:
+        """Apply ``records``' effect to the cold-record counts (before they are
+        written: a record is new or gone only against what the store holds now);
+        returns the counts to write with them, or None when none changed. One read
+        per cold record written, so the count never needs a pass over the store."""
+        changed = False
+        for key, value in records:
+            if key[:1] and key[0] in _COUNTED:
+                had = self.get(key) is not None
+                if had != (value is not None):
+                    self.counts[key[0]] = self.counts.get(key[0], 0) + (-1 if had else 1)
+                    changed = True
+        return orjson.dumps({str(k): n for k, n in self.counts.items()}) if changed else None
+
+    def _load_counts(self) -> None:
+        raw = self.get(COUNTS)
+        if raw is not None:
+            self.counts = {int(k): n for k, n in orjson.loads(raw).items()}
+            return
+        # a store written before counts were kept (or an empty one): count it once
+        self.counts = {p: sum(1 for _ in self.items(bytes([p]))) for p in _COUNTED}
+        if any(self.counts.values()):
+            log.info("counted the cold records of %s once: %s", getattr(self, "path", "-"),
+                     self.counts)
+
+    def count(self, prefix: bytes) -> int:
+        """Records held under one cold prefix (exact, without a pass over them)."""
+        return self.counts.get(prefix[0], 0)
+
     def write(self, records: list[tuple[bytes, bytes | None]],
               checkpoint: dict[str, Any] | None) -> None:
+        counts = self._counted(records)
         for key, value in records:
             if value is None:
                 self.data.pop(key, None)
             else:
                 self.data[key] = value
+        if counts is not None:
+            self.data[COUNTS] = counts
         if checkpoint is not None:
             self.data[CHECKPOINT] = orjson.dumps(checkpoint)
 
@@ -71,20 +107,17 @@ class MemoryStore:
 
     def items(self, prefix: bytes = b"", after: bytes | None = None,
               limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        keys = sorted(k for k in self.data if k.startswith(prefix) and k != CHECKPOINT
+        keys = sorted(k for k in self.data if k.startswith(prefix) and k not in _INTERNAL
                       and (after is None or k > after))
         for k in keys[:limit]:
             yield k, self.data[k]
 
     def wipe(self) -> None:
         self.data.clear()
+        self.counts = {}
 
     def disk_bytes(self) -> int:
         return 0
-
-    def estimate_keys(self) -> int:
-        """Keys held (RocksDB: its own estimate, without a pass over the data)."""
-        return len(self.data)
 
     def close(self) -> None:
         self.data.clear()
@@ -107,6 +140,13 @@ class StoreMemory:
         opts.create_if_missing(True)
         table = BlockBasedOptions()
         table.set_block_cache(self.cache)
+        # index and filter blocks in the same cache, so they count against the budget
+        # instead of growing with the number of table files (Kafka Streams' bounded
+        # memory config does the same); a bloom filter answers "never seen" lookups
+        # (every new visitor asks the cold store) without reading a data block
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        table.set_bloom_filter(10, False)
         opts.set_block_based_table_factory(table)
         opts.set_write_buffer_manager(self.write_buffers)
         # many small stores: flush each memtable early rather than grow it to 64 MB
@@ -124,6 +164,7 @@ class RocksStore(MemoryStore):
         self.memory = memory if isinstance(memory, StoreMemory) else StoreMemory(memory)
         path.mkdir(parents=True, exist_ok=True)
         self.db = self._open()
+        self._load_counts()
 
     def _open(self) -> Rdict:
         return Rdict(str(self.path), self.memory.options())
@@ -134,15 +175,22 @@ class RocksStore(MemoryStore):
 
     def write(self, records: list[tuple[bytes, bytes | None]],
               checkpoint: dict[str, Any] | None) -> None:
+        counts = self._counted(records)
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        if counts is not None:
+            batch.put(COUNTS, counts)
         if checkpoint is not None:
             batch.put(CHECKPOINT, orjson.dumps(checkpoint))
-        self.db.write(batch)  # atomic: the records and their checkpoint, or neither
+        try:
+            self.db.write(batch)  # atomic: the records, counts and checkpoint, or none
+        except BaseException:
+            self._load_counts()  # the counts in memory ran ahead of a failed write
+            raise
 
     def checkpoint(self) -> dict[str, Any] | None:
         raw = self.db.get(CHECKPOINT)
@@ -159,7 +207,7 @@ class RocksStore(MemoryStore):
                 key = bytes(it.key())
                 if not key.startswith(prefix):
                     break
-                if key != CHECKPOINT and (after is None or key > after):
+                if key not in _INTERNAL and (after is None or key > after):
                     yield key, bytes(it.value())
                     n += 1
                 it.next()
@@ -171,13 +219,10 @@ class RocksStore(MemoryStore):
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
         self.db = self._open()
+        self.counts = {}
 
     def disk_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
-
-    def estimate_keys(self) -> int:
-        value = self.db.property_int_value("rocksdb.estimate-num-keys")
-        return int(value or 0)
 
     def close(self) -> None:
         self.db.close()
@@ -197,12 +242,7 @@ class ColdView:
         self.store = store
         self.prefix = prefix.encode()
         self.overlay: dict[bytes, bytes | None] = {}
-        # a persistent store can hold millions of cold visitors: counting them at
-        # every restore would make restores grow with the state, so the count there
-        # is RocksDB's estimate of all keys (``approximate``; the owner subtracts its
-        # hot keys)
-        self.approximate = store.persistent
-        self.n = 0 if self.approximate else sum(1 for _ in store.items(self.prefix))
+        self.n = 0  # net change of the overlay: records it adds minus those it deletes
 
     def _name(self, key: bytes) -> bytes:
         return self.prefix + key.hex().encode()
@@ -233,13 +273,11 @@ class ColdView:
         return iter(out)
 
     def count(self) -> int:
-        if self.approximate:
-            return self.store.estimate_keys() + self.n  # n: the overlay's net change
-        return self.n
+        """Cold records of this prefix, exact: the store's count and the overlay's."""
+        return self.store.count(self.prefix) + self.n
 
     def committed(self) -> None:
-        if self.approximate:
-            self.n = 0  # now in the store's estimate
+        self.n = 0  # the overlay is in the store, and so in its count
         self.overlay.clear()
 
     def close(self) -> None:

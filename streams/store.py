@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from . import statecodec
 from .statestore import MemoryStore
 from .topics import STATE_COMPACTION_LAG_MS
 
@@ -160,12 +161,7 @@ class StateWriter:
         """Write one flush; returns once everything is acknowledged."""
         flush = uuid.uuid4().hex
         headers = [("f", flush.encode())]
-        state: list[tuple[bytes, bytes | None]] = []
-        for key, value in updates.items():
-            if value is None or isinstance(value, bytes):
-                state.append((key.encode(), value))  # a tombstone, or a packed record
-            else:
-                state.append((key.encode(), orjson.dumps(value)))
+        state = [(key.encode(), statecodec.encode(value)) for key, value in updates.items()]
         records: list[tuple[bytes | None, bytes | None]] = list(state)
         chunks = _chunks(outbox)
         for i, items in enumerate(chunks):

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
+from .. import statecodec
 from ..kpis.visitors import RAW_PREFIXES
 from ..outputs.metrics import Metrics
 from ..settings import Settings
@@ -231,7 +232,7 @@ class StageRunner:
         for key, raw in local.items():
             if key.startswith(COLD_BYTES):
                 continue  # cold records stay in the store, read in place
-            proc.load(key.decode(), orjson.loads(raw))
+            proc.load(key.decode(), statecodec.decode(raw))
             loaded += 1
         self.metrics.restore_records.labels(self.stage).inc(restored.records)
         self.metrics.restore_seconds.labels(self.stage, str(partition)).set(

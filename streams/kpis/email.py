@@ -216,7 +216,7 @@ class EmailPartition(ColdBacked, ClockedPartition):
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry)."""
         return {"message": len(self.messages),
-                "message_cold": self.cold_count(len(self.messages))}
+                "message_cold": self.cold_count()}
 
     def dump(self, key: str) -> Any:
         if key.startswith(MESSAGE_PREFIX):

@@ -422,7 +422,7 @@ class FunnelPartition(ColdBacked, ClockedPartition):
     def state_keys(self) -> dict[str, int]:
         """Entries of state held, by kind (the changelog holds one record per entry)."""
         return {"contact": len(self.contacts),
-                "contact_cold": self.cold_count(len(self.contacts))}
+                "contact_cold": self.cold_count()}
 
     def dump(self, key: str) -> Any:
         if key.startswith(vis.CONTACT_PREFIX):

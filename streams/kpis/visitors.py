@@ -198,8 +198,6 @@ class ColdBacked:
         if committed is not None:
             committed()
 
-    def cold_count(self, hot: int) -> int:
-        cold = self.cold.count()
-        if getattr(self.cold, "approximate", False):
-            cold = max(cold - hot, 0)  # an estimate of every key in the store
-        return cold
+    def cold_count(self) -> int:
+        """Cold records held (exact: the store keeps the count with every write)."""
+        return self.cold.count()

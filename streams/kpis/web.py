@@ -112,7 +112,7 @@ class Visitor:
         """Event ids kept for this visitor (what deduplication compares against)."""
         return {p[1] for p in self.pvs} | {f[1] for f in self.forms}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_state(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"f": self.first, "p": self.pvs, "s": self.forms,
                                "h": self.touches, "l": self.leads}
         if self.score or self.contacts:
@@ -120,7 +120,7 @@ class Visitor:
         return doc
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Visitor:
+    def from_state(cls, d: dict[str, Any]) -> Visitor:
         return cls(d["f"], [tuple(p) for p in d["p"]], [tuple(f) for f in d["s"]],
                    [tuple(h) for h in d["h"]], d["l"], d.get("sc", []), d.get("ct", []))
 
@@ -589,19 +589,19 @@ class WebPartition(ColdBacked, ClockedPartition):
         """Entries of state held, by kind (the changelog holds one record per entry):
         hot visitors on the heap, cold ones in the cold store."""
         return {"visitor": len(self.visitors),
-                "visitor_cold": self.cold_count(len(self.visitors))}
+                "visitor_cold": self.cold_count()}
 
     def dump(self, key: str) -> dict[str, Any] | bytes | None:
         if key.startswith(COLD_PREFIX):
             return self.cold.get(cold_key(key))  # packed bytes, written as they are
         v = self.visitors.get(hot_id(key))
-        return None if v is None else v.to_json()
+        return None if v is None else v.to_state()
 
     def load(self, key: str, value: Any) -> None:
         if key.startswith(COLD_PREFIX):
             self.cold.put(cold_key(key), value)
             return
-        self.visitors[hot_id(key)] = Visitor.from_json(value)
+        self.visitors[hot_id(key)] = Visitor.from_state(value)
 
 
 def _insort(items: list[Any], item: Any) -> None:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streams import statecodec
 from streams.agents.stages import FunnelStage, InputStage
 from streams.events import Decoder
 from streams.outputs.metrics import Metrics
@@ -48,7 +49,8 @@ class FakeProducer:
 
     async def send_batch(self, batch: _Batch, topic: str, partition: int) -> Any:
         for _key, value in batch.records:
-            self.sent[(topic, partition)].append(None if value is None else orjson.loads(value))
+            sent = None if value is None else statecodec.decode(value)
+            self.sent[(topic, partition)].append(sent)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done

@@ -24,17 +24,17 @@ class PersistenceMixin(PartitionAttrs):
         if key.startswith("v|"):
             window, dim = key[2:].split("|", 1)
             roll = self.rolls.get((window, dim))
-            return None if roll is None else roll.to_json()
+            return None if roll is None else roll.to_state()
         if key.startswith("r|"):
             window, end, dim = parse_store_key(key[2:])
             return self.views.get((window, end, dim))
         cell = self.cells.get(parse_store_key(key))
-        return None if cell is None else cell.to_json()
+        return None if cell is None else cell.to_state()
 
     def load(self, key: str, value: Any) -> None:
         if key.startswith("v|"):
             window, dim = key[2:].split("|", 1)
-            self.rolls[(window, dim)] = ViewState.from_json(value)
+            self.rolls[(window, dim)] = ViewState.from_state(value)
             # what was last published may not have reached the topic: evaluate again
             self.rolls_todo.add((window, dim))
             return
@@ -51,7 +51,7 @@ class PersistenceMixin(PartitionAttrs):
                 self.views_todo.add((window, end, dim))
             return
         ckey = parse_store_key(key)
-        cell = self.cells[ckey] = Cell.from_json(value)
+        cell = self.cells[ckey] = Cell.from_state(value)
         if not cell.final:
             self.open_cells.add(ckey)
         # an open cell's latest value may still have been waiting for its turn on the

@@ -44,16 +44,20 @@ class Cell:
     # restart publishes what a crash left unpublished
     unpublished: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        sk = None if self.sketch is None else base64.b64encode(
-            self.sketch.serialize_compact()).decode()
-        return {"c": self.comps, "r": self.rev, "p": self.fams, "f": self.final, "h": sk,
-                "u": self.unpublished}
+    def to_state(self) -> list[Any]:
+        """The cell as a store value: a list, the sketch as its own compact bytes."""
+        sk = None if self.sketch is None else self.sketch.serialize_compact()
+        return [self.comps, self.rev, self.fams, self.final, sk, self.unpublished]
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Cell:
-        sk = None if d.get("h") is None else hll_sketch.deserialize(base64.b64decode(d["h"]))
-        return cls(d["c"], d["r"], d["p"], d["f"], sk, d.get("u", False))
+    def from_state(cls, d: list[Any] | dict[str, Any]) -> Cell:
+        if isinstance(d, dict):  # written as JSON by a release before the binary store
+            h = d.get("h")
+            d = [d["c"], d["r"], d["p"], d["f"], None if h is None else base64.b64decode(h),
+                 d.get("u", False)]
+        comps, rev, fams, final, sk, unpublished = d
+        return cls(comps, rev, fams, final,
+                   None if sk is None else hll_sketch.deserialize(bytes(sk)), unpublished)
 
 
 def cell_store_key(key: CellKey) -> str:
@@ -77,11 +81,11 @@ class ViewState:
     fams: list[str]  # families present then (their KPIs get tombstones when gone)
     final: bool = False
 
-    def to_json(self) -> list[Any]:
+    def to_state(self) -> list[Any]:
         return [self.rev, self.end, self.fams, self.final]
 
     @classmethod
-    def from_json(cls, d: list[Any]) -> ViewState:
+    def from_state(cls, d: list[Any]) -> ViewState:
         return cls(int(d[0]), int(d[1]), list(d[2]), bool(d[3]))
 
 
