@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import faust
+import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types.auth import SASLMechanism
@@ -28,10 +29,12 @@ from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
 from .kpis import buckets
 from .kpis.catalogue import Modes
+from .kpis.targets import load_targets
 from .logs import BrokerOutageLog, FreshAssignmentNoise
 from .outputs.collector import KpiCollector
 from .outputs.hub import SnapshotHub
 from .outputs.metrics import Metrics
+from .outputs.pacing import TargetBoard, TargetCollector
 from .settings import Settings
 from .statestore import StoreMemory
 from .topics import Topics
@@ -55,6 +58,7 @@ class Pipeline:
     rebalancing: bool = False
     outage: BrokerOutageLog | None = None
     fresh: FreshAssignmentNoise | None = None
+    targets: TargetBoard | None = None  # KPI_TARGETS: goals and their pacing
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -122,6 +126,11 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
         merge.procs, Modes(bounce=settings.bounce_mode, attribution=settings.attribution,
                            machine_opens="excluded" if settings.exclude_machine_opens
                            else "included"), settings.reporting_currency))
+    if settings.targets_file is not None:
+        pipe.targets = TargetBoard(load_targets(settings.targets_file),
+                                   lambda: {p: part.proc for p, part in merge.parts.items()},
+                                   settings.kpi_partitions)
+        registry.register(TargetCollector(pipe.targets))
     return pipe
 
 
@@ -208,6 +217,26 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
                 await runner.tick()
         except Exception:
             fatal("the tick timer")
+
+    if pipe.targets is not None:
+        board = pipe.targets
+
+        @app.timer(interval=settings.snapshot_slow_interval_ms / 1000,
+                   name="kpi-streams.targets")
+        async def publish_targets() -> None:
+            # a target's record on the KPI topic, when its pacing changed; at the
+            # cadence of the other slow-moving records (months, rolling views)
+            if pipe.rebalancing or pipe.producer is None:
+                return
+            changed = board.changed(board.evaluate())
+            try:
+                for key, doc in changed:
+                    await pipe.producer.send(pipe.topics.snapshots, key=key.encode(),
+                                             value=orjson.dumps(doc))
+                await pipe.producer.flush()
+            except KafkaError as exc:  # the broker is away: the next round sends again
+                board.forget([key for key, _ in changed])
+                log.warning("targets: cannot publish (%s); next round retries", exc)
 
     lag_probe: dict[str, Any] = {}
 

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from . import broker, statecodec
-from .channels import ConfigError
+from .channels import CONFIG_DIR, ConfigError
 from .kpis.buckets import ALL_WINDOWS
 from .settings import SPECS, Settings, SettingsError, load_settings
 
@@ -148,9 +148,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from .app import build_pipeline, create_app, worker_id
+    from .kpis.targets import load_targets
     from .logs import BrokerOutageLog, FreshAssignmentNoise
     from .outputs.http import build_web_app, serve
 
+    if s.targets_file is not None:
+        load_targets(s.targets_file)  # a bad file stops the start, naming its line
     asyncio.run(_ensure_topics(s))
     pipe = build_pipeline(s)
     pipe.outage = BrokerOutageLog(s.bootstrap).install()
@@ -638,6 +641,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                                      f"ops:{ops_token}:*")
     else:
         site_token = ops_token = "<your token from KPI_COLLECT_TOKENS>"
+    if s.targets_file is None:  # the simulated site's goals, so the wall shows pacing
+        env["KPI_TARGETS"] = str(DEMO_TARGETS)
     collect_log = (logdir / "collector.log").open("ab")
     names = ["worker", "collector", "simulator"]
     procs = [subprocess.Popen([*exe, "worker"], stdout=worker_log, stderr=subprocess.STDOUT,
@@ -664,6 +669,7 @@ kpi-streams is up.
   metrics    {url}/metrics
   health     {url}/api/health
   KPIs       kpi-streams kpis --bucket 1h --total
+  targets    {url}/api/targets   (goals: {env.get("KPI_TARGETS")})
 
   tracker    <script defer src="{curl}/t.js" data-token="{site_token}"></script>
              (add your site's origin to KPI_COLLECT_ORIGINS)
@@ -696,6 +702,7 @@ Ctrl-C stops the worker, the collector and the simulator (the broker keeps runni
 
 # -- parser -------------------------------------------------------------------------
 DEMO_RATE = 20.0  # events/s of `up`'s live traffic
+DEMO_TARGETS = CONFIG_DIR / "targets.demo.yaml"  # `up`'s goals unless KPI_TARGETS is set
 INCIDENTS = ("cpl-spike", "bounce-spike", "traffic-drop")
 
 

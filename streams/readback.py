@@ -55,6 +55,8 @@ async def latest_snapshots(settings: Settings, limit_s: float = 30.0) -> dict[st
     out: dict[str, Any] = {}
     for msg in await read_topic(settings, Topics(settings).snapshots, limit_s):
         key = msg.key.decode()
+        if key.startswith("target|"):
+            continue  # a target's pacing (schemas/kpi_target.v1.json), not a snapshot
         if msg.value is None:
             out.pop(key, None)  # a retracted key
             continue

@@ -397,6 +397,10 @@ class Settings:
         "KPI_LEAD_SCORING", "", _optional_path,
         "JSON lead-scoring rules (see streams/config/lead_scoring.json); empty: built-in. "
         "Validated at start.", "kpi")
+    targets_file: Path | None = setting(
+        "KPI_TARGETS", "", _optional_path,
+        "YAML (or JSON) file of goals per KPI and period (see the README's 'Targets and "
+        "pacing'); empty: no targets. Validated at start, errors name the line.", "kpi")
     session_timeout_ms: int = setting(
         "KPI_SESSION_TIMEOUT", "30m", parse_duration_ms,
         "Inactivity gap that ends a session.", "kpi")

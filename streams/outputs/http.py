@@ -235,6 +235,13 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
                   if a.get("status", {}).get("state") == "active"]
         return web.json_response({"configured": True, "alerts": firing})
 
+    async def targets(_: web.Request) -> web.Response:
+        board = pipe.targets
+        docs = [] if board is None else board.evaluate()
+        docs.sort(key=lambda d: d["target"])
+        return web.json_response({"configured": board is not None, "count": len(docs),
+                                  "targets": docs}, dumps=_dumps)
+
     async def catalogue(_: web.Request) -> web.Response:
         from ..kpis.catalogue import KPIS
 
@@ -264,6 +271,7 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
     app.router.add_get("/api/kpis/stream", stream)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/alerts", alerts)
+    app.router.add_get("/api/targets", targets)
     app.router.add_get("/api/catalogue", catalogue)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)

@@ -19,6 +19,14 @@ def _list_param(name: str, description: str, enum: list[str] | None = None) -> d
             "schema": schema}
 
 
+def _target_schema() -> dict[str, Any]:
+    """The target document, from its JSON Schema in ``schemas/`` (the contract)."""
+    from ..schemas import load_schema
+
+    doc = load_schema("kpi_target")
+    return {k: v for k, v in doc.items() if k not in ("$schema", "$id")}
+
+
 def document() -> dict[str, Any]:
     kpis = [k.name for k in KPIS]
     filters = [
@@ -105,6 +113,19 @@ def document() -> dict[str, Any]:
                                           "properties": {
                                               "configured": {"type": "boolean"},
                                               "alerts": {"type": "array"}}}}}}}}},
+            "/api/targets": {"get": {
+                "summary": "Targets (KPI_TARGETS) and their pacing in the current period",
+                "responses": {"200": {"description": "One document per target this worker "
+                                      "answers for", "content": {"application/json": {
+                                          "schema": {
+                                              "type": "object",
+                                              "required": ["configured", "count", "targets"],
+                                              "properties": {
+                                                  "configured": {"type": "boolean"},
+                                                  "count": {"type": "integer"},
+                                                  "targets": {"type": "array", "items": {
+                                                      "$ref": "#/components/schemas/Target"
+                                                  }}}}}}}}}},
             "/api/catalogue": {"get": {
                 "summary": "Every KPI: name, leading or lagging, definition, unit, dims",
                 "responses": {"200": {"description": "The KPI catalogue", "content": {
@@ -130,7 +151,7 @@ def document() -> dict[str, Any]:
                                       "content": {"application/json": {"schema": {
                                           "type": "object"}}}}}}},
         },
-        "components": {"schemas": {"Snapshot": {
+        "components": {"schemas": {"Target": _target_schema(), "Snapshot": {
             "type": "object",
             "required": ["kpi", "bucket", "window_start", "window_end", "dims", "value",
                          "numerator", "denominator", "unit", "final", "mode",

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jsonschema
 import orjson
 import pytest
 
+from streams.cli import DEMO_TARGETS
+from streams.kpis.targets import load_targets
+from streams.readback import read_topic
+from streams.schemas import load_schema
+from streams.settings import load_settings
+from streams.topics import Topics
 from tests.fixtures_kafka import ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]
@@ -26,7 +35,9 @@ def test_wall_fills_in_and_updates_live(kafka_env: dict[str, str], tmp_path: Pat
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed (./dev deps installs it)")
     # the wall follows the reporting zone (and a DST zone is the harder case)
-    env = {**kafka_env, "KPI_SNAPSHOT_INTERVAL": "500ms", "KPI_TIMEZONE": "Europe/Warsaw"}
+    # the demo's targets file (what `kpi-streams up` runs with): the wall's pacing row
+    env = {**kafka_env, "KPI_SNAPSHOT_INTERVAL": "500ms", "KPI_TIMEZONE": "Europe/Warsaw",
+           "KPI_TARGETS": str(DEMO_TARGETS), "KPI_SNAPSHOT_SLOW_INTERVAL": "5s"}
     w = WorkerProcess(env, tmp_path).start()
     workers.append(w)
     w.wait_healthy()
@@ -114,6 +125,32 @@ def test_wall_fills_in_and_updates_live(kafka_env: dict[str, str], tmp_path: Pat
             # change is claimed against it
             assert page.locator("#tile-leads .delta").inner_text() == \
                 "no previous 24 h in the data yet"
+            # a pacing row: one bar per target of the file, each with its status, the
+            # same documents /api/targets serves (valid against their schema)
+            names = sorted(t.name for t in load_targets(DEMO_TARGETS))
+            page.wait_for_selector("#pacing:not([hidden]) .target", timeout=30_000)
+            assert sorted(page.locator("#bars .target").evaluate_all(
+                "els => els.map(e => e.dataset.target)")) == names
+            api_targets = orjson.loads(w.get("/api/targets"))
+            assert api_targets["configured"] and api_targets["count"] == len(names)
+            schema = load_schema("kpi_target")
+            for doc in api_targets["targets"]:
+                jsonschema.validate(doc, schema)
+            leads = next(d for d in api_targets["targets"] if d["target"] == "leads-month")
+            assert leads["value"] is not None and leads["window_start"].endswith(
+                ("+01:00", "+02:00"))  # a local month
+            bar = page.locator("#bars .target[data-target=leads-month]")
+            assert bar.locator(".status").inner_text() in ("ahead", "on pace", "behind")
+            assert "of ≥" in bar.locator(".detail").inner_text()
+            # and on the KPI topic, one key per target (KPI_SNAPSHOT_SLOW_INTERVAL 5 s)
+            # (playwright's sync API holds this thread's event loop: read in another)
+            ws = load_settings(w.env)
+            with ThreadPoolExecutor(1) as pool:
+                msgs = pool.submit(asyncio.run, read_topic(ws, Topics(ws).snapshots,
+                                                           15.0)).result()
+            on_topic = {m.key.decode().split("|")[1] for m in msgs
+                        if m.key.startswith(b"target|") and m.value is not None}
+            assert on_topic == set(names), on_topic
             # the whole wall fits the screen it was made for, without scrolling
             height = page.evaluate("document.documentElement.scrollHeight")
             assert height <= 1000, f"the wall is {height} px tall at 1600x1000"

@@ -285,6 +285,44 @@ function live() {
   es.addEventListener("snapshot", ev => keep(JSON.parse(ev.data)));
 }
 
+const STATUS = {ahead: "ahead", on_pace: "on pace", behind: "behind", no_data: "no data yet"};
+const PERIODS = {"1w": "this week", "1mo": "this month", "1q": "this quarter"};
+
+// one bar per target (KPI_TARGETS): filled to the share of the goal reached, a marker
+// where it should be by now; for an at-most goal (CPL) the bar is the value against
+// the ceiling, and the marker is the ceiling itself
+function renderTargets(docs) {
+  const box = document.getElementById("pacing");
+  if (!docs.length) { box.hidden = true; return; }
+  box.hidden = false;
+  document.getElementById("bars").innerHTML = docs.map(d => {
+    const scale = Math.max(d.goal, d.value || 0, d.expected || 0) || 1;
+    const fill = d.value === null ? 0 : Math.max(0, Math.min(1, d.value / scale));
+    const mark = d.expected === null ? null : Math.max(0, Math.min(1, d.expected / scale));
+    const dim = Object.entries(d.dims).map(([k, v]) => k === "channel" ? channelName(v) : v);
+    const tile = TILES.find(t => t[0] === d.kpi);
+    const words = d.kpi.replace(/_/g, " ");
+    const what = tile ? tile[1] : words.charAt(0).toUpperCase() + words.slice(1);
+    const goal = (d.direction === "at_least" ? "≥ " : "≤ ") + fmt(d.goal, d.unit);
+    const proj = d.projected === null ? "" : ` · projected ${fmt(d.projected, d.unit)}` +
+      (d.covered ? "" : " · since data start");
+    return `<div class="target ${d.status}" data-target="${d.target}">` +
+      `<div class="head"><span class="name">${what}${dim.length ? " · " + dim.join(" ") : ""}` +
+      ` ${PERIODS[d.period] || d.period}</span><span class="status">${STATUS[d.status]}</span></div>` +
+      `<div class="track"><div class="fill" style="width:${(fill * 100).toFixed(1)}%"></div>` +
+      (mark === null ? "" : `<div class="mark" style="left:calc(${(mark * 100).toFixed(1)}% - 1px)"></div>`) +
+      `</div><div class="detail" title="${d.covered ? "" : "the data starts inside the period: the run rate is over the part it covers"}">` +
+      `${fmt(d.value, d.unit)} of ${goal}${proj}</div></div>`;
+  }).join("");
+}
+
+async function pollTargets() {
+  try {
+    const res = await fetch("/api/targets");
+    if (res.ok) renderTargets((await res.json()).targets);
+  } catch (e) { /* keep the last state */ }
+}
+
 async function pollAlerts() {
   const box = document.getElementById("alerts");
   try {
@@ -302,11 +340,12 @@ async function pollAlerts() {
 
 buildTiles();
 if (STATIC) {
-  load().then(pollAlerts).then(() => { dirty = true; render();
+  load().then(pollAlerts).then(pollTargets).then(() => { dirty = true; render();
                                        document.body.dataset.ready = "1"; });
 } else {
-  load().then(live);
+  load().then(live).then(pollTargets);
   pollAlerts();
+  setInterval(pollTargets, 10000);
   setInterval(render, 1000);
   setInterval(pollAlerts, 5000);
 }

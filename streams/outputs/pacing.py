@@ -1,0 +1,186 @@
+"""Targets and pacing, read out of the merge state this worker holds.
+
+A target's KPI and dims live on one merge partition (``topics.dim_partition``),
+so the worker holding that partition is the one that answers for the target:
+``/api/targets``, the ``kpi_streams_target_*`` gauges and the target's record
+on the KPI topic (key ``target|<name>|<period>``, one key per target updated in
+place: its current period is in the value, as for a rolling view). Nothing is
+stored: a target document is a function of the cells, computed when asked.
+
+"Now" is the partition's event time (its newest watermark), as for the
+calendar views: a replay of last month paces last month, and the live wall
+paces the current one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..kpis import buckets as B
+from ..kpis.catalogue import BY_NAME
+from ..kpis.merge import MergePartition
+from ..kpis.merge.documents import iso_s
+from ..kpis.merge.state import NEVER
+from ..kpis.targets import Target, pace, pacing_fields, period_days, weekday_weights
+from ..schemas import parse_rfc3339_ms
+from ..topics import dim_partition
+
+HISTORY_DAYS = 56  # the weekday profile learns from the last 8 weeks of daily values
+TOPIC_PREFIX = "target|"
+
+
+def target_key(t: Target) -> str:
+    """The target's key on the KPI topic."""
+    return f"{TOPIC_PREFIX}{t.name}|{t.period}"
+
+
+class TargetBoard:
+    """The targets this worker answers for, and their pacing now."""
+
+    def __init__(self, targets: tuple[Target, ...],
+                 parts: Callable[[], dict[int, MergePartition]], partitions: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.targets = targets
+        self.parts = parts
+        self.partitions = partitions
+        self.clock = clock
+        self._published: dict[str, bytes] = {}  # key -> what was last sent (sans clock)
+        self._starts: dict[int, tuple[float, int | None]] = {}  # id(proc) -> (when, start)
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        """One document per target whose partition this worker holds."""
+        computed_at = int(self.clock() * 1000)
+        held = self.parts()
+        out = []
+        for t in self.targets:
+            proc = held.get(dim_partition(t.dim_label, self.partitions))
+            if proc is not None:
+                out.append(self.document(t, proc, computed_at, self.data_start(proc)))
+        return out
+
+    def data_start(self, proc: MergePartition) -> int | None:
+        """Where the partition's data starts: its oldest hour, or its oldest day when
+        the hours (kept 90 days) no longer reach back to it. One pass over the cells,
+        so it is remembered for half a minute (it moves only with expiry or with data
+        older than any held)."""
+        now = self.clock()
+        held = self._starts.get(id(proc))
+        if held is not None and now - held[0] < 30:
+            return held[1]
+        first: dict[str, int] = {}
+        for size, start, _ in proc.cells:
+            if size != "1m" and start < first.get(size, NEVER):
+                first[size] = start
+        day, hour = first.get("1d"), first.get("1h")
+        found = hour if hour is not None and (day is None or hour < day + B.DAY) else day
+        self._starts[id(proc)] = (now, found)
+        return found
+
+    @staticmethod
+    def document(t: Target, proc: MergePartition, computed_at_ms: int,
+                 data_start: int | None = None) -> dict[str, Any]:
+        kpi = BY_NAME[t.kpi]
+        now = proc.event_time_now()
+        as_of = computed_at_ms if now is None else now
+        end = B.view_end_at(t.period, as_of)
+        start = B.view_start(t.period, end)
+        docs = [] if now is None else [
+            d for d in proc.view(kpis={t.kpi}, windows={t.period}, dims={t.dim_label},
+                                 computed_at_ms=computed_at_ms)
+            if d["window_start"] == iso_s(start)]
+        value = docs[0]["value"] if docs else None
+        shares = None
+        if t.profile == "weekday" and kpi.aggregation == "sum":
+            days = period_days(B.active(), start, end)
+            daily = {parse_rfc3339_ms(d["window_start"]): d["value"] or 0.0
+                     for d in proc.view(kpis={t.kpi}, windows={"1d"}, dims={t.dim_label},
+                                        start_ms=start - HISTORY_DAYS * B.DAY, end_ms=start)}
+            shares = weekday_weights(daily, days, B.active())
+        p = pace(t, kpi.aggregation, value, start, end, as_of, shares, data_start)
+        doc: dict[str, Any] = {
+            "kpi": t.kpi, "period": t.period, "dims": dict(t.dims),
+            "window_start": iso_s(start), "window_end": iso_s(end), "as_of": iso_s(as_of),
+            "unit": proc.cfg.currency if kpi.unit == "CURRENCY" else kpi.unit,
+            **pacing_fields(p), "tz": B.active().zone,
+            "computed_at": iso_s(computed_at_ms), "schema_version": 1}
+        if kpi.cost_based:
+            doc["cost_complete"] = bool(docs and docs[0].get("cost_complete"))
+        return doc
+
+    def changed(self, docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        """(key, document) of the targets whose document changed since last returned
+        here, apart from its clock: what goes to the KPI topic."""
+        import orjson
+
+        by_name = {t.name: t for t in self.targets}
+        out = []
+        for doc in docs:
+            key = target_key(by_name[doc["target"]])
+            body = orjson.dumps({k: v for k, v in doc.items() if k != "computed_at"},
+                                option=orjson.OPT_SORT_KEYS)
+            if self._published.get(key) != body:
+                self._published[key] = body
+                out.append((key, doc))
+        return out
+
+    def forget(self, keys: list[str]) -> None:
+        """These keys did not reach the topic: the next ``changed`` returns them again."""
+        for key in keys:
+            self._published.pop(key, None)
+
+
+class TargetCollector(Collector):
+    """``kpi_streams_target_*`` gauges: each relative to its target's goal, so one
+    metric serves every unit. Labels: ``target`` (names from the targets file, so
+    bounded by it), ``kpi``, ``period`` and ``direction``."""
+
+    def __init__(self, board: TargetBoard) -> None:
+        self.board = board
+
+    def describe(self) -> Iterable[Any]:
+        return []  # collected lazily: do not evaluate at registration
+
+    def collect(self) -> Iterable[Any]:
+        labels = ["target", "kpi", "period", "direction"]
+        fams = {
+            "attainment": GaugeMetricFamily(
+                "kpi_streams_target_attainment_ratio",
+                "The KPI so far in the target's current period / the goal.", labels=labels),
+            "expected": GaugeMetricFamily(
+                "kpi_streams_target_expected_ratio",
+                "Where the KPI should be now (linear or weekday profile) / the goal.",
+                labels=labels),
+            "projected": GaugeMetricFamily(
+                "kpi_streams_target_projected_ratio",
+                "End-of-period value at the current run rate / the goal.", labels=labels),
+            "elapsed": GaugeMetricFamily(
+                "kpi_streams_target_elapsed_ratio",
+                "Share of the period passed (by the target's profile).", labels=labels),
+        }
+        behind = GaugeMetricFamily(
+            "kpi_streams_target_behind",
+            "1 while the target is behind pace (its projection misses the goal by more "
+            "than its tolerance), else 0.", labels=labels)
+        status = GaugeMetricFamily(
+            "kpi_streams_target_status",
+            "1 for the target's pacing status (ahead, on_pace, behind, no_data).",
+            labels=[*labels, "status"])
+        for doc in self.board.evaluate():
+            lv = [doc["target"], doc["kpi"], doc["period"], doc["direction"]]
+            goal = doc["goal"]
+            for name, fam in fams.items():
+                x = doc[name] if name == "elapsed" else doc.get(name)
+                if name in ("expected", "projected"):
+                    x = None if x is None or not goal else x / goal
+                if x is not None:
+                    fam.add_metric(lv, x)
+            behind.add_metric(lv, 1.0 if doc["status"] == "behind" else 0.0)
+            status.add_metric([*lv, doc["status"]], 1.0)
+        yield from fams.values()
+        yield behind
+        yield status
