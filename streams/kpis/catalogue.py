@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .components import component
 from .deltas import MICRO
 
 Term = tuple[str, str, float]  # (family, component, coefficient)
@@ -79,7 +80,11 @@ class KPI:
 
 
 def _t(spec: str, coef: float = 1.0) -> Term:
+    """A term of a KPI: ``family.component`` (defined in :mod:`.components`) times
+    ``coef``. A name the vocabulary does not define fails at import."""
     family, comp = spec.split(".", 1)
+    if component(family, comp) is None:
+        raise ValueError(f"KPI term {spec!r} names no component (streams/kpis/components.py)")
     return (family, comp, coef)
 
 
