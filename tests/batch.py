@@ -45,35 +45,51 @@ def _next(b: int, size: str) -> int:
     return round(midnight.astimezone(UTC).timestamp() * 1000)
 
 
-def credit(model: str, touches: list[tuple[int, str]], lead_t: int) -> dict[str, float]:
-    """Channel -> share of one lead, written from the catalogue's words."""
+def credit(model: str, touches: list[tuple[int, str, str | None]],
+           lead_t: int) -> dict[str, float]:
+    """Dim -> share of one lead: ``channel=`` by the touches' channels, written from the
+    catalogue's words, and ``campaign=`` by the same model over the same touches with
+    each touch's campaign in place of its channel (touches without one: no campaign)."""
+    out = {f"channel={c}": share
+           for c, share in _by(model, [(t, c) for t, c, _ in touches], lead_t).items()}
+    by_campaign = _by(model, [(t, c) for t, c, _ in touches], lead_t,
+                      [camp for _, _, camp in touches])
+    out.update({f"campaign={c}": share for c, share in by_campaign.items() if c is not None})
+    return out
+
+
+def _by(model: str, touches: list[tuple[int, str]], lead_t: int,
+        labels: list[str | None] | None = None) -> dict[Any, float]:
+    """Shares under ``model``, by each touch's channel (or ``labels``, one per touch)."""
     if not touches:
-        return {"direct": 1.0}
+        return {"direct": 1.0} if labels is None else {}
     chans = [c for _, c in touches]
-    out: dict[str, float] = defaultdict(float)
+    names = labels if labels is not None else chans
+    out: dict[Any, float] = defaultdict(float)
     if model == "first_touch":
-        out[chans[0]] = 1.0
+        out[names[0]] = 1.0
     elif model == "last_touch":
-        out[chans[-1]] = 1.0
+        out[names[-1]] = 1.0
     elif model == "last_non_direct":
-        rest = [c for c in chans if c != "direct"]
-        out[rest[-1] if rest else "direct"] = 1.0
+        rest = [i for i, c in enumerate(chans) if c != "direct"]
+        out[names[rest[-1] if rest else -1]] = 1.0
     elif model == "linear":
-        for c in chans:
-            out[c] += 1 / len(chans)
+        for c in names:
+            out[c] += 1 / len(names)
     elif model == "position_based":
-        if len(chans) == 1:
-            out[chans[0]] = 1.0
-        elif len(chans) == 2:
-            out[chans[0]] += 0.5
-            out[chans[1]] += 0.5
+        if len(names) == 1:
+            out[names[0]] = 1.0
+        elif len(names) == 2:
+            out[names[0]] += 0.5
+            out[names[1]] += 0.5
         else:
-            out[chans[0]] += 0.4
-            out[chans[-1]] += 0.4
-            for c in chans[1:-1]:
-                out[c] += 0.2 / (len(chans) - 2)
+            out[names[0]] += 0.4
+            out[names[-1]] += 0.4
+            for c in names[1:-1]:
+                out[c] += 0.2 / (len(names) - 2)
     elif model == "time_decay":
-        weights = [(c, 0.5 ** ((lead_t - t) / (7 * DAY))) for t, c in touches]
+        weights = [(names[i], 0.5 ** ((lead_t - t) / (7 * DAY)))
+                   for i, (t, _) in enumerate(touches)]
         total = sum(w for _, w in weights)
         for c, w in weights:
             out[c] += w / total
@@ -179,10 +195,12 @@ def _recompute(records: list[Any], model: str
             first_lead[f.contact_id] = f
     lead_credit: dict[str, dict[str, float]] = {}
     for f in first_lead.values():
-        starts = [(s["views"][0].t, s["views"][0].channel)
+        # a session's campaign is its first page view's, as its channel is
+        starts = [(s["views"][0].t, s["views"][0].channel, s["views"][0].campaign)
                   for s in sessions.get(f.visitor_id, [])
                   if f.t - LOOKBACK <= s["views"][0].t <= f.t]
-        touches = sorted(starts) + ([(f.t, f.channel)] if f.channel else [])
+        touches = sorted(starts, key=lambda x: (x[0], x[1])) + \
+            ([(f.t, f.channel, f.campaign)] if f.channel else [])
         lead_credit[f.contact_id] = credit(model, touches, f.t)
         num_credit(num, "leads", f.t, lead_credit[f.contact_id])
         # by device, a whole lead in the device of its form's session, else unknown: only
@@ -210,7 +228,8 @@ def _recompute(records: list[Any], model: str
             bump("unique_clicks", min(clicks), dims)
     # spend, prorated by overlap
     for r in spends:
-        dims = [""] + ([f"channel={r.channel}"] if r.channel else [])
+        dims = [""] + ([f"channel={r.channel}"] if r.channel else []) + \
+            [f"campaign={r.campaign}"]
         for size in SIZES:
             b = _b(r.start, size)
             while b < r.end:
@@ -245,8 +264,8 @@ def num_credit(num: dict[Any, float], name: str, t: int, shares: dict[str, float
     for size in SIZES:
         b = _b(t, size)
         num[(name, size, b, "")] += amount
-        for channel, share in shares.items():
-            num[(name, size, b, f"channel={channel}")] += amount * share
+        for d, share in shares.items():
+            num[(name, size, b, d)] += amount * share
 
 
 ORDER = ["mql", "sal", "sql", "opportunity", "won"]
@@ -264,7 +283,7 @@ def funnel(num: dict[Any, float], deals: list[DealUpdate], first_lead: dict[str,
         updates.sort(key=lambda u: (u.t, u.event_id))
         first = updates[0]
         contact = first.contact_id
-        shares = lead_credit.get(contact or "", {"unattributed": 1.0})
+        shares = lead_credit.get(contact or "", {"channel=unattributed": 1.0})
         close = next((u for u in updates if u.stage in ("won", "lost")), None)
         entered: dict[str, int] = {}
         for u in updates:
@@ -360,6 +379,8 @@ def _kpis(num: dict[tuple[str, str, int, str], float]
             out[("win_rate", *key)] = (g("won_deals", key),
                                        g("won_deals", key) + g("lost_deals", key))
         for name, (n, d) in ratios.items():
+            if key[2].startswith("campaign=") and name == "visitor_conversion_rate":
+                continue  # users have no campaign
             if key[2].startswith("device="):
                 if name not in ("bounce_rate", "engagement_rate", "pages_per_session",
                                 "session_conversion_rate", "visitor_conversion_rate"):

@@ -35,6 +35,9 @@ class Context:
 
 WEB_DIMS = frozenset({"", "channel", "device"})
 ENG_DIMS = frozenset({"", "channel", "campaign"})
+# leads and everything they lead to: credited to channels and, by the same model and
+# touches, to the touches' campaigns (never a Prometheus label: topic and API only)
+ATTR_DIMS = frozenset({"", "channel", "campaign"})
 MONEY = "CURRENCY"  # placeholder for the reporting currency
 
 
@@ -188,65 +191,65 @@ KPIS: tuple[KPI, ...] = (
     _k("lead_grade_share", _t("score.gn"), _t("score.gt"), "ratio", {"grade"}, "leading",
        "new leads of the grade (scored an hour after the lead) / all new leads scored"),
     # -- leads (section 7) ------------------------------------------------------
-    _k("leads", _t("lead.le", M), None, "count", {"", "channel"}, "leading",
+    _k("leads", _t("lead.le", M), None, "count", ATTR_DIMS, "leading",
        "contacts whose first lead goal is in the bucket (channel: attribution credit)",
        modes=("attribution",)),
-    _k("cpl", _t("spend.cost", M), _t("lead.le", M), MONEY, {"", "channel"}, "lagging",
+    _k("cpl", _t("spend.cost", M), _t("lead.le", M), MONEY, ATTR_DIMS, "lagging",
        "spend / leads (total includes unallocated spend)", modes=("attribution",)),
     # -- funnel and revenue (section 7) ---------------------------------------------
-    *[_k(name, _t(f"funnel.{comp}", M), None, "count", {"", "channel"}, kind,
+    *[_k(name, _t(f"funnel.{comp}", M), None, "count", ATTR_DIMS, kind,
          f"deals entering {stage} in the bucket (once per deal)", modes=("attribution",))
       for name, comp, stage, kind in (
           ("mqls", "mql", "mql", "leading"), ("sals", "sal", "sal", "leading"),
           ("sqls", "sql", "sql", "leading"),
           ("opportunities", "opp", "opportunity", "leading"),
           ("won_deals", "won", "won", "lagging"), ("lost_deals", "lost", "lost", "lagging"))],
-    _k("lead_to_mql_rate", _t("lead.l2m", M), _t("lead.le", M), "ratio", {"", "channel"},
+    _k("lead_to_mql_rate", _t("lead.l2m", M), _t("lead.le", M), "ratio", ATTR_DIMS,
        "leading", "of the leads created in the bucket, the share whose contact has a deal "
        "that reached mql (so far)", modes=("attribution",)),
     _k("lead_to_customer_rate", _t("lead.l2c", M), _t("lead.le", M), "ratio",
-       {"", "channel"}, "lagging", "of the leads created in the bucket, the share whose "
+       ATTR_DIMS, "lagging", "of the leads created in the bucket, the share whose "
        "contact has a won deal (so far)", modes=("attribution",)),
-    _k("mql_to_sql_rate", _t("funnel.m2s", M), _t("funnel.mql", M), "ratio", {"", "channel"},
+    _k("mql_to_sql_rate", _t("funnel.m2s", M), _t("funnel.mql", M), "ratio", ATTR_DIMS,
        "leading", "of the deals entering mql in the bucket, the share that reached sql",
        modes=("attribution",)),
     _k("sql_to_opportunity_rate", _t("funnel.s2o", M), _t("funnel.sql", M), "ratio",
-       {"", "channel"}, "leading",
+       ATTR_DIMS, "leading",
        "of the deals entering sql in the bucket, the share that reached opportunity",
        modes=("attribution",)),
     _k("win_rate", _t("funnel.won", M), [_t("funnel.won", M), _t("funnel.lost", M)], "ratio",
-       {"", "channel"}, "lagging", "won / (won + lost), by close time, renewals included",
+       ATTR_DIMS, "lagging", "won / (won + lost), by close time, renewals included",
        modes=("attribution",)),
-    _k("revenue", _t("funnel.rev@{model}", M), None, MONEY, {"", "channel"}, "lagging",
+    _k("revenue", _t("funnel.rev@{model}", M), None, MONEY, ATTR_DIMS, "lagging",
        "amount of deals won in the bucket", modes=("attribution",)),
-    _k("new_revenue", _t("funnel.nrev", M), None, MONEY, {"", "channel"}, "lagging",
+    _k("new_revenue", _t("funnel.nrev", M), None, MONEY, ATTR_DIMS, "lagging",
        "revenue of new_business deals", modes=("attribution",)),
     _k("avg_revenue_per_sale", _t("funnel.rev@{model}", M), _t("funnel.won", M), MONEY,
-       {"", "channel"}, "lagging", "revenue / won_deals", modes=("attribution",)),
-    _k("gross_profit", _t("funnel.gp", M), None, MONEY, {"", "channel"}, "lagging",
+       ATTR_DIMS, "lagging", "revenue / won_deals", modes=("attribution",)),
+    _k("gross_profit", _t("funnel.gp", M), None, MONEY, ATTR_DIMS, "lagging",
        "given gross_profit of won deals, else amount x KPI_DEFAULT_MARGIN",
        modes=("attribution",)),
     _k("avg_sales_cycle_days", _t("funnel.cyc", M / 86_400_000), _t("funnel.won", M), "days",
-       {"", "channel"}, "lagging", "mean(won time - created_at) of deals won in the bucket",
+       ATTR_DIMS, "lagging", "mean(won time - created_at) of deals won in the bucket",
        modes=("attribution",)),
     _k("cost_per_opportunity", _t("spend.cost", M), _t("funnel.opp", M), MONEY,
-       {"", "channel"}, "lagging", "spend / opportunities", modes=("attribution",)),
-    _k("cost_per_sale", _t("spend.cost", M), _t("funnel.won", M), MONEY, {"", "channel"},
+       ATTR_DIMS, "lagging", "spend / opportunities", modes=("attribution",)),
+    _k("cost_per_sale", _t("spend.cost", M), _t("funnel.won", M), MONEY, ATTR_DIMS,
        "lagging", "spend / won_deals (total includes unallocated spend)",
        modes=("attribution",)),
     _k("cost_per_acquisition", _t("spend.cost", M), _t("web.cv"), MONEY, {"", "channel"},
        "lagging", "spend / conversions (total includes unallocated spend)"),
     _k("roas", _t("funnel.arev@{model}", M), _t("spend.media", M), "ratio",
-       {"", "channel"}, "lagging", "attributed revenue / media spend",
+       ATTR_DIMS, "lagging", "attributed revenue / media spend",
        modes=("attribution",)),
     _k("marketing_roi", [_t("funnel.agp@{model}", M), _t("spend.cost", -M)],
-       _t("spend.cost", M), "ratio", {"", "channel"}, "lagging",
+       _t("spend.cost", M), "ratio", ATTR_DIMS, "lagging",
        "(attributed gross profit - spend) / spend", modes=("attribution",)),
     # -- customers (section 8) -------------------------------------------------------
-    _k("new_customers", _t("cust.nc", M), None, "count", {"", "channel"}, "lagging",
+    _k("new_customers", _t("cust.nc", M), None, "count", ATTR_DIMS, "lagging",
        "customers whose first new_business deal is won in the bucket",
        modes=("attribution",)),
-    _k("cac", _t("spend.cost", M), _t("cust.nc", M), MONEY, {"", "channel"}, "lagging",
+    _k("cac", _t("spend.cost", M), _t("cust.nc", M), MONEY, ATTR_DIMS, "lagging",
        "spend / new_customers (total includes unallocated spend)", modes=("attribution",)),
 )
 

@@ -3,7 +3,7 @@
 Keyed by ``customer_id`` (a customer's deals may come from different contacts).
 The funnel stage sends one fact per closed deal that matters here: a won
 new-business deal, or a lost renewal. A customer becomes active at their first
-won new-business deal (+1, under that deal's channel credit) and churns at the
+won new-business deal (+1, under that deal's channel and campaign credit) and churns at the
 first lost renewal after that (-1, same credit); a customer churns only while
 active. Facts are replaced by deal id, so a resent or corrected fact changes
 nothing twice.
@@ -33,6 +33,7 @@ def customer_facts(deals: dict[str, dict[str, Any]], sign: int, out: Deltas) -> 
         return
     t_new, deal_id = wins[0]
     credit = deals[deal_id]["credit"]
+    campaigns = deals[deal_id].get("campaigns", ())  # the lead's campaign credit
     churns = sorted(f["t"] for f in deals.values()
                     if f["close"] == "lost" and f["kind"] == "renewal" and f["t"] > t_new)
     events = [(t_new, "nc")] + ([(churns[0], "ch")] if churns else [])
@@ -41,6 +42,9 @@ def customer_facts(deals: dict[str, dict[str, Any]], sign: int, out: Deltas) -> 
             add(out, (FAMILY, size, start, ""), comp, sign * MICRO)
             for channel, share in credit:
                 add(out, (FAMILY, size, start, dim("channel", channel)), comp, sign * share)
+            for campaign, share in campaigns:
+                add(out, (FAMILY, size, start, dim("campaign", campaign)), comp,
+                    sign * share)
 
 
 class CustomerPartition:

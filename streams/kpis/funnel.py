@@ -117,11 +117,33 @@ def credit_of(lead: dict[str, Any] | None, model: str) -> list[tuple[str, int]]:
     return [(c, m) for c, m in lead["credit"][model]]
 
 
+def campaigns_of(lead: dict[str, Any] | None, model: str) -> list[tuple[str, int]]:
+    """The lead's campaign credit under ``model`` (a lead from before campaigns were
+    credited, or one without a campaign touch, has none)."""
+    if lead is None:
+        return []
+    return [(c, m) for c, m in lead.get("campaigns", {}).get(model, ())]
+
+
+def scaled(shares: list[tuple[str, int]], amount: int) -> list[tuple[str, int]]:
+    """``shares`` (millionths of one lead, summing to at most a million) of ``amount``:
+    campaign credit covers only the touches that had a campaign, so its part of the
+    amount is scaled down before it is split."""
+    if amount == MICRO or not shares:
+        return shares
+    part = round(amount * sum(m for _, m in shares) / MICRO)
+    return split_micro(shares, part) if part else []
+
+
 def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, Any]],
                   cfg: FunnelConfig, sign: int, out: Deltas) -> list[dict[str, Any]]:
-    """Add the contact's facts to ``out``; returns the customer facts of its closed deals."""
+    """Add the contact's facts to ``out``; returns the customer facts of its closed deals.
+
+    Leads, deal stages, revenue and gross profit are credited to channels and, by the
+    same model and touches, to the campaigns of those touches (``utm_campaign``)."""
     lead = lead_of(cands)
     credit = credit_of(lead, cfg.attribution)
+    ccredit = campaigns_of(lead, cfg.attribution)
     views = {deal_id: deal_view(d) for deal_id, d in deals.items()}
     if lead is not None:
         lt = lead["t"]
@@ -146,6 +168,13 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
                     add(out, key, "l2m", sign * micro)
                 if any_won:
                     add(out, key, "l2c", sign * micro)
+            for campaign, micro in ccredit:
+                key = (LEAD, size, start, dim("campaign", campaign))
+                add(out, key, "le", sign * micro)
+                if any_mql:
+                    add(out, key, "l2m", sign * micro)
+                if any_won:
+                    add(out, key, "l2c", sign * micro)
             if lead.get("device"):
                 # visitor_conversion_rate by device: the device of the form's session
                 add(out, (LEAD, size, start, dim("device", lead["device"])), "le",
@@ -163,10 +192,14 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
         def bump(t: int, comp: str, amount: int = MICRO) -> None:
             shares = split_micro([(c, m) for c, m in credit], amount) if amount != MICRO \
                 else credit
+            cshares = scaled(ccredit, amount)
             for size, start in starts(t):
                 add(out, (FUNNEL, size, start, ""), comp, sign * amount)
                 for channel, share in shares:
                     add(out, (FUNNEL, size, start, dim("channel", channel)), comp,
+                        sign * share)
+                for campaign, share in cshares:
+                    add(out, (FUNNEL, size, start, dim("campaign", campaign)), comp,
                         sign * share)
 
         for stage, t in entered.items():
@@ -190,6 +223,9 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
                 shares = split_micro(credit_of(lead, model), amount_micro) if amount_micro \
                     else []
                 gp_shares = split_micro(credit_of(lead, model), gp_micro) if gp_micro else []
+                by_campaign = campaigns_of(lead, model)
+                c_shares = scaled(by_campaign, amount_micro) if amount_micro else []
+                c_gp = scaled(by_campaign, gp_micro) if gp_micro else []
                 for size, start in starts(t_close):
                     tot = (FUNNEL, size, start, "")
                     add(out, tot, f"rev@{model}", sign * amount_micro)
@@ -205,6 +241,15 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
                         for channel, share in gp_shares:
                             add(out, (FUNNEL, size, start, dim("channel", channel)),
                                 f"agp@{model}", sign * share)
+                    # a lead's campaign credit exists only with a lead: every campaign
+                    # revenue is attributable
+                    for campaign, share in c_shares:
+                        key = (FUNNEL, size, start, dim("campaign", campaign))
+                        add(out, key, f"rev@{model}", sign * share)
+                        add(out, key, f"arev@{model}", sign * share)
+                    for campaign, share in c_gp:
+                        add(out, (FUNNEL, size, start, dim("campaign", campaign)),
+                            f"agp@{model}", sign * share)
             if gp_micro:
                 bump(t_close, "gp", gp_micro)
             if deal["k"] == "new_business" and amount_micro:
@@ -216,7 +261,8 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
         if kind_close in ("won", "lost"):
             customer_facts.append({"customer_id": deal["cu"], "deal_id": deal_id,
                                    "kind": deal["k"], "close": kind_close, "t": t_close,
-                                   "credit": [list(x) for x in credit]})
+                                   "credit": [list(x) for x in credit],
+                                   "campaigns": [list(x) for x in ccredit]})
     return customer_facts
 
 

@@ -14,8 +14,9 @@ not JSON::
 
     int64 first page view (ms, -1: none) | uint8 touches | per touch:
     int64 session start (ms) | uint8 channel code (255: name follows as
-    uint8 length + UTF-8) | [uint16 score facts | per fact: int64 t,
-    float64 points, uint16 rule index, event id (uint8 length + UTF-8)]
+    uint8 length + UTF-8; 128 + code, or 254 for a named one: the session's
+    campaign follows, uint8 length + UTF-8) | [uint16 score facts | per fact:
+    int64 t, float64 points, uint16 rule index, event id (uint8 length + UTF-8)]
 
 so a visitor with one touch and no score facts costs 18 bytes of value and
 17 of key. Score facts are a visitor's lead-score hits from before it named a
@@ -36,6 +37,8 @@ CHANNELS = ("organic_search", "paid_search", "organic_social", "paid_social", "e
             "unattributed")
 _CODE = {name: i for i, name in enumerate(CHANNELS)}
 _NAMED = 255
+_NAMED_CAMPAIGN = 254  # a named channel, then a campaign
+_CAMPAIGN = 128  # added to a channel code: a campaign follows
 _HEAD = struct.Struct(">qB")
 _TOUCH = struct.Struct(">qB")
 _COUNT = struct.Struct(">H")
@@ -81,7 +84,14 @@ def short(text: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
-def encode(first: int | None, touches: list[tuple[int, str]],
+def _short_cut(text: str) -> bytes:
+    """``short`` for a value that may be longer (a campaign name): cut at 255 bytes,
+    on a character boundary."""
+    raw = text.encode()[:255]
+    return short(raw.decode(errors="ignore"))
+
+
+def encode(first: int | None, touches: list[tuple[Any, ...]],
            score: list[Any] | None = None) -> bytes:
     """Pack a cold visitor. ``score``: its lead-score facts ``[t, event_id, rule,
     points]`` from before it named a contact (kept for the attribution lookback, in
@@ -91,12 +101,17 @@ def encode(first: int | None, touches: list[tuple[int, str]],
     if len(touches) > 255:
         touches = touches[-255:]  # the newest matter: the lookback ends at the lead
     parts = [_HEAD.pack(-1 if first is None else first, len(touches))]
-    for start, channel in touches:
+    for touch in touches:
+        start, channel = touch[0], touch[1]
+        campaign = touch[2] if len(touch) > 2 else None
         code = _CODE.get(channel)
+        tail = b"" if campaign is None else _short_cut(campaign)
         if code is None:
-            parts.append(_TOUCH.pack(start, _NAMED) + short(channel))
+            parts.append(_TOUCH.pack(start, _NAMED if campaign is None else _NAMED_CAMPAIGN)
+                         + short(channel) + tail)
         else:
-            parts.append(_TOUCH.pack(start, code))
+            parts.append(_TOUCH.pack(start, code if campaign is None else code + _CAMPAIGN)
+                         + tail)
     if score:
         facts = score[-65_535:]
         parts.append(_COUNT.pack(len(facts)))
@@ -105,20 +120,23 @@ def encode(first: int | None, touches: list[tuple[int, str]],
     return b"".join(parts)
 
 
-def decode(data: bytes) -> tuple[int | None, list[tuple[int, str]], list[list[Any]]]:
+def decode(data: bytes) -> tuple[int | None, list[tuple[Any, ...]], list[list[Any]]]:
     """(first page view, touches, score facts) of a packed cold visitor."""
     first, n = _HEAD.unpack_from(data, 0)
     pos = _HEAD.size
-    touches: list[tuple[int, str]] = []
+    touches: list[tuple[Any, ...]] = []
     for _ in range(n):
         start, code = _TOUCH.unpack_from(data, pos)
         pos += _TOUCH.size
-        if code == _NAMED:
-            length = data[pos]
-            touches.append((start, data[pos + 1:pos + 1 + length].decode()))
-            pos += 1 + length
+        if code in (_NAMED, _NAMED_CAMPAIGN):
+            channel, pos = read_short(data, pos)
         else:
-            touches.append((start, CHANNELS[code]))
+            channel = CHANNELS[code % _CAMPAIGN]
+        if code == _NAMED_CAMPAIGN or _CAMPAIGN <= code < _NAMED_CAMPAIGN:
+            campaign, pos = read_short(data, pos)
+            touches.append((start, channel, campaign))
+        else:
+            touches.append((start, channel, None))
     score: list[list[Any]] = []
     if pos < len(data):
         (count,) = _COUNT.unpack_from(data, pos)

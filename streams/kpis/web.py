@@ -91,6 +91,12 @@ class Session:
         return self.pvs[0][2]
 
     @property
+    def first_campaign(self) -> str | None:
+        """The campaign an attribution touch credits: the first page view's, as the
+        session's channel is (``campaign`` is the newest seen, for splitting)."""
+        return self.pvs[0][6]
+
+    @property
     def end(self) -> int:
         return max(self.last_pv, self.forms[-1][0]) if self.forms else self.last_pv
 
@@ -103,7 +109,8 @@ class Visitor:
     first: int | None = None  # first page view ever (as far as we know)
     pvs: list[PV] = field(default_factory=list)  # sorted by (t, event_id)
     forms: list[FS] = field(default_factory=list)  # sorted by (t, event_id)
-    touches: list[tuple[int, str]] = field(default_factory=list)  # pruned session starts
+    # pruned session starts: (start, channel, campaign or None)
+    touches: list[tuple[Any, ...]] = field(default_factory=list)
     leads: dict[str, str] = field(default_factory=dict)  # form event_id -> emitted signature
     score: list[Any] = field(default_factory=list)  # lead-score facts [t, event_id, rule, pts]
     contacts: list[str] = field(default_factory=list)  # contacts its forms named
@@ -430,24 +437,27 @@ class WebPartition(ColdBacked, ClockedPartition):
         lead_forms = [f for f in v.forms if f[3] in cfg.lead_goals]
         if not lead_forms:
             return
-        session_touches = [(s.start, s.channel) for s in sessions] + list(v.touches)
+        session_touches = [(s.start, s.channel, s.first_campaign) for s in sessions] + \
+            list(v.touches)
         landing_of = {f[1]: s.landing for s in sessions for f in s.forms}
         device_of = {f[1]: s.device for s in sessions for f in s.forms}
         for f in lead_forms:
             t, eid, contact = f[0], f[1], f[2]
-            touches = attribution.touches_for(session_touches, t, f[4], cfg.lookback_ms)
+            touches = attribution.touches_for(session_touches, t, f[4], cfg.lookback_ms,
+                                              f[5])
             credit = attribution.all_models(touches, t, cfg.half_life_ms)
+            campaigns = attribution.all_models_by_campaign(touches, t, cfg.half_life_ms)
             page_type = landing_of.get(eid)
             # the device of the session the form belongs to, else unknown (the rule
             # conversions by device follow)
             device = device_of.get(eid, "unknown")
-            sig = orjson.dumps([credit, page_type, device]).decode()
+            sig = orjson.dumps([credit, page_type, device, campaigns]).decode()
             if v.leads.get(eid) == sig:
                 continue
             v.leads[eid] = sig
             out.leads.append({"contact_id": contact, "event_id": eid, "t": t,
                               "visitor_id": vid, "goal": f[3], "page_type": page_type,
-                              "device": device, "credit": credit})
+                              "device": device, "credit": credit, "campaigns": campaigns})
 
     # -- erasure ----------------------------------------------------------------
     def erase_visitor(self, visitor_id: str) -> tuple[set[str], int]:
@@ -558,7 +568,7 @@ class WebPartition(ColdBacked, ClockedPartition):
             frozen = horizon - s.last_pv >= cfg.session_timeout_ms and s.end < day_open \
                 and all(f[0] < day_open for f in s.forms)
             if frozen:
-                v.touches.append((s.start, s.channel))
+                v.touches.append((s.start, s.channel, s.first_campaign))
                 for f in s.forms:
                     v.leads.pop(f[1], None)
                 dropped = True
@@ -573,7 +583,8 @@ class WebPartition(ColdBacked, ClockedPartition):
                 keep_forms.append(f)
         keep_forms.sort()
         oldest_touch = horizon - cfg.lookback_ms - cfg.session_timeout_ms
-        touches = sorted(t for t in v.touches if t[0] >= oldest_touch)
+        touches = sorted((t for t in v.touches if t[0] >= oldest_touch),
+                         key=lambda t: (t[0], t[1]))
         if len(touches) != len(v.touches):
             dropped = True
         if dropped:

@@ -61,6 +61,9 @@ def test_week_matches_batch(week: list[Any], model: str) -> None:
     assert not bad, bad[:10]
     funnel_keys = [k for k in want if k[0] in ("won_deals", "mqls", "revenue", "new_customers")]
     assert compared > 1000 and len(funnel_keys) > 20
+    # campaigns past the first touch: leads, revenue and customers by utm_campaign
+    campaign_keys = {k[0] for k in want if k[3].startswith("campaign=")}
+    assert {"leads", "cpl", "mqls", "lead_to_mql_rate"} <= campaign_keys, sorted(campaign_keys)
     eng_keys = [k for k in want if k[0] in ("social_engagement_rate", "offline_reach",
                                             "content_views", "offline_response_rate")]
     assert len(eng_keys) > 20

@@ -259,3 +259,89 @@ def test_revenue_growth_against_the_period_before() -> None:
     # hours: 00:00 of day 2 (1600) against 23:00 of day 1 (the late 500)
     assert value(snaps, "revenue_growth", "1h", "2026-11-23T00:00:00Z") == pytest.approx(
         (1600 - 500) / 500)
+
+
+# Campaigns past the first touch. Visitor A: a paid-search session of campaign
+# "spring" (20 Nov), then an e-mail session of "news" (23 Nov 09:00) and the lead cA;
+# its deal dA is won at 1,000 (gross profit 400), cuA's first: a new customer. Visitor
+# B comes direct (no campaign) and becomes lead cB. Spend: 200 on "spring", 50 on
+# "news", 23 Nov. Under first_touch all of cA's credit is spring's; under linear half
+# spring, half news; cB is in no campaign.
+CAMPAIGNS = sorted([
+    pv("A", "2026-11-20T09:00:00Z", utm_medium="cpc", utm_source="google",
+       utm_campaign="spring"),
+    pv("A", "2026-11-23T09:00:00Z", utm_medium="email", utm_source="newsletter",
+       utm_campaign="news"),
+    form("A", "cA", "2026-11-23T09:05:00Z"),
+    pv("B", "2026-11-23T09:30:00Z"),
+    form("B", "cB", "2026-11-23T09:35:00Z"),
+    deal("dA", "cA", "cuA", "mql", "2026-11-23T09:40:00Z"),
+    deal("dA", "cA", "cuA", "won", "2026-11-23T10:00:00Z", amount=1000.0,
+         gross_profit=400.0),
+    event("spend", channel="paid_search", campaign="spring", category="media", cost=200.0,
+          currency="EUR", impressions=0, clicks=0, period_start=D2,
+          period_end="2026-11-24T00:00:00Z", occurred_at="2026-11-24T00:00:00Z"),
+    event("spend", channel="email", campaign="news", category="media", cost=50.0,
+          currency="EUR", impressions=0, clicks=0, period_start=D2,
+          period_end="2026-11-24T00:00:00Z", occurred_at="2026-11-24T00:00:00Z"),
+], key=lambda e: e["occurred_at"])
+
+CAMPAIGN_TABLE = {  # (model, campaign) -> kpi -> value on 23 Nov
+    ("first_touch", "spring"): {
+        "leads": 1, "mqls": 1, "won_deals": 1, "revenue": 1000, "new_customers": 1,
+        "lead_to_mql_rate": 1.0, "cpl": 200, "cac": 200,
+        "roas": 1000 / 200, "marketing_roi": (400 - 200) / 200},
+    ("first_touch", "news"): {"cpl": None, "roas": 0.0, "marketing_roi": -1.0},
+    ("linear", "spring"): {
+        "leads": 0.5, "revenue": 500, "new_customers": 0.5, "cpl": 400, "cac": 400,
+        "roas": 500 / 200, "marketing_roi": (200 - 200) / 200},
+    ("linear", "news"): {
+        "leads": 0.5, "revenue": 500, "new_customers": 0.5, "cpl": 100, "cac": 100,
+        "roas": 500 / 50, "marketing_roi": (200 - 50) / 50},
+}
+
+
+@pytest.mark.parametrize("model", ["first_touch", "linear"])
+def test_campaigns_are_credited_as_channels_are(decoder: Decoder, model: str) -> None:
+    snaps = run_pipeline(decoder, CAMPAIGNS, attribution=model)
+    for (m, campaign), table in CAMPAIGN_TABLE.items():
+        if m != model:
+            continue
+        for kpi, want in table.items():
+            got = value(snaps, kpi, "1d", D2, f"campaign={campaign}")
+            assert got == (None if want is None else pytest.approx(want)), (kpi, campaign)
+    # the channels and the total are what they were: campaigns are another dim
+    assert value(snaps, "leads", "1d", D2) == 2
+    assert value(snaps, "revenue", "1d", D2) == 1000
+    # the direct lead has no campaign: campaign leads add up to the leads with one
+    total = sum(d["value"] for k, d in snaps.items()
+                if k.startswith(f"leads|1d|{D2}|campaign="))
+    assert total == pytest.approx(1.0)
+    # revenue under another model is re-read from the same cells, per campaign too
+    from streams.local import LocalPipeline
+    from tests.unit.kpitables import FAR
+
+    lp = LocalPipeline(attribution=model)
+    lp.feed(records(decoder, CAMPAIGNS))
+    lp.finish(FAR)
+    docs = [d for p in lp.merge for d in p.view(
+        kpis={"revenue"}, windows={"1d"}, dims={"campaign=spring", "campaign=news"},
+        modes=Modes(attribution="last_touch"))]
+    assert {d["dims"]["campaign"]: d["value"] for d in docs} == {"news": 1000.0,
+                                                                   "spring": 0.0}
+
+
+def test_campaigns_never_become_prometheus_labels(decoder: Decoder) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from streams.local import LocalPipeline
+    from streams.outputs.collector import KpiCollector
+    from tests.unit.kpitables import FAR
+
+    lp = LocalPipeline()
+    lp.feed(records(decoder, CAMPAIGNS))
+    lp.finish(FAR)
+    registry = CollectorRegistry()
+    registry.register(KpiCollector(lambda: lp.merge, Modes(), "EUR"))
+    text = generate_latest(registry).decode()
+    assert 'kpi="revenue"' in text and "spring" not in text and "campaign" not in text

@@ -24,13 +24,22 @@ from tests.unit.kpitables import FAR, form, pv, records
 
 
 def test_records_are_small_and_round_trip() -> None:
-    touches = [(1_790_812_800_000, "paid_search"), (1_790_899_200_000, "my_podcast")]
+    touches = [(1_790_812_800_000, "paid_search", None), (1_790_899_200_000, "my_podcast", None)]
     data = encode(1_790_812_800_000, touches)
     assert decode(data) == (1_790_812_800_000, touches, [])
     assert len(encode(1_790_812_800_000, touches[:1])) == 18
     assert decode(encode(None, [])) == (None, [], [])
     facts = [[1_790_812_800_000, "pv-1", 0, 10.0], [1_790_812_900_000, "pv-2", 3, -2.5]]
     assert decode(encode(None, touches, facts)) == (None, touches, facts)
+    # a touch with its session's campaign: the name follows (1 + its bytes)
+    with_campaign = [(1_790_812_800_000, "paid_search", "spring-sale"),
+                     (1_790_899_200_000, "my_podcast", "ep-12"), (1_790_900_000_000, "email", None)]
+    assert decode(encode(None, with_campaign, facts)) == (None, with_campaign, facts)
+    assert len(encode(1_790_812_800_000, with_campaign[:1])) == 18 + 1 + len("spring-sale")
+    # a record of the release before (two-element touches, no campaign codes) reads as is
+    assert decode(encode(None, [(1, "email")])) == (None, [(1, "email", None)], [])
+    long = "x" * 300
+    assert decode(encode(None, [(1, "email", long)]))[1] == [(1, "email", "x" * 255)]
 
 
 def test_a_visitor_id_never_reads_as_a_cold_key() -> None:
@@ -91,7 +100,7 @@ def test_cold_records_survive_the_changelog(decoder: Decoder, tmp_path: Path) ->
     assert reopened.checkpoint() == {"offset": 7, "wall": 0}
     fresh = WebPartition(web.cfg, ColdView(reopened))
     assert fresh.cold.count() == 1 and fresh._visitor("v1") is not None
-    assert fresh.visitors["v1"].touches == [(recs[0].t, "paid_search")]
+    assert fresh.visitors["v1"].touches == [(recs[0].t, "paid_search", None)]
     reopened.close()
 
 
