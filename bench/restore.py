@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from soak import start_run, write_report  # noqa: E402
 
+from streams import statecodec  # noqa: E402
 from streams.kafka import consumer, ensure_topics, producer  # noqa: E402
 from streams.kpis.visitors import COLD_PREFIX, cold_name, encode, visitor_key  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
@@ -51,7 +52,8 @@ COLD = COLD_PREFIX.encode()
 
 def _record(i: int, pad: str, cold_share: float) -> tuple[str, Any]:
     """Record ``i``: a cold visitor (packed bytes under a cold key, read in place after
-    a restore) for a share of them, else a JSON value that a restore loads on the heap."""
+    a restore) for a share of them, else a value (MessagePack, as the stages' are) that
+    a restore loads on the heap."""
     if (i * 0.6180339887) % 1.0 < cold_share:
         return cold_name(visitor_key(f"v{i}")), encode(i, [(i, "paid_search")]) + pad.encode()
     return f"key-{i:09d}", {"v": i, "p": pad}
@@ -118,7 +120,7 @@ def main() -> int:
         # what the runner does next: load the hot records on the heap (cold ones stay)
         t0 = time.monotonic()
         loaded = sum(1 for k, v in store.items() if not k.startswith(COLD)
-                     and orjson.loads(v) is not None)
+                     and statecodec.decode(v) is not None)
         load_s = time.monotonic() - t0
         disk = store.disk_bytes()
         store.close()

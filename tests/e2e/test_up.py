@@ -88,6 +88,11 @@ def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
         wait_for(kpis_flow, 180, "page views on /api/kpis")
         assert b"kpi_streams_events_total" in _get(f"{base}/metrics")
         assert b"<title>kpi-streams" in _get(f"{base}/")
+        # the demo's goals (streams/config/targets.demo.yaml) are paced for the wall
+        targets = orjson.loads(_get(f"{base}/api/targets"))
+        assert targets["configured"] and targets["count"] == 4, targets
+        assert {d["target"] for d in targets["targets"]} >= {"leads-month", "revenue-quarter"}
+        assert b"kpi_streams_target_attainment_ratio" in _get(f"{base}/metrics")
     finally:
         up.send_signal(signal.SIGTERM)
         try:
