@@ -31,6 +31,16 @@ from ..schemas import parse_rfc3339_ms
 from ..topics import dim_partition
 
 HISTORY_DAYS = 56  # the weekday profile learns from the last 8 weeks of daily values
+# families fed by the same input: a KPI's data starts where its inputs' data starts
+# (no lead in the first week of traffic is a week of zero leads, not missing data)
+INPUT_OF = {"web": "web", "lead": "web", "score": "web", "funnel": "deals", "cust": "deals",
+            "spend": "spend", "email": "email", "eng": "eng"}
+
+
+def input_families(families: frozenset[str]) -> frozenset[str]:
+    """``families`` and every family fed by the same inputs."""
+    inputs = {INPUT_OF.get(f, f) for f in families}
+    return frozenset(f for f, i in INPUT_OF.items() if i in inputs) | families
 TOPIC_PREFIX = "target|"
 
 
@@ -50,7 +60,8 @@ class TargetBoard:
         self.partitions = partitions
         self.clock = clock
         self._published: dict[str, bytes] = {}  # key -> what was last sent (sans clock)
-        self._starts: dict[int, tuple[float, int | None]] = {}  # id(proc) -> (when, start)
+        # (id(proc), families) -> (when it was found, where the data starts)
+        self._starts: dict[tuple[int, frozenset[str]], tuple[float, int | None]] = {}
 
     def evaluate(self) -> list[dict[str, Any]]:
         """One document per target whose partition this worker holds."""
@@ -60,25 +71,29 @@ class TargetBoard:
         for t in self.targets:
             proc = held.get(dim_partition(t.dim_label, self.partitions))
             if proc is not None:
-                out.append(self.document(t, proc, computed_at, self.data_start(proc)))
+                families = input_families(BY_NAME[t.kpi].families)
+                out.append(self.document(t, proc, computed_at,
+                                         self.data_start(proc, families)))
         return out
 
-    def data_start(self, proc: MergePartition) -> int | None:
-        """Where the partition's data starts: its oldest hour, or its oldest day when
-        the hours (kept 90 days) no longer reach back to it. One pass over the cells,
-        so it is remembered for half a minute (it moves only with expiry or with data
-        older than any held)."""
+    def data_start(self, proc: MergePartition, families: frozenset[str]) -> int | None:
+        """Where the partition's data of these families (a KPI's inputs) starts: its
+        oldest hour, or its oldest day when the hours (kept 90 days) no longer reach
+        back to it. One pass over the cells, so it is remembered for half a minute (it
+        moves only with expiry or with data older than any held)."""
         now = self.clock()
-        held = self._starts.get(id(proc))
+        key = (id(proc), families)
+        held = self._starts.get(key)
         if held is not None and now - held[0] < 30:
             return held[1]
         first: dict[str, int] = {}
-        for size, start, _ in proc.cells:
-            if size != "1m" and start < first.get(size, NEVER):
+        for (size, start, _), cell in proc.cells.items():
+            if size != "1m" and start < first.get(size, NEVER) and \
+                    not families.isdisjoint(cell.comps):
                 first[size] = start
         day, hour = first.get("1d"), first.get("1h")
         found = hour if hour is not None and (day is None or hour < day + B.DAY) else day
-        self._starts[id(proc)] = (now, found)
+        self._starts[key] = (now, found)
         return found
 
     @staticmethod
@@ -101,7 +116,9 @@ class TargetBoard:
                      for d in proc.view(kpis={t.kpi}, windows={"1d"}, dims={t.dim_label},
                                         start_ms=start - HISTORY_DAYS * B.DAY, end_ms=start)}
             shares = weekday_weights(daily, days, B.active())
-        p = pace(t, kpi.aggregation, value, start, end, as_of, shares, data_start)
+        # no data of its inputs at all: nothing of the period is observed yet
+        p = pace(t, kpi.aggregation, value, start, end, as_of, shares,
+                 as_of if data_start is None else data_start)
         doc: dict[str, Any] = {
             "kpi": t.kpi, "period": t.period, "dims": dict(t.dims),
             "window_start": iso_s(start), "window_end": iso_s(end), "as_of": iso_s(as_of),
