@@ -601,7 +601,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     zones = sorted({d.get("tz", "UTC") for d in rows})
     buckets = sorted({d["bucket"] for d in rows}, key=list(ALL_WINDOWS).index)
     print(f"KPIs · {', '.join(buckets)} · {', '.join(zones)} · {len(rows):,} rows")
-    print(table.table(rows))
+    print(table.table(rows, s.reporting_currency))
     return 0
 
 

@@ -323,6 +323,17 @@ KPIS = (*KPIS,
            fn=_ltv_to_cac, uses=("cust", "funnel", "spend"), modes=("attribution",)))
 
 BY_NAME: dict[str, KPI] = {k.name: k for k in KPIS}
+
+
+def _money(terms: tuple[Term, ...] | None) -> bool:
+    found = [component(f, c) for f, c, _ in terms or ()]
+    return bool(found) and all(x is not None and x.scale == "micro-currency" for x in found)
+
+
+def part_is_money(kpi: KPI) -> tuple[bool, bool]:
+    """Whether a KPI's numerator and its denominator are money (their components'
+    scale, :mod:`.components`): ROAS divides revenue by spend, CPL spend by leads."""
+    return _money(kpi.num), _money(kpi.den)
 # dim name ("" for the total) -> the KPIs computed for it, in catalogue order
 BY_DIM: dict[str, tuple[KPI, ...]] = {
     name: tuple(k for k in KPIS if name in k.dims)

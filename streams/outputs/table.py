@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from ..kpis.catalogue import BY_NAME, part_is_money
+
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥"}
 NULL = "—"
 COLUMNS = ["kpi", "period", "dims", "value", "numerator", "denominator", "final", "rev"]
@@ -73,20 +75,34 @@ def change_text(doc: dict[str, Any]) -> str:
     return f"{arrow} {value_text(abs(change), doc['unit'])}"
 
 
-def _row(doc: dict[str, Any]) -> list[str]:
+def _part_units(doc: dict[str, Any], currency: str | None) -> tuple[str, str]:
+    """The units of a document's numerator and denominator: money where the KPI's
+    components are money (ROAS's revenue and spend, CPL's spend; ``currency`` names
+    it when the KPI's own unit is not a currency), else counts; a sum's numerator
+    has the KPI's unit."""
+    unit = doc["unit"]
+    kpi = BY_NAME.get(doc["kpi"])
+    num_money, den_money = part_is_money(kpi) if kpi is not None else (False, False)
+    money = unit if len(unit) == 3 and unit.isupper() else currency
+    num_unit = money if num_money and money else \
+        "count" if unit in ("ratio", "pages") else unit
+    return num_unit, (money if den_money and money else "count")
+
+
+def _row(doc: dict[str, Any], currency: str | None = None) -> list[str]:
     dims = ",".join(f"{k}={v}" for k, v in doc["dims"].items()) or "total"
     unit = doc["unit"]
-    # a rate's or an average's parts are counts; a sum's numerator has the KPI's unit
-    num_unit = "count" if unit in ("ratio", "pages") else unit
+    num_unit, den_unit = _part_units(doc, currency)
     return [doc["kpi"], period_text(doc), dims, value_text(doc["value"], unit),
-            value_text(doc["numerator"], num_unit), value_text(doc["denominator"], "count"),
+            value_text(doc["numerator"], num_unit), value_text(doc["denominator"], den_unit),
             "final" if doc["final"] else "open", str(doc["revision"])]
 
 
-def table(docs: Iterable[dict[str, Any]]) -> str:
+def table(docs: Iterable[dict[str, Any]], currency: str | None = None) -> str:
+    """The table; ``currency`` (the reporting one) for the money parts of ratios."""
     docs = list(docs)
     columns = list(COLUMNS)
-    rows = [_row(d) for d in docs]
+    rows = [_row(d, currency) for d in docs]
     basis = next((d["compare"]["basis"] for d in docs if d.get("compare")), None)
     if basis is not None:
         columns += [f"{basis} value", "change"]

@@ -59,6 +59,15 @@ def test_the_table_and_the_csv() -> None:
     assert ",," in lines[3]  # null is empty in CSV
 
 
+def test_money_parts_of_a_ratio_read_as_money() -> None:
+    """ROAS divides revenue by media spend: both parts are money (their components'
+    scale), shown in the reporting currency; a rate of counts keeps counts."""
+    rows = [doc("roas", 2.5, 5000.0, 2000.0, "ratio"),
+            doc("lead_to_mql_rate", 0.25, 3.0, 12.0, "ratio")]
+    roas, rate = table(rows, "EUR").splitlines()[1:]
+    assert "€5,000.00" in roas and "€2,000.00" in roas and "250.0 %" in roas
+    assert "€" not in rate and "25.0 %" in rate
+
 def test_every_argument_of_every_command_has_help() -> None:
     missing = []
 
