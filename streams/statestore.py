@@ -42,7 +42,7 @@ from .kpis.visitors import COLD_PREFIX, RAW_PREFIXES
 log = logging.getLogger(__name__)
 
 CHECKPOINT = b"\x00checkpoint"
-COUNTS = b"\x00counts"  # cold records held, by prefix: kept exact with every write
+COUNTS = b"\x00counts"  # cold records held, by prefix: as the newest confirmed flush said
 _INTERNAL = (CHECKPOINT, COUNTS)
 _COUNTED = tuple(p.encode()[0] for p in RAW_PREFIXES)
 
@@ -59,20 +59,6 @@ class MemoryStore:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def _counted(self, records: list[tuple[bytes, bytes | None]]) -> bytes | None:
-        """Apply ``records``' effect to the cold-record counts (before they are
-        written: a record is new or gone only against what the store holds now);
-        returns the counts to write with them, or None when none changed. One read
-        per cold record written, so the count never needs a pass over the store."""
-        changed = False
-        for key, value in records:
-            if key[:1] and key[0] in _COUNTED:
-                had = self.get(key) is not None
-                if had != (value is not None):
-                    self.counts[key[0]] = self.counts.get(key[0], 0) + (-1 if had else 1)
-                    changed = True
-        return orjson.dumps({str(k): n for k, n in self.counts.items()}) if changed else None
-
     def _load_counts(self) -> None:
         raw = self.get(COUNTS)
         if raw is not None:
@@ -88,16 +74,41 @@ class MemoryStore:
         """Records held under one cold prefix (exact, without a pass over them)."""
         return self.counts.get(prefix[0], 0)
 
+    def recount(self) -> None:
+        """Count the cold records with one pass over their keys: for a store rebuilt
+        from a changelog whose flushes did not carry their counts (an earlier
+        release's)."""
+        self.counts = {p: sum(1 for _ in self.items(bytes([p]))) for p in _COUNTED}
+        self._put(COUNTS, orjson.dumps({str(k): v for k, v in self.counts.items()}))
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+    def _new_counts(self, checkpoint: dict[str, Any] | None,
+                    counts: dict[str, int] | None) -> bytes | None:
+        """The cold counts a flush confirmed (its meta's ``cold``: hex prefix -> count),
+        merged into this store's, as the bytes to write with its records."""
+        if counts is None and checkpoint is not None:
+            counts = (checkpoint.get("meta") or {}).get("cold")
+        if not counts:
+            return None
+        for prefix, n in counts.items():
+            self.counts[int(prefix, 16)] = int(n)
+        return orjson.dumps({str(k): v for k, v in self.counts.items()})
+
     def write(self, records: list[tuple[bytes, bytes | None]],
-              checkpoint: dict[str, Any] | None) -> None:
-        counts = self._counted(records)
+              checkpoint: dict[str, Any] | None,
+              counts: dict[str, int] | None = None) -> None:
+        """Write one confirmed flush: its records, the cold counts it confirmed (from
+        ``counts`` or the checkpoint's meta) and its checkpoint."""
+        new_counts = self._new_counts(checkpoint, counts)
         for key, value in records:
             if value is None:
                 self.data.pop(key, None)
             else:
                 self.data[key] = value
-        if counts is not None:
-            self.data[COUNTS] = counts
+        if new_counts is not None:
+            self.data[COUNTS] = new_counts
         if checkpoint is not None:
             self.data[CHECKPOINT] = orjson.dumps(checkpoint)
 
@@ -174,16 +185,17 @@ class RocksStore(MemoryStore):
         return None if value is None else bytes(value)
 
     def write(self, records: list[tuple[bytes, bytes | None]],
-              checkpoint: dict[str, Any] | None) -> None:
-        counts = self._counted(records)
+              checkpoint: dict[str, Any] | None,
+              counts: dict[str, int] | None = None) -> None:
+        new_counts = self._new_counts(checkpoint, counts)
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        if counts is not None:
-            batch.put(COUNTS, counts)
+        if new_counts is not None:
+            batch.put(COUNTS, new_counts)
         if checkpoint is not None:
             batch.put(CHECKPOINT, orjson.dumps(checkpoint))
         try:
@@ -191,6 +203,9 @@ class RocksStore(MemoryStore):
         except BaseException:
             self._load_counts()  # the counts in memory ran ahead of a failed write
             raise
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        self.db[key] = value
 
     def checkpoint(self) -> dict[str, Any] | None:
         raw = self.db.get(CHECKPOINT)
@@ -275,6 +290,12 @@ class ColdView:
     def count(self) -> int:
         """Cold records of this prefix, exact: the store's count and the overlay's."""
         return self.store.count(self.prefix) + self.n
+
+    def counts(self) -> dict[str, int]:
+        """What a flush's meta carries (hex prefix -> count, the overlay included), so
+        the local store and any restore learn the count from the changelog instead of
+        reading every cold key back."""
+        return {self.prefix.hex(): self.count()}
 
     def committed(self) -> None:
         self.n = 0  # the overlay is in the store, and so in its count

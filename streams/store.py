@@ -38,10 +38,12 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from . import statecodec
+from .kpis.visitors import RAW_PREFIXES
 from .statestore import MemoryStore
 from .topics import STATE_COMPACTION_LAG_MS
 
 META_KEY = b"\x00meta"
+COLD_KEYS = tuple(p.encode() for p in RAW_PREFIXES)  # first bytes of cold records' keys
 OUT_PREFIX = "\x00out/"
 OUT_BYTES = OUT_PREFIX.encode()
 CHUNK_BYTES = 256 * 1024
@@ -95,6 +97,7 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
         pending: dict[str, dict[bytes, bytes | None]] = {}  # flush id -> key -> value
         first: dict[str, int] = {}  # flush id -> offset of its first record
         outs: dict[bytes, bytes | None] = {}  # output chunks of the newest confirmed flush
+        recount = False  # a flush wrote cold records without saying how many are held
         position = begin
         last_report = time.monotonic()
         while position < end:
@@ -111,6 +114,10 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
                     pending.clear()
                     outs = {k: v for k, v in mine.items() if k.startswith(OUT_BYTES)}
                     data = [(k, v) for k, v in mine.items() if not k.startswith(OUT_BYTES)]
+                    if "cold" not in meta and any(k[:1] in COLD_KEYS for k, _ in data):
+                        recount = True  # written by an earlier release
+                    elif "cold" in meta:
+                        recount = False
                     checkpoint = {"offset": first.get(meta["flush"], msg.offset),
                                   "wall": meta.get("wall", wall), "meta": meta}
                     local.write(data, checkpoint)
@@ -125,6 +132,8 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
                 last_report = time.monotonic()
         for orphaned in pending.values():
             result.orphans.update(k.decode() for k in orphaned)
+        if recount:
+            local.recount()
         if result.meta is not None:
             flush = result.meta["flush"]
             for i in range(result.meta.get("out", 0)):

@@ -327,6 +327,11 @@ class StageRunner:
         updates = {key: part.proc.dump(key) for key in part.dirty}
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
+        cold_counts = getattr(getattr(part.proc, "cold", None), "counts", None)
+        if cold_counts is not None:
+            # cold records held after this flush: the local store and any restore take
+            # the count from here instead of reading every cold key back
+            meta["cold"] = cold_counts()
         written = await self._retrying("write state",
                                        lambda: part.writer.write(updates, items, meta))
         fault = self.fault if (updates or items) else None
@@ -338,7 +343,7 @@ class StageRunner:
             part.local.write(written.state, {"offset": written.offset, "wall": wall,
                                              "meta": written.meta})
         else:
-            part.local.write(written.state, None)
+            part.local.write(written.state, None, written.meta.get("cold"))
         committed = getattr(part.proc, "committed", None)
         if committed is not None:
             committed()

@@ -100,8 +100,8 @@ def _cold(i: int, prefix: bytes = b"\x01") -> bytes:
 
 
 def test_cold_record_counts_are_exact_through_restores_and_reopens(tmp_path: Path) -> None:
-    """The cold-record gauges come from counts the store keeps with every write (in
-    the same atomic batch), not from a pass over the store or RocksDB's estimate."""
+    """Flushes of an earlier release carry no cold counts: a restore counts the cold
+    records once, with a pass over their keys, and the store keeps the count."""
     def cold_flush(fid: str, seq: int, values: dict[bytes, bytes | None]) -> list[Any]:
         recs = [(k, v, fid) for k, v in values.items()]
         return [*recs, (META_KEY, orjson.dumps({"seq": seq, "offsets": {}, "flush": fid,
@@ -143,3 +143,39 @@ def test_a_store_from_before_counts_is_counted_once_on_open(tmp_path: Path) -> N
     store.write([(_cold(0), None), (_cold(99), b"v")], None)
     store.close()
     assert RocksStore(tmp_path / "old", 1 << 20).count(b"\x01") == 7
+
+
+def test_cold_counts_travel_with_the_flushes(tmp_path: Path) -> None:
+    """A flush's meta says how many cold records its partition holds after it; the
+    store takes that count (in the same write batch) and never reads a cold key back
+    to count it, in the worker or in a restore, full or from the checkpoint."""
+    def counted_flush(fid: str, seq: int, values: dict[bytes, bytes | None],
+                      held: int) -> list[Any]:
+        recs = [(k, v, fid) for k, v in values.items()]
+        meta = {"seq": seq, "offsets": {}, "flush": fid, "out": 0, "wall": NOW,
+                "cold": {"01": held}}
+        return [*recs, (META_KEY, orjson.dumps(meta), fid)]
+
+    records = counted_flush("a", 1, {_cold(i): b"v" for i in range(30)}, 30)
+    records += counted_flush("b", 2, {_cold(i): None for i in range(10)}, 20)
+    store = RocksStore(tmp_path / "s", 1 << 20)
+    reads = 0
+    real_get = store.get
+
+    def counting_get(key: bytes) -> bytes | None:
+        nonlocal reads
+        reads += 1
+        return real_get(key)
+
+    store.get = counting_get  # type: ignore[method-assign]
+    run(records, store)
+    assert store.count(b"\x01") == 20 and reads == 0
+    records += counted_flush("c", 3, {_cold(50): b"v"}, 21)
+    store.close()
+    store = RocksStore(tmp_path / "s", 1 << 20)
+    assert store.count(b"\x01") == 20
+    assert run(records, store).from_checkpoint and store.count(b"\x01") == 21
+    # the worker's own write of a confirmed flush: the count from its meta
+    store.write([(_cold(51), b"v")], None, {"01": 22})
+    assert store.count(b"\x01") == 22
+    store.close()
