@@ -60,7 +60,10 @@ def _record(i: int, pad: str, cold_share: float) -> tuple[str, Any]:
 
 
 async def fill(s: Any, topic: str, records: int, value_bytes: int, cold_share: float,
-               start: int = 0) -> None:
+               start: int = 0, cold: int = 0) -> int:
+    """Write ``records`` as the worker's flushes would (each meta says how many cold
+    records the partition holds after it, ``cold`` before the first); returns that
+    count after the last."""
     p = producer(s, linger_ms=5, max_batch_size=1 << 20)
     await p.start()
     try:
@@ -72,14 +75,17 @@ async def fill(s: Any, topic: str, records: int, value_bytes: int, cold_share: f
             updates = dict(_record(i, pad, cold_share)
                            for i in range(n, min(n + FLUSH, start + records)))
             n += len(updates)
+            cold += sum(1 for k in updates if k.startswith(COLD_PREFIX))
             pending.append(w.write(updates, [], {"seq": n, "offsets": {}, "wall":
-                                                 time.time_ns() // 1_000_000}))
+                                                 time.time_ns() // 1_000_000,
+                                                 "cold": {COLD.hex(): cold}}))
             if len(pending) >= 8:
                 await asyncio.gather(*pending)
                 pending = []
         await asyncio.gather(*pending)
     finally:
         await p.stop()
+    return cold
 
 
 def reader(s: Any) -> Any:
@@ -107,13 +113,13 @@ def main() -> int:
         topic = Topics(s).state("web")
         records = mb * 2**20 // (args.value_bytes + 16)
         t0 = time.monotonic()
-        asyncio.run(fill(s, topic, records, args.value_bytes, args.cold_share))
+        cold = asyncio.run(fill(s, topic, records, args.value_bytes, args.cold_share))
         fill_s = time.monotonic() - t0
         store = RocksStore(workdir / f"store-{mb}", 64 << 20)
         full = asyncio.run(restore(reader(s), topic, 0, None, store))
         # another owner writes 20 more flushes; this worker restarts on its disk
-        asyncio.run(fill(s, topic, 20 * FLUSH, args.value_bytes, args.cold_share,
-                         start=records))
+        cold = asyncio.run(fill(s, topic, 20 * FLUSH, args.value_bytes, args.cold_share,
+                                start=records, cold=cold))
         store.close()
         store = RocksStore(workdir / f"store-{mb}", 64 << 20)
         tail = asyncio.run(restore(reader(s), topic, 0, None, store))
@@ -123,6 +129,7 @@ def main() -> int:
                      and statecodec.decode(v) is not None)
         load_s = time.monotonic() - t0
         disk = store.disk_bytes()
+        assert store.count(COLD) == cold, (store.count(COLD), cold)  # exact, not read back
         store.close()
         row = {"mb": mb, "records": records, "value_bytes": args.value_bytes,
                "fill_s": round(fill_s, 1),
