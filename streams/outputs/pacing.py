@@ -15,6 +15,7 @@ paces the current one.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -60,8 +61,11 @@ class TargetBoard:
         self.partitions = partitions
         self.clock = clock
         self._published: dict[str, bytes] = {}  # key -> what was last sent (sans clock)
-        # (id(proc), families) -> (when it was found, where the data starts)
-        self._starts: dict[tuple[int, frozenset[str]], tuple[float, int | None]] = {}
+        # proc -> families -> (when it was found, where the data starts); weak, so a
+        # partition that moved away takes its entry with it
+        self._starts: weakref.WeakKeyDictionary[
+            MergePartition, dict[frozenset[str], tuple[float, int]]] = \
+            weakref.WeakKeyDictionary()
 
     def evaluate(self) -> list[dict[str, Any]]:
         """One document per target whose partition this worker holds."""
@@ -82,8 +86,8 @@ class TargetBoard:
         back to it. One pass over the cells, so it is remembered for half a minute (it
         moves only with expiry or with data older than any held)."""
         now = self.clock()
-        key = (id(proc), families)
-        held = self._starts.get(key)
+        known = self._starts.setdefault(proc, {})
+        held = known.get(families)
         if held is not None and now - held[0] < 30:
             return held[1]
         first: dict[str, int] = {}
@@ -93,7 +97,8 @@ class TargetBoard:
                 first[size] = start
         day, hour = first.get("1d"), first.get("1h")
         found = hour if hour is not None and (day is None or hour < day + B.DAY) else day
-        self._starts[key] = (now, found)
+        if found is not None:  # no data yet is not remembered: the next call looks again
+            known[families] = (now, found)
         return found
 
     @staticmethod

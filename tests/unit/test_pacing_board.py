@@ -141,3 +141,18 @@ def test_data_that_starts_mid_month_is_paced_over_the_days_it_covers(decoder: De
     assert leads["expected"] == round(9 * 206 / 720, 6)
     assert leads["projected"] == round(3 * 720 / 206, 6)
     assert leads["status"] == "ahead"  # 10.49 >= 9 x 1.05
+
+
+def test_a_board_asked_before_the_data_came_sees_it_when_it_comes(decoder: Decoder) -> None:
+    """The wall asks for targets as soon as the worker starts: "no data yet" must not be
+    remembered (the clock does not move here, well inside the half-minute memory)."""
+    lp = LocalPipeline(partitions=1)
+    board = TargetBoard(parse_targets(TARGETS, "targets.yaml"),
+                        lambda: dict(enumerate(lp.merge)), lp.kpi_partitions,
+                        clock=lambda: 1_800_000_000.0)
+    early = next(d for d in board.evaluate() if d["target"] == "leads-1mo")
+    assert early["status"] == "no_data" and early["value"] is None
+    lp.feed(records(decoder, EVENTS))
+    lp.emit()
+    leads = next(d for d in board.evaluate() if d["target"] == "leads-1mo")
+    assert leads["covered"] and leads["projected"] == 9 and leads["status"] == "on_pace"
