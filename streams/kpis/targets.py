@@ -31,7 +31,7 @@ from .deltas import dim
 
 DIRECTIONS = ("at_least", "at_most")
 PROFILES = ("linear", "weekday")
-STATUSES = ("ahead", "on_pace", "behind", "no_data")
+STATUSES = ("ahead", "on_pace", "behind", "early", "no_data")
 KEYS = frozenset({"name", "kpi", "period", "dims", *DIRECTIONS, "tolerance", "profile"})
 
 
@@ -242,7 +242,7 @@ def _status(t: Target, x: float) -> str:
 
 def pace(target: Target, aggregation: str, value: float | None, start_ms: int, end_ms: int,
          now_ms: int, shares: Sequence[tuple[int, int, float]] | None = None,
-         observed_from_ms: int | None = None) -> Pacing:
+         observed_from_ms: int | None = None, min_observed_ms: int = 0) -> Pacing:
     """How ``target`` is doing at ``now_ms`` with ``value`` so far in [start_ms, end_ms).
 
     ``shares`` are the period's local days as (start, end, weight), used whatever
@@ -253,7 +253,9 @@ def pace(target: Target, aggregation: str, value: float | None, start_ms: int, e
     ``observed_from_ms``: where the data starts, when that is inside the period (a
     site that began sending events on the 20th). A sum's run rate is then taken over
     the part observed, and its expected value is the goal's share of that part: the
-    days before the data are unknown, not zero (``covered`` is False).
+    days before the data are unknown, not zero (``covered`` is False). With less than
+    ``min_observed_ms`` of it a sum is ``early``: a run rate of a few hours says
+    nothing about a month (no expected or projected value).
     """
     if end_ms <= start_ms:
         raise ValueError(f"empty period [{start_ms}, {end_ms})")
@@ -272,8 +274,14 @@ def pace(target: Target, aggregation: str, value: float | None, start_ms: int, e
     else:
         expected = goal * observed
         projected = None if value is None or observed <= 0 else value / observed
+    early = not covered and aggregation == "sum" and \
+        now - max(observed_from_ms or 0, start_ms) < min_observed_ms
+    if early:
+        expected = projected = None
     if value is None:
         status = "no_data"
+    elif early:
+        status = "early"
     elif projected is None:
         # a sum at the very start has no run rate yet: only a goal already met (at_least)
         # or already overrun (at_most) is news

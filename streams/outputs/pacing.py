@@ -43,6 +43,8 @@ def input_families(families: frozenset[str]) -> frozenset[str]:
     inputs = {INPUT_OF.get(f, f) for f in families}
     return frozenset(f for f, i in INPUT_OF.items() if i in inputs) | families
 TOPIC_PREFIX = "target|"
+# a sum whose data starts inside the period is judged once it covers a day of it
+MIN_OBSERVED_MS = B.DAY
 
 
 def target_key(t: Target) -> str:
@@ -123,7 +125,7 @@ class TargetBoard:
             shares = weekday_weights(daily, days, B.active())
         # no data of its inputs at all: nothing of the period is observed yet
         p = pace(t, kpi.aggregation, value, start, end, as_of, shares,
-                 as_of if data_start is None else data_start)
+                 as_of if data_start is None else data_start, MIN_OBSERVED_MS)
         doc: dict[str, Any] = {
             "kpi": t.kpi, "period": t.period, "dims": dict(t.dims),
             "window_start": iso_s(start), "window_end": iso_s(end), "as_of": iso_s(as_of),
@@ -190,7 +192,7 @@ class TargetCollector(Collector):
             "than its tolerance), else 0.", labels=labels)
         status = GaugeMetricFamily(
             "kpi_streams_target_status",
-            "1 for the target's pacing status (ahead, on_pace, behind, no_data).",
+            "1 for the target's pacing status (ahead, on_pace, behind, early, no_data).",
             labels=[*labels, "status"])
         for doc in self.board.evaluate():
             lv = [doc["target"], doc["kpi"], doc["period"], doc["direction"]]

@@ -84,6 +84,21 @@ def test_data_that_starts_inside_the_period_paces_over_the_part_observed() -> No
     assert (r.expected, r.projected, r.status, r.covered) == (40, 45, "behind", False)
 
 
+def test_a_few_hours_of_data_are_too_early_to_project_a_month() -> None:
+    """Data from 10 Nov 21:00, judged at 11 Nov 00:00: three hours of a month. 40 leads
+    in them would "project" 9,920: a sum is early until a day is covered. A ratio is
+    judged as it is, and a day of data is enough."""
+    three_h = NOV11 - 3 * HOUR
+    p = pace(LEADS, "sum", 40, NOV, DEC, NOV11, observed_from_ms=three_h, min_observed_ms=DAY)
+    assert (p.status, p.expected, p.projected, p.covered) == ("early", None, None, False)
+    assert p.attainment == 0.01
+    r = pace(CPL, "ratio", 45, NOV, DEC, NOV11, observed_from_ms=three_h, min_observed_ms=DAY)
+    assert r.status == "behind"
+    day = pace(LEADS, "sum", 200, NOV, DEC, NOV11, observed_from_ms=NOV11 - DAY,
+               min_observed_ms=DAY)
+    assert day.status == "ahead" and day.projected == pytest.approx(6000)
+
+
 @pytest.mark.parametrize(("t", "value", "status"), [
     # nothing has passed yet: no run rate, so on pace unless the goal is already decided
     (LEADS, 0, "on_pace"),

@@ -285,7 +285,8 @@ function live() {
   es.addEventListener("snapshot", ev => keep(JSON.parse(ev.data)));
 }
 
-const STATUS = {ahead: "ahead", on_pace: "on pace", behind: "behind", no_data: "no data yet"};
+const STATUS = {ahead: "ahead", on_pace: "on pace", behind: "behind",
+                early: "too early to tell", no_data: "no data yet"};
 const PERIODS = {"1w": "this week", "1mo": "this month", "1q": "this quarter"};
 
 // one bar per target (KPI_TARGETS): filled to the share of the goal reached, a marker
