@@ -202,7 +202,7 @@ class MemoryColdStore:
 class ColdBacked:
     """What a partition with a cold store does with it, whatever it keeps there:
     release it, hear that a flush reached the local store, and count what is cold
-    (an estimate for a persistent store, which includes the hot entries' records)."""
+    (exact: the counts travel with the flushes, see :mod:`streams.statestore`)."""
 
     cold: ColdStore
 

@@ -89,6 +89,12 @@ def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
         assert b"kpi_streams_events_total" in _get(f"{base}/metrics")
         assert b"<title>kpi-streams" in _get(f"{base}/")
         # the demo's goals (streams/config/targets.demo.yaml) are paced for the wall
+        # (each target is answered by the worker holding its KPI partition, once that
+        # partition is restored: all four here, a moment after the first page views)
+        def all_targets() -> bool:
+            return orjson.loads(_get(f"{base}/api/targets"))["count"] == 4
+
+        wait_for(all_targets, 60, "the demo's four targets on /api/targets")
         targets = orjson.loads(_get(f"{base}/api/targets"))
         assert targets["configured"] and targets["count"] == 4, targets
         assert {d["target"] for d in targets["targets"]} >= {"leads-month", "revenue-quarter"}
