@@ -37,14 +37,14 @@ from typing import Any
 import orjson
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
-from .kpis.visitors import COLD_PREFIX, RAW_PREFIXES
+from .kpis.visitors import COLD_PREFIX, RAW_KEY_PREFIXES
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = b"\x00checkpoint"
 COUNTS = b"\x00counts"  # cold records held, by prefix: as the newest confirmed flush said
 _INTERNAL = (CHECKPOINT, COUNTS)
-_COUNTED = tuple(p.encode()[0] for p in RAW_PREFIXES)
+_COUNTED = tuple(p[0] for p in RAW_KEY_PREFIXES)
 
 
 class MemoryStore:
@@ -65,7 +65,7 @@ class MemoryStore:
             self.counts = {int(k): n for k, n in orjson.loads(raw).items()}
             return
         # a store written before counts were kept (or an empty one): count it once
-        self.counts = {p: sum(1 for _ in self.items(bytes([p]))) for p in _COUNTED}
+        self.counts = self._scan_counts()
         if any(self.counts.values()):
             log.info("counted the cold records of %s once: %s", getattr(self, "path", "-"),
                      self.counts)
@@ -78,8 +78,14 @@ class MemoryStore:
         """Count the cold records with one pass over their keys: for a store rebuilt
         from a changelog whose flushes did not carry their counts (an earlier
         release's)."""
-        self.counts = {p: sum(1 for _ in self.items(bytes([p]))) for p in _COUNTED}
-        self._put(COUNTS, orjson.dumps({str(k): v for k, v in self.counts.items()}))
+        self.counts = self._scan_counts()
+        self._put(COUNTS, self._counts_bytes())
+
+    def _scan_counts(self) -> dict[int, int]:
+        return {p: sum(1 for _ in self.items(bytes([p]))) for p in _COUNTED}
+
+    def _counts_bytes(self) -> bytes:
+        return orjson.dumps({str(k): v for k, v in self.counts.items()})
 
     def _put(self, key: bytes, value: bytes) -> None:
         self.data[key] = value
@@ -94,7 +100,7 @@ class MemoryStore:
             return None
         for prefix, n in counts.items():
             self.counts[int(prefix, 16)] = int(n)
-        return orjson.dumps({str(k): v for k, v in self.counts.items()})
+        return self._counts_bytes()
 
     def write(self, records: list[tuple[bytes, bytes | None]],
               checkpoint: dict[str, Any] | None,

@@ -38,12 +38,11 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from . import statecodec
-from .kpis.visitors import RAW_PREFIXES
+from .kpis.visitors import RAW_KEY_PREFIXES
 from .statestore import MemoryStore
 from .topics import STATE_COMPACTION_LAG_MS
 
 META_KEY = b"\x00meta"
-COLD_KEYS = tuple(p.encode() for p in RAW_PREFIXES)  # first bytes of cold records' keys
 OUT_PREFIX = "\x00out/"
 OUT_BYTES = OUT_PREFIX.encode()
 CHUNK_BYTES = 256 * 1024
@@ -114,7 +113,7 @@ async def restore(consumer_factory: Callable[[], Any], topic: str, partition: in
                     pending.clear()
                     outs = {k: v for k, v in mine.items() if k.startswith(OUT_BYTES)}
                     data = [(k, v) for k, v in mine.items() if not k.startswith(OUT_BYTES)]
-                    if "cold" not in meta and any(k[:1] in COLD_KEYS for k, _ in data):
+                    if "cold" not in meta and any(k[:1] in RAW_KEY_PREFIXES for k, _ in data):
                         recount = True  # written by an earlier release
                     elif "cold" in meta:
                         recount = False

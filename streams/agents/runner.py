@@ -25,13 +25,12 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
 from .. import statecodec
-from ..kpis.visitors import RAW_PREFIXES
+from ..kpis.visitors import RAW_KEY_PREFIXES
 from ..outputs.metrics import Metrics
 from ..settings import Settings
 from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
 
-COLD_BYTES = tuple(p.encode() for p in RAW_PREFIXES)
 FAULT_POINTS = ("after-changelog", "after-store")
 
 
@@ -230,7 +229,7 @@ class StageRunner:
                     local=local)
         loaded = 0
         for key, raw in local.items():
-            if key.startswith(COLD_BYTES):
+            if key.startswith(RAW_KEY_PREFIXES):
                 continue  # cold records stay in the store, read in place
             proc.load(key.decode(), statecodec.decode(raw))
             loaded += 1

@@ -49,6 +49,7 @@ COLD_PREFIX = "\x01"  # cold visitors (this module)
 MESSAGE_PREFIX = "\x02"  # cold e-mail messages (streams/kpis/email.py)
 CONTACT_PREFIX = "\x03"  # cold contacts (streams/kpis/funnel.py)
 RAW_PREFIXES = (COLD_PREFIX, MESSAGE_PREFIX, CONTACT_PREFIX)
+RAW_KEY_PREFIXES = tuple(p.encode() for p in RAW_PREFIXES)  # the same, as key bytes
 _ESCAPE = "\\"
 
 

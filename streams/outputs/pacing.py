@@ -19,6 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -139,8 +140,6 @@ class TargetBoard:
     def changed(self, docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """(key, document) of the targets whose document changed since last returned
         here, apart from its clock: what goes to the KPI topic."""
-        import orjson
-
         by_name = {t.name: t for t in self.targets}
         out = []
         for doc in docs:
