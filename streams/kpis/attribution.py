@@ -64,8 +64,7 @@ def credit(model: str, touches: list[Touch], lead_t: int,
         if model not in MODELS:
             raise ValueError(f"unknown attribution model {model!r}")
         return [("direct", MICRO)]
-    return split_micro((touches[i][1], w)
-                       for i, w in _weights(model, touches, lead_t, half_life_ms))
+    return _by_channel(touches, _weights(model, touches, lead_t, half_life_ms))
 
 
 def campaign_credit(model: str, touches: list[Touch], lead_t: int,
@@ -76,20 +75,35 @@ def campaign_credit(model: str, touches: list[Touch], lead_t: int,
     million (a lead with no campaign touch has none)."""
     if not touches:
         return []
-    none = "\x00"  # the touches without a campaign: split off, then dropped
+    return _by_campaign(touches, _weights(model, touches, lead_t, half_life_ms))
+
+
+_NONE = "\x00"  # the touches without a campaign: split off, then dropped
+
+
+def _by_channel(touches: list[Touch], weights: list[tuple[int, float]]
+                ) -> list[tuple[str, int]]:
+    return split_micro((touches[i][1], w) for i, w in weights)
+
+
+def _by_campaign(touches: list[Touch], weights: list[tuple[int, float]]
+                 ) -> list[tuple[str, int]]:
     shares = split_micro((touches[i][2] if len(touches[i]) > 2 and touches[i][2] is not None
-                          else none, w)
-                         for i, w in _weights(model, touches, lead_t, half_life_ms))
-    return [(c, m) for c, m in shares if c != none]
+                          else _NONE, w) for i, w in weights)
+    return [(c, m) for c, m in shares if c != _NONE]
 
 
-def all_models(touches: list[Touch], lead_t: int, half_life_ms: int) -> dict[str, list[list]]:
-    """Credit under every model (JSON-ready: ``{model: [[channel, micro], ...]}``)."""
-    return {m: [list(x) for x in credit(m, touches, lead_t, half_life_ms)] for m in MODELS}
-
-
-def all_models_by_campaign(touches: list[Touch], lead_t: int,
-                           half_life_ms: int) -> dict[str, list[list]]:
-    """Campaign credit under every model (``{model: [[campaign, micro], ...]}``)."""
-    return {m: [list(x) for x in campaign_credit(m, touches, lead_t, half_life_ms)]
-            for m in MODELS}
+def all_models(touches: list[Touch], lead_t: int,
+               half_life_ms: int) -> tuple[dict[str, list[list]], dict[str, list[list]]]:
+    """Credit under every model, JSON-ready: by channel (``{model: [[channel, micro],
+    ...]}``) and by campaign, from one weighting of the touches per model."""
+    channels: dict[str, list[list]] = {}
+    campaigns: dict[str, list[list]] = {}
+    for m in MODELS:
+        if not touches:
+            channels[m], campaigns[m] = [["direct", MICRO]], []
+            continue
+        weights = _weights(m, touches, lead_t, half_life_ms)
+        channels[m] = [list(x) for x in _by_channel(touches, weights)]
+        campaigns[m] = [list(x) for x in _by_campaign(touches, weights)]
+    return channels, campaigns

@@ -126,9 +126,9 @@ def campaigns_of(lead: dict[str, Any] | None, model: str) -> list[tuple[str, int
 
 
 def scaled(shares: list[tuple[str, int]], amount: int) -> list[tuple[str, int]]:
-    """``shares`` (millionths of one lead, summing to at most a million) of ``amount``:
-    campaign credit covers only the touches that had a campaign, so its part of the
-    amount is scaled down before it is split."""
+    """``shares`` (millionths of one lead, summing to at most a million) of ``amount``.
+    Channel credit sums to a million: a plain split. Campaign credit covers only the
+    touches that had a campaign, so its part of the amount is scaled down first."""
     if amount == MICRO or not shares:
         return shares
     part = round(amount * sum(m for _, m in shares) / MICRO)
@@ -190,17 +190,14 @@ def contact_facts(cands: dict[str, dict[str, Any]], deals: dict[str, dict[str, A
         entered = view["entered"]
 
         def bump(t: int, comp: str, amount: int = MICRO) -> None:
-            shares = split_micro([(c, m) for c, m in credit], amount) if amount != MICRO \
-                else credit
-            cshares = scaled(ccredit, amount)
+            # channel credit sums to a million, so scaling it is a plain split
+            credited = [(dim(kind, name), share)
+                        for kind, shares in (("channel", credit), ("campaign", ccredit))
+                        for name, share in scaled(shares, amount)]
             for size, start in starts(t):
                 add(out, (FUNNEL, size, start, ""), comp, sign * amount)
-                for channel, share in shares:
-                    add(out, (FUNNEL, size, start, dim("channel", channel)), comp,
-                        sign * share)
-                for campaign, share in cshares:
-                    add(out, (FUNNEL, size, start, dim("campaign", campaign)), comp,
-                        sign * share)
+                for d, share in credited:
+                    add(out, (FUNNEL, size, start, d), comp, sign * share)
 
         for stage, t in entered.items():
             bump(t, COUNT[stage])

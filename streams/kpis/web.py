@@ -445,8 +445,7 @@ class WebPartition(ColdBacked, ClockedPartition):
             t, eid, contact = f[0], f[1], f[2]
             touches = attribution.touches_for(session_touches, t, f[4], cfg.lookback_ms,
                                               f[5])
-            credit = attribution.all_models(touches, t, cfg.half_life_ms)
-            campaigns = attribution.all_models_by_campaign(touches, t, cfg.half_life_ms)
+            credit, campaigns = attribution.all_models(touches, t, cfg.half_life_ms)
             page_type = landing_of.get(eid)
             # the device of the session the form belongs to, else unknown (the rule
             # conversions by device follow)
