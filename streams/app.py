@@ -24,11 +24,10 @@ from faust.types.auth import SASLMechanism
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from .agents.runner import StageRunner
-from .agents.stages import CustomerStage, FunnelStage, InputStage, MergeStage
+from .agents.stages import MergeStage, build_runners
 from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
 from .kpis import buckets
-from .kpis.catalogue import Modes
 from .kpis.targets import load_targets
 from .logs import BrokerOutageLog, FreshAssignmentNoise
 from .outputs.collector import KpiCollector
@@ -38,6 +37,7 @@ from .outputs.pacing import TargetBoard, TargetCollector
 from .settings import Settings
 from .statestore import StoreMemory
 from .topics import Topics
+from .topology import modes
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Pipeline:
     metrics: Metrics
     hub: SnapshotHub = field(default_factory=SnapshotHub)
     producer: AIOKafkaProducer | None = None
-    runners: dict[str, StageRunner] = field(default_factory=dict)
+    runners: dict[str, StageRunner[Any]] = field(default_factory=dict)
     _started: bool = False
     _start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rebalancing: bool = False
@@ -114,18 +114,11 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
         # one memory budget for every embedded store of this worker
         common["store_memory"] = StoreMemory(settings.state_cache_bytes)
     pipe = Pipeline(settings, topics, registry, metrics)
-    for kind in ("web", "email", "spend", "engagement"):
-        pipe.runners[kind] = InputStage(kind, topics, decoder, **common)
-    pipe.runners["funnel"] = FunnelStage(topics, decoder, **common)
-    pipe.runners["customers"] = CustomerStage(topics, **common)
-    merge = MergeStage(topics, **common)
+    pipe.runners = build_runners(topics, decoder, **common)
+    merge = pipe.merge
     merge.publish = pipe.hub.publish
     merge.listeners = lambda: len(pipe.hub.subs)
-    pipe.runners["merge"] = merge
-    registry.register(KpiCollector(
-        merge.procs, Modes(bounce=settings.bounce_mode, attribution=settings.attribution,
-                           machine_opens="excluded" if settings.exclude_machine_opens
-                           else "included"), settings.reporting_currency))
+    registry.register(KpiCollector(merge.procs, modes(settings), settings.reporting_currency))
     if settings.targets_file is not None:
         pipe.targets = TargetBoard(load_targets(settings.targets_file),
                                    lambda: {p: part.proc for p, part in merge.parts.items()},
@@ -188,7 +181,7 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
         logging_config=None,
     )
 
-    def agent_for(name: str, runner: StageRunner) -> None:
+    def agent_for(name: str, runner: StageRunner[Any]) -> None:
         channel = app.topic(*runner.input_topics, key_serializer="raw",
                             value_serializer="raw")
         within = max(settings.flush_interval_ms / 1000.0, 0.01)

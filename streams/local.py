@@ -14,25 +14,37 @@ from typing import Any
 
 from .events import Decoder
 from .kpis.catalogue import Modes
-from .kpis.customers import CustomerPartition
+from .kpis.customers import CustomerConfig
 from .kpis.deltas import merge_into
-from .kpis.email import EmailConfig, EmailPartition
-from .kpis.engagement import EngagementConfig, EngagementPartition
-from .kpis.funnel import FunnelConfig, FunnelPartition
-from .kpis.merge import MergeConfig, MergePartition
+from .kpis.email import EmailConfig
+from .kpis.engagement import EngagementConfig
+from .kpis.funnel import FunnelConfig
+from .kpis.merge import MergeConfig
+from .kpis.messages import partial_messages
 from .kpis.scoring import ScoringConfig
-from .kpis.spend import SpendConfig, SpendPartition
+from .kpis.spend import SpendConfig
 from .kpis.stage import StageOutput
-from .kpis.web import WebConfig, WebPartition
+from .kpis.web import WebConfig
 from .produce import partition_for
-from .records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
-from .topics import dim_partition
-
-TOPIC = {PageView: "page_views", FormSubmit: "form_submits", EmailEvent: "email_events",
-         Spend: "spend", DealUpdate: "deal_updates", Engagement: "engagements"}
+from .topology import (
+    BY_NAME,
+    EVENT_OF_RECORD,
+    INPUT_STAGES,
+    LEADS,
+    LOCAL_NAMES,
+    STAGE_OF_EVENT,
+    STAGES,
+    StageDecl,
+    feeds,
+    input_key,
+)
 
 
 class LocalPipeline:
+    """Every stage of :mod:`streams.topology`, ``partitions`` partitions each (the
+    merge stage ``kpi_partitions``), fed in process. The keyword arguments are the
+    stages' configurations (defaults: the settings' defaults)."""
+
     def __init__(self, *, partitions: int = 3, kpi_partitions: int = 3,
                  web: WebConfig | None = None, email: EmailConfig | None = None,
                  spend: SpendConfig | None = None, attribution: str = "first_touch",
@@ -49,29 +61,31 @@ class LocalPipeline:
             web = replace(web, scoring=scoring)
             email = replace(email or EmailConfig(lateness_ms=lateness_ms), scoring=scoring)
         self.qualified: list[dict[str, Any]] = []  # lead-score MQLs, in emission order
-        self.web = [WebPartition(web) for _ in range(partitions)]
-        self.email = [EmailPartition(email or EmailConfig(lateness_ms=lateness_ms))
-                      for _ in range(partitions)]
-        self.spend = [SpendPartition(spend or SpendConfig(lateness_ms=lateness_ms))
-                      for _ in range(partitions)]
-        self.engagement = [EngagementPartition(EngagementConfig(lateness_ms, scoring))
-                           for _ in range(partitions)]
-        self.funnel = [FunnelPartition(FunnelConfig(attribution, lateness_ms, default_margin,
-                                                    scoring))
-                       for _ in range(partitions)]
-        self.customers = [CustomerPartition() for _ in range(partitions)]
         cfg_kw: dict[str, Any] = {}
         if retention is not None:
             cfg_kw["retention"] = retention
         self.merge_cfg = MergeConfig(
-            feeds={"web": ("page_views", "form_submits"), "email": ("email_events",),
-                   "spend": ("spend",), "eng": ("engagements",), "lead": ("leads",),
-                   "funnel": ("leads",), "score": ("leads",),
-                   "cust": ("customers",)},
-            partitions=partitions, lateness_ms=lateness_ms,
-            session_timeout_ms=session_timeout_ms,
+            feeds=feeds(LOCAL_NAMES.__getitem__), partitions=partitions,
+            lateness_ms=lateness_ms, session_timeout_ms=session_timeout_ms,
             modes=modes or Modes(attribution=attribution), **cfg_kw)
-        self.merge = [MergePartition(self.merge_cfg) for _ in range(kpi_partitions)]
+        configs: dict[str, Any] = {
+            "web": web, "email": email or EmailConfig(lateness_ms=lateness_ms),
+            "spend": spend or SpendConfig(lateness_ms=lateness_ms),
+            "engagement": EngagementConfig(lateness_ms, scoring),
+            "funnel": FunnelConfig(attribution, lateness_ms, default_margin, scoring),
+            "customers": CustomerConfig(), "merge": self.merge_cfg}
+        # stage name -> its processors, one a partition (no local store: all on the heap)
+        self.stages: dict[str, list[Any]] = {
+            d.name: [d.processor(configs[d.name], None)
+                     for _ in range(kpi_partitions if d.partitions == "kpi" else partitions)]
+            for d in STAGES}
+        self.web = self.stages["web"]
+        self.email = self.stages["email"]
+        self.spend = self.stages["spend"]
+        self.engagement = self.stages["engagement"]
+        self.funnel = self.stages["funnel"]
+        self.customers = self.stages["customers"]
+        self.merge = self.stages["merge"]
         self.seq = 0
         self.snapshots: dict[str, dict[str, Any]] = {}
         self.late: list[Any] = []
@@ -80,97 +94,84 @@ class LocalPipeline:
 
     def feed(self, records: list[Any], wall_ms: int = 0) -> None:
         """Process records as one batch per partition, in the given order."""
+        n = self.partitions
+        # (stage, partition) -> its input, in arrival order, keyed as a producer keys it
         by_part: dict[tuple[str, int], list[tuple[str, Any]]] = defaultdict(list)
         for rec in records:
-            topic = TOPIC[type(rec)]
-            key = {"page_views": "visitor_id", "form_submits": "visitor_id",
-                   "email_events": "message_id", "spend": "channel",
-                   "deal_updates": "contact_id", "engagements": "campaign"}[topic]
-            kv = getattr(rec, key) or (rec.deal_id if topic == "deal_updates"
-                                       else "unallocated")
-            by_part[(topic, partition_for(kv, self.partitions))].append((topic, rec))
+            et = EVENT_OF_RECORD[type(rec)]
+            p = partition_for(input_key(et, rec), n)
+            by_part[(STAGE_OF_EVENT[et].name, p)].append((LOCAL_NAMES[et], rec))
         lead_cands: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for p in range(self.partitions):
-            web_items = by_part.get(("page_views", p), []) + by_part.get(("form_submits", p), [])
-            web_items.sort(key=lambda x: 0)  # keep arrival order across the two topics
-            out = self.web[p].process(_arrival(records, web_items), wall_ms)
-            self._route(f"web/{p}", out, self._wm(self.web[p], p,
-                                                  ("page_views", "form_submits")))
-            for cand in out.leads:
-                lead_cands[partition_for(cand["contact_id"], self.partitions)].append(cand)
-            out = self.email[p].process(by_part.get(("email_events", p), []), wall_ms)
-            self._route(f"email/{p}", out, self._wm(self.email[p], p, ("email_events",)))
-            for cand in out.leads:  # lead-score facts of known contacts
-                lead_cands[partition_for(cand["contact_id"], self.partitions)].append(cand)
-            out = self.spend[p].process(by_part.get(("spend", p), []), wall_ms)
-            self._route(f"spend/{p}", out, self._wm(self.spend[p], p, ("spend",)))
-            out = self.engagement[p].process(by_part.get(("engagements", p), []), wall_ms)
-            self._route(f"engagement/{p}", out, self._wm(self.engagement[p], p,
-                                                         ("engagements",)))
-            for cand in out.leads:
-                lead_cands[partition_for(cand["contact_id"], self.partitions)].append(cand)
-        web_marks = {}
-        for p in range(self.partitions):
-            web_marks.update(self._wm(self.web[p], p, ("page_views", "form_submits")))
-        marks = [w for w in web_marks.values() if w is not None]
+        for p in range(n):
+            for decl in INPUT_STAGES:
+                proc = self.stages[decl.name][p]
+                out = proc.process(by_part.get((decl.name, p), []), wall_ms)
+                self._route(f"{decl.name}/{p}", out, self._wm(proc, p, decl.reads))
+                for cand in out.leads:  # to the funnel, keyed by contact
+                    lead_cands[partition_for(cand["contact_id"], n)].append(cand)
+        # what each stream's partitions report downstream: (stream) -> [wm per partition]
+        reported: dict[str, list[int | None]] = {
+            t: [self._wm(self.stages[d.name][p], p, (t,))[f"{LOCAL_NAMES[t]}/{p}"]
+                for p in range(n)]
+            for d in INPUT_STAGES for t in d.event_types}
+        funnel = BY_NAME["funnel"]
         facts: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        funnel_marks = []
-        for q in range(self.partitions):
-            out = self.funnel[q].process(by_part.get(("deal_updates", q), []),
-                                         lead_cands.get(q, []), wall_ms)
-            deal_wm = self._wm(self.funnel[q], q, ("deal_updates",))[f"deal_updates/{q}"]
-            own = [w for w in [*marks, deal_wm] if w is not None]
-            wm = min(own) if own else None
-            funnel_marks.append(wm)
-            scored = self.funnel[q].score_due(wm)
+        reported[LEADS] = []
+        for q in range(n):
+            proc = self.funnel[q]
+            out = proc.process(by_part.get((funnel.name, q), []), lead_cands.get(q, []),
+                               wall_ms)
+            own = self._wm(proc, q, funnel.event_types)[f"{LOCAL_NAMES['deal_update']}/{q}"]
+            wm = _lowest(funnel, reported, own)
+            reported[LEADS].append(wm)
+            scored = proc.score_due(wm)
             merge_into(out.deltas, scored.deltas)
             self.qualified += scored.qualified
-            self._route(f"funnel/{q}", out, {f"leads/{q}": wm})
+            self._route(f"{funnel.name}/{q}", out, {f"{LOCAL_NAMES[LEADS]}/{q}": wm})
             self.rejected_updates += out.rejected_updates
             for fact in out.customers:
-                facts[partition_for(fact["customer_id"], self.partitions)].append(fact)
-        known = [w for w in funnel_marks if w is not None]
-        cust_wm = min(known) if known else None
-        for q in range(self.partitions):
+                facts[partition_for(fact["customer_id"], n)].append(fact)
+        customers = BY_NAME["customers"]
+        cust_wm = _lowest(customers, reported, None)
+        assert customers.reports_as is not None
+        for q in range(n):
             out = self.customers[q].process(facts.get(q, []))
-            self._route(f"customers/{q}", out, {f"customers/{q}": cust_wm})
+            self._route(f"{customers.name}/{q}", out,
+                        {f"{LOCAL_NAMES[customers.reports_as]}/{q}": cust_wm})
 
-    def _wm(self, proc: Any, p: int, topics: tuple[str, ...]) -> dict[str, int | None]:
-        return {f"{t}/{p}": (proc.clocks[t].wm if t in proc.clocks else None) for t in topics}
+    def _wm(self, proc: Any, p: int, streams: tuple[str, ...]) -> dict[str, int | None]:
+        """A stage-1/2 partition's watermark of each of the (input) streams it reads."""
+        out = {}
+        for t in streams:
+            if t in LOCAL_NAMES and t in STAGE_OF_EVENT:
+                name = LOCAL_NAMES[t]
+                out[f"{name}/{p}"] = proc.clocks[name].wm if name in proc.clocks else None
+        return out
 
     def _route(self, src: str, out: StageOutput, wm: dict[str, int | None]) -> None:
-        for k, n in out.counts.items():
-            self.counts[k] += n
+        for k, count in out.counts.items():
+            self.counts[k] += count
         self.late += out.late
         self.seq += 1
-        by_part: dict[int, dict[str, Any]] = {
-            q: {"src": src, "seq": self.seq, "wm": wm, "d": [], "h": []}
-            for q in range(self.kpi_partitions)}
-        for (family, size, start, dim), comps in out.deltas.items():
-            by_part[dim_partition(dim, self.kpi_partitions)]["d"].append(
-                [family, size, start, dim, comps])
-        for (family, size, start, dim), hashes in out.sketches.items():
-            by_part[dim_partition(dim, self.kpi_partitions)]["h"].append(
-                [family, size, start, dim, sorted(hashes)])
-        for q, msg in by_part.items():
+        for q, msg in partial_messages(self.kpi_partitions, src, self.seq, wm, out.deltas,
+                                       out.sketches):
             self.merge[q].apply(msg)
 
     def expire(self) -> None:
         """What the worker's timer does every 30 s: drop state past retention and TTLs."""
         for m in self.merge:
             m.expire()
-        for group in (self.web, self.email, self.spend, self.engagement, self.funnel):
-            for proc in group:
+        for decl in (*INPUT_STAGES, BY_NAME["funnel"]):
+            for proc in self.stages[decl.name]:
                 proc.prune()
 
     def state_keys(self) -> dict[str, int]:
         """Entries held by every stage, by kind (as ``kpi_streams_state_keys``)."""
         out: dict[str, int] = {}
-        for group in (self.web, self.email, self.spend, self.engagement, self.funnel,
-                      self.customers, self.merge):
+        for group in self.stages.values():
             for proc in group:
-                for kind, n in proc.state_keys().items():
-                    out[kind] = out.get(kind, 0) + n
+                for kind, count in proc.state_keys().items():
+                    out[kind] = out.get(kind, 0) + count
         return out
 
     def emit(self, wall_ms: int = 0) -> dict[str, dict[str, Any]]:
@@ -191,16 +192,21 @@ class LocalPipeline:
         for m in self.merge:
             for name in list(m.src_wm):
                 m.src_wm[name] = far_future_ms
-            for t in ("page_views", "form_submits", "email_events", "spend", "leads",
-                      "customers", "deal_updates", "engagements"):
-                for p in range(self.partitions):
-                    m.src_wm[f"{t}/{p}"] = far_future_ms
+            for streams in self.merge_cfg.feeds.values():
+                for t in streams:
+                    for p in range(self.partitions):
+                        m.src_wm[f"{t}/{p}"] = far_future_ms
         return self.emit()
 
 
-def _arrival(records: list[Any], items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    order = {id(r): i for i, r in enumerate(records)}
-    return sorted(items, key=lambda x: order[id(x[1])])
+def _lowest(decl: StageDecl, reported: dict[str, list[int | None]],
+            own: int | None) -> int | None:
+    """A derived stage's watermark: the lowest its upstream partitions reported, and
+    its own input's clock (as :class:`streams.agents.derived.DerivedStage` computes)."""
+    marks = [w for t in decl.watermark_from for w in reported[t] if w is not None]
+    if own is not None:
+        marks.append(own)
+    return min(marks) if marks else None
 
 
 def decode_all(decoder: Decoder, events: list[dict[str, Any]], now_ms: int) -> list[Any]:

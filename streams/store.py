@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,14 +164,16 @@ class StateWriter:
         self.topic = topic
         self.partition = partition
 
-    async def write(self, updates: dict[str, Any], outbox: list[list[Any]],
+    async def write(self, updates: dict[str, Any], outbox: Sequence[Sequence[Any]],
                     meta: dict[str, Any]) -> Written:
-        """Write one flush; returns once everything is acknowledged."""
+        """Write one flush; returns once everything is acknowledged. ``outbox``: the
+        flush's messages as ``(topic, partition, key, value)``, sent again after a
+        restore if the flush's own sending may not have happened."""
         flush = uuid.uuid4().hex
         headers = [("f", flush.encode())]
         state = [(key.encode(), statecodec.encode(value)) for key, value in updates.items()]
         records: list[tuple[bytes | None, bytes | None]] = list(state)
-        chunks = _chunks(outbox)
+        chunks = _chunks([list(item) for item in outbox])
         for i, items in enumerate(chunks):
             records.append((f"{OUT_PREFIX}{i}".encode(),
                             orjson.dumps({"flush": flush, "items": items})))

@@ -8,9 +8,9 @@ the same worker.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 
+from .kpis.messages import dim_partition
 from .settings import Settings
 
 # Nothing on a state topic younger than this is compacted: an unconfirmed flush can be
@@ -73,6 +73,13 @@ class Topics:
                 return et
         return None
 
+    def logical(self, name: str) -> str:
+        """The topic of a stream named as :mod:`streams.topology` names them (an event
+        type, or ``leads``, ``customers``, ``partials``)."""
+        internal = {"leads": self.leads, "customers": self.customers,
+                    "partials": self.partials}
+        return internal[name] if name in internal else self.input(name)
+
     def dlq(self, input_topic: str) -> str:
         return input_topic + self.settings.dlq_suffix
 
@@ -133,16 +140,14 @@ class Topics:
             TopicSpec(self.customers, n_in, config={"retention.ms": str(7 * 86_400_000)}),
             TopicSpec(self.erasures, 1, config={"retention.ms": "-1"}),
         ]
-        for stage in STATE_STAGES:
-            parts = n_kpi if stage == "merge" else n_in
-            specs.append(TopicSpec(self.state(stage), parts, compacted=True, config=state_cfg))
+        from .topology import STAGES  # the topology names its topics through this module
+
+        for stage in STAGES:
+            parts = n_kpi if stage.partitions == "kpi" else n_in
+            specs.append(TopicSpec(self.state(stage.name), parts, compacted=True,
+                                   config=state_cfg))
         return specs
 
 
-STATE_STAGES: tuple[str, ...] = ("web", "email", "spend", "funnel", "customers", "engagement",
-                                  "merge")
-
-
-def dim_partition(dim: str, partitions: int) -> int:
-    """Stage-3 partition of a dim: every cell of one dim lives on one partition."""
-    return zlib.crc32(dim.encode()) % partitions
+__all__ = ["EVENT_KEY_FIELD", "EVENT_TOPIC_ATTR", "EVENT_TYPES", "TopicSpec",
+           "Topics", "dim_partition"]

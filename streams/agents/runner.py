@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -30,58 +30,37 @@ from ..outputs.metrics import Metrics
 from ..settings import Settings
 from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
-
-FAULT_POINTS = ("after-changelog", "after-store")
-
-
-@lru_cache(maxsize=1)
-def process_fault() -> FaultPoint | None:
-    """The process's one fault point (shared by its stages), from ``KPI_FAULT``."""
-    return FaultPoint.from_env()
-
-
-class FaultPoint:
-    """A deliberate crash for the chaos harness, never set in production.
-
-    ``KPI_FAULT=<point>:<n>`` makes the process die at once (``os._exit``, no cleanup,
-    as SIGKILL would) at the n-th flush with data that reaches ``point``:
-    ``after-changelog`` (the flush is confirmed on the state changelog, the local
-    store has not been written), ``after-store`` (the local store holds it, the
-    flush's outputs have not been sent). The local store's write itself is one
-    atomic RocksDB batch, so these two moments are the inside of a store write as
-    far as a crash can tell.
-    """
-
-    def __init__(self, spec: str) -> None:
-        point, _, n = spec.partition(":")
-        if point not in FAULT_POINTS or not n.isdigit() or int(n) < 1:
-            raise ValueError(f"KPI_FAULT={spec!r}: use one of {FAULT_POINTS} and a count, "
-                             "e.g. after-store:3")
-        self.point, self.n, self.count = point, int(n), 0
-
-    @classmethod
-    def from_env(cls) -> FaultPoint | None:
-        import os
-
-        spec = os.environ.get("KPI_FAULT", "")
-        return cls(spec) if spec else None
-
-    def reached(self, point: str) -> None:
-        if point != self.point:
-            return
-        self.count += 1
-        if self.count == self.n:
-            import os
-
-            logging.getLogger(__name__).critical("KPI_FAULT: dying %s (flush %d)", point,
-                                                 self.count)
-            for handler in logging.getLogger().handlers:
-                handler.flush()
-            os._exit(137)
+from ..topics import Topics
+from ..topology import StageDecl
+from .faults import process_fault
 
 log = logging.getLogger(__name__)
 
-OutItem = list[Any]  # [topic, partition | None, key | None, value (JSON-able)]
+class OutItem(NamedTuple):
+    """A message a flush sends: to ``topic``, on ``partition`` (None: by the key, as
+    the Java client's default partitioner would), with a JSON-able ``value``
+    (None: a tombstone)."""
+
+    topic: str
+    partition: int | None
+    key: str | None
+    value: Any
+
+
+class Processor(Protocol):
+    """What the runner needs of a stage's pure processor (``streams/kpis``): its state
+    as store entries, and how much of it there is. A processor may also have
+    ``close()``, ``committed()`` (after each confirmed flush), ``produced`` (the
+    producers' clocks, for idle watermarks) and ``cold`` (its on-disk records)."""
+
+    def load(self, key: str, state: Any) -> None: ...
+
+    def dump(self, key: str) -> Any: ...
+
+    def state_keys(self) -> dict[str, int]: ...
+
+
+P = TypeVar("P", bound=Processor)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -94,9 +73,12 @@ def now_ms() -> int:
 
 
 @dataclass
-class Part:
+class Part(Generic[P]):
+    """One input partition this worker owns: its processor and what the next flush
+    writes."""
+
     partition: int
-    proc: Any
+    proc: P
     writer: StateWriter
     local: MemoryStore = field(default_factory=MemoryStore)
     seq: int = 0
@@ -112,24 +94,25 @@ class Part:
     reported: Any = None
 
 
-class StageRunner:
+class StageRunner(Generic[P]):
     """Base class: one stage, all partitions of it this worker owns."""
 
-    stage = "base"
-
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer | None,
-                 consumer_factory: Callable[[], Any], metrics: Metrics,
-                 state_topic: str, input_topics: list[str],
-                 store_memory: StoreMemory | None = None) -> None:
+    def __init__(self, decl: StageDecl, topics: Topics, settings: Settings,
+                 producer: AIOKafkaProducer | None, consumer_factory: Callable[[], Any],
+                 metrics: Metrics, store_memory: StoreMemory | None = None) -> None:
+        self.decl = decl
+        self.stage = decl.name
+        self.topics = topics
         self.settings = settings
+        self.cfg: Any = decl.config(settings, topics.logical)
         # shared by every stage of a worker (the pipeline passes one in)
         self.store_memory = store_memory
         self.producer = producer
         self.consumer_factory = consumer_factory
         self.metrics = metrics
-        self.state_topic = state_topic
-        self.input_topics = input_topics
-        self.parts: dict[int, Part] = {}
+        self.state_topic = topics.state(decl.name)
+        self.input_topics = [topics.logical(t) for t in decl.reads]
+        self.parts: dict[int, Part[P]] = {}
         self.assigned: set[int] = set()
         self.lock = asyncio.Lock()
         self.state_kinds: set[str] = set()  # kinds of state reported so far
@@ -137,39 +120,40 @@ class StageRunner:
         self.fault = process_fault()  # None unless the chaos harness armed one
 
     # -- hooks for subclasses ------------------------------------------------------
-    def new_processor(self, partition: int, store: MemoryStore) -> Any:
+    def new_processor(self, partition: int, store: MemoryStore) -> P:
         """The pure processor of a partition; ``store`` is its local store (restored)."""
-        raise NotImplementedError
+        proc: P = self.decl.processor(self.cfg, store)
+        return proc
 
-    def ingest(self, part: Part, topic: str, offset: int, value: bytes | None,
+    def ingest(self, part: Part[P], topic: str, offset: int, value: bytes | None,
                wall: int) -> None:
         """Turn one input message into processor input, kept on the part."""
         raise NotImplementedError
 
-    def process(self, part: Part, wall: int) -> None:
+    def process(self, part: Part[P], wall: int) -> None:
         """Run the processor over what ``ingest`` collected; queue outputs and dirty keys."""
         raise NotImplementedError
 
-    def tick_part(self, part: Part, wall: int) -> None:
+    def tick_part(self, part: Part[P], wall: int) -> None:
         """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
 
-    def heartbeat(self, part: Part, full: bool) -> list[OutItem]:
+    def heartbeat(self, part: Part[P], full: bool) -> list[OutItem]:
         """Outputs of a flush beyond its outbox: partial aggregates, and with ``full``
         (the timer's flushes) a watermark report to every downstream partition."""
         return []
 
-    def watermark_doc(self, part: Part) -> Any:
+    def watermark_doc(self, part: Part[P]) -> Any:
         """The watermark this partition's heartbeats report downstream (None: none)."""
         return None
 
-    def meta_extra(self, part: Part) -> dict[str, Any]:
+    def meta_extra(self, part: Part[P]) -> dict[str, Any]:
         return {}
 
-    def restore_outbox(self, part: Part, items: list[OutItem]) -> None:
+    def restore_outbox(self, part: Part[P], items: list[OutItem]) -> None:
         """The last confirmed flush's persisted outputs, found at restore."""
         part.outbox = items
 
-    def load_meta_extra(self, part: Part, meta: dict[str, Any], wall: int) -> None:
+    def load_meta_extra(self, part: Part[P], meta: dict[str, Any], wall: int) -> None:
         return None
 
     # -- partitions ------------------------------------------------------------------
@@ -189,7 +173,7 @@ class StageRunner:
             self.assigned -= partitions
             self.metrics.partitions_owned.labels(self.stage).set(len(self.assigned))
 
-    async def part(self, partition: int) -> Part:
+    async def part(self, partition: int) -> Part[P]:
         part = self.parts.get(partition)
         if part is None:
             part = await self._restore(partition)
@@ -203,7 +187,7 @@ class StageRunner:
         return open_store(s.state_store, s.state_dir, s.namespace, self.state_topic,
                           partition, self.store_memory or s.state_cache_bytes)
 
-    async def _restore(self, partition: int) -> Part:
+    async def _restore(self, partition: int) -> Part[P]:
         wall = now_ms()
         started = time.monotonic()
         assert self.producer is not None, "the pipeline starts the producer first"
@@ -241,7 +225,7 @@ class StageRunner:
             part.offsets = dict(restored.meta.get("offsets", {}))
             self.load_meta_extra(part, restored.meta, wall)
             # outputs of the last confirmed flush may not have been sent: send again
-            self.restore_outbox(part, list(restored.outbox))
+            self.restore_outbox(part, [OutItem(*item) for item in restored.outbox])
         # keys whose newest record is an orphan: write the confirmed value again
         part.dirty |= restored.orphans
         part.changed = True
@@ -314,11 +298,11 @@ class StageRunner:
             for kind, n in kinds.items():
                 self.metrics.state_keys.labels(self.stage, kind).set(n)
 
-    async def _flush_parts(self, parts: list[Part], wall: int, full: bool) -> None:
+    async def _flush_parts(self, parts: list[Part[P]], wall: int, full: bool) -> None:
         # partitions are independent: their flushes wait for the broker together
         await asyncio.gather(*(self._flush(part, wall, full) for part in parts))
 
-    async def _flush(self, part: Part, wall: int, full: bool) -> None:
+    async def _flush(self, part: Part[P], wall: int, full: bool) -> None:
         started = time.perf_counter()
         part.seq += 1
         reported = self.watermark_doc(part)
@@ -348,8 +332,7 @@ class StageRunner:
             committed()
         if fault is not None:
             fault.reached("after-store")
-        # items with an empty topic are notes to our own restore, not messages
-        sendable = [i for i in items if i[0]] + part.after
+        sendable = items + part.after
         await self._retrying("send outputs", lambda: self.send_outputs(sendable))
         self.metrics.flushed_keys.labels(self.stage).inc(len(updates))
         part.dirty.clear()

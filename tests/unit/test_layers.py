@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("faust", "aiokafka", "rocksdict", "streams.agents", "streams.kafka",
-             "streams.store", "streams.statestore", "streams.app", "streams.outputs")
+             "streams.store", "streams.statestore", "streams.app", "streams.outputs",
+             "streams.topology", "streams.local", "streams.cli")
 
 PROBE = """
 import importlib, pkgutil, sys

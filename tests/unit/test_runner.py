@@ -232,7 +232,7 @@ def test_a_long_restore_reports_progress_and_keeps_only_confirmed_flushes(
 
 
 def test_a_fault_point_is_spelled_out_or_refused() -> None:
-    from streams.agents.runner import FaultPoint
+    from streams.agents.faults import FaultPoint
 
     fault = FaultPoint("after-store:3")
     fault.reached("after-changelog")  # another moment: not counted
@@ -241,3 +241,107 @@ def test_a_fault_point_is_spelled_out_or_refused() -> None:
     for bad in ("after-store", "during:1", "after-store:0", "after-store:x"):
         with pytest.raises(ValueError, match="KPI_FAULT"):
             FaultPoint(bad)
+
+
+class RecordingProducer(FakeProducer):
+    """Also keeps each state record as sent (key, raw value), for a restore to read."""
+
+    def __init__(self, partitions: int, state_topic: str) -> None:
+        super().__init__(partitions)
+        self.state_topic = state_topic
+        self.raw: list[tuple[bytes, bytes]] = []
+
+    async def send_batch(self, batch: _Batch, topic: str, partition: int) -> Any:
+        if topic == self.state_topic:
+            self.raw += [(k or b"", v or b"") for k, v in batch.records]
+        return await super().send_batch(batch, topic, partition)
+
+
+def _changelog(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, str]]:
+    """The records of whole flushes, each tagged with its flush id (its meta's)."""
+    import streams.store as store
+
+    out: list[tuple[bytes, bytes, str]] = []
+    pending: list[tuple[bytes, bytes]] = []
+    for key, value in raw:
+        pending.append((key, value))
+        if key == store.META_KEY:
+            fid = orjson.loads(value)["flush"]
+            out += [(k, v, fid) for k, v in pending]
+            pending = []
+    return out
+
+
+def _merge_with_a_published_cell() -> tuple[Any, RecordingProducer, list[Any]]:
+    """A merge stage that applied one page view's partials and published its cells."""
+    from streams.agents.stages import MergeStage
+
+    s = _settings()
+    topics = Topics(s)
+    web, web_prod = _stage(InputStage, "web", topics, Decoder.from_settings(s))
+    pv = topics.input("page_view")
+    asyncio.run(web.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack))
+    partials = [(p, doc) for (t, p), docs in web_prod.sent.items() if t == topics.partials
+                for doc in docs if doc["d"]]
+    prod = RecordingProducer(KPI_PARTS, topics.state("merge"))
+    merge = MergeStage(topics, settings=s, producer=prod,
+                       consumer_factory=lambda: Changelog([]),
+                       metrics=Metrics.create(CollectorRegistry()))
+    merge.listeners = lambda: 1  # someone watches live: open cells are published too
+    p, doc = partials[0]
+    merge.on_assigned({p})
+    asyncio.run(merge.handle([_message(topics.partials, p, 0, doc)], _noack))
+    # every source moves far ahead: the cells become final and are published as such
+    far = parse_rfc3339_ms("2027-01-01T00:00:00Z")
+    marks = {f"{t}/{q}": far for ts in merge.cfg.feeds.values() for t in ts for q in range(3)}
+    done = {"src": "test/0", "seq": 1, "part": 0, "wm": marks, "d": [], "h": []}
+    merge.last_emit.clear()  # emit at once, not after the live interval
+    asyncio.run(merge.handle([_message(topics.partials, p, 1, done)], _noack))
+    return merge, prod, [p, doc]
+
+
+def test_the_merge_stage_keeps_what_it_published_with_the_flush_and_a_restore_republishes(
+) -> None:
+    """Snapshots are not persisted; the keys of what a flush published are (in its meta),
+    so a worker that dies before sending them publishes them again after a restore."""
+    import streams.store as store
+
+    merge, prod, (p, _) = _merge_with_a_published_cell()
+    metas = [orjson.loads(v) for k, v in prod.raw if k == store.META_KEY]
+    published = [m["republish"] for m in metas if "republish" in m]
+    assert published and published[-1][0], "the flush names the cells it published"
+    cells = {tuple(c) for c in published[-1][0]}
+    assert all(merge.parts[p].proc.cells[c].final for c in cells)
+    # nothing in the flush's outbox is a note to ourselves any more
+    outs = [orjson.loads(v) for k, v in prod.raw if k.startswith(store.OUT_BYTES)]
+    assert all(item[0] for chunk in outs for item in chunk["items"])
+
+    again = type(merge)(merge.topics, settings=merge.settings, producer=FakeProducer(KPI_PARTS),
+                        consumer_factory=lambda: Changelog(_changelog(prod.raw)),
+                        metrics=Metrics.create(CollectorRegistry()))
+    again.on_assigned({p})
+    part = asyncio.run(again.part(p))
+    assert cells <= part.proc.pending
+
+
+def test_a_changelog_of_the_release_before_republishes_from_its_outbox_note() -> None:
+    """Before, the note was an outbox item with an empty topic: still honoured, not sent."""
+    import streams.store as store
+
+    merge, prod, (p, _) = _merge_with_a_published_cell()
+    records = _changelog(prod.raw)
+    key, value, fid = records[-1]
+    meta = orjson.loads(value)
+    cells, views = meta.pop("republish")
+    note = ["", None, "republish", [cells, views]]
+    meta["out"] = 1
+    records[-1] = (f"{store.OUT_PREFIX}0".encode(),
+                   orjson.dumps({"flush": fid, "items": [note]}), fid)
+    records.append((key, orjson.dumps(meta), fid))
+    again = type(merge)(merge.topics, settings=merge.settings, producer=FakeProducer(KPI_PARTS),
+                        consumer_factory=lambda: Changelog(records),
+                        metrics=Metrics.create(CollectorRegistry()))
+    again.on_assigned({p})
+    part = asyncio.run(again.part(p))
+    assert {tuple(c) for c in cells} <= part.proc.pending
+    assert part.outbox == []  # the note is not a message

@@ -1,0 +1,179 @@
+"""Stage 3: partials keyed by dim -> cells -> KPI snapshots, on the KPI topic and to
+live subscribers (the SSE stream and the wall).
+
+The cells, views and documents are :mod:`streams.kpis.merge`'s; this runner
+decides when to build them (live, or catching up with a backlog), hands them to
+the publisher that decides what goes on the topic, and keeps the topic bounded.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..kpis.merge import MergePartition
+from ..kpis.messages import Partial
+from ..kpis.publish import PublishConfig, TopicPublisher, catching_up
+from ..statestore import MemoryStore
+from ..topics import Topics
+from ..topology import BY_NAME
+from .inputs import PRUNE_EVERY_MS
+from .runner import OutItem, Part, StageRunner
+
+EMIT_MAX_CELLS = 2_000  # cells published per emission round (bounds flush size and latency)
+EMIT_MAX_VIEWS = 1_000  # rolling views published per emission round (same reason)
+EMIT_MAX_DOCS = 8_000  # snapshot documents per round and partition (bounds memory)
+# built for the SSE stream whatever goes on the topic (the wall reads 1h and 24h)
+LIVE_WINDOWS = frozenset({"1m", "1h", "24h"})
+CATCHUP_QUIET_MS = 10_000  # no data for this long: a replay or backlog has ended
+
+
+def snapshot_partition(key: str, partitions: int) -> int:
+    """Partition of a KPI snapshot key on the KPI topic (stable; crc32, not murmur2,
+    because nothing else produces these keys and it is much cheaper in Python)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class MergeStage(StageRunner[MergePartition]):
+    """Stage 3: cells per dim, published as KPI snapshots."""
+
+    def __init__(self, topics: Topics, **kw: Any) -> None:
+        super().__init__(BY_NAME["merge"], topics, **kw)
+        s = self.settings
+        self.last_emit: dict[int, int] = {}
+        self.last_views: dict[int, int] = {}  # when rolling views were last evaluated
+        self.last_data: dict[int, int] = {}  # when a partial with data last arrived
+        self.backlog: dict[int, bool] = {}  # partitions whose last round hit its budget
+        self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
+        self.listeners: Callable[[], int] | None = None  # how many there are
+        self.publish_windows = frozenset(s.publish_windows)
+        # documents are built for the live side (SSE, the wall: 1h cells, 24h views)
+        # and for the topic
+        self.build_windows = self.publish_windows | LIVE_WINDOWS
+        self.publish_cfg = PublishConfig(self.publish_windows, s.snapshot_interval_ms,
+                                         s.snapshot_slow_interval_ms)
+        self.publishers: dict[int, TopicPublisher] = {}
+        # keys published since the last flush: persisted with it (in its meta), so a
+        # restore publishes them again (with every open cell and view)
+        self.published: dict[int, tuple[set[Any], set[Any]]] = {}
+
+    def new_processor(self, partition: int, store: MemoryStore) -> MergePartition:
+        self.publishers[partition] = TopicPublisher(self.publish_cfg)
+        return super().new_processor(partition, store)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        await super().on_revoked(partitions)
+        for p in partitions:
+            for buf in (self.publishers, self.last_emit, self.last_views, self.last_data,
+                        self.backlog, self.published):
+                buf.pop(p, None)
+
+    def ingest(self, part: Part[MergePartition], topic: str, offset: int, value: bytes | None,
+               wall: int) -> None:
+        doc: Partial | None = orjson.loads(value) if value else None
+        if isinstance(doc, dict):
+            if doc.get("d") or doc.get("h"):
+                self.last_data[part.partition] = wall
+            if not part.proc.apply(doc):
+                self.metrics.replayed_partials.inc()
+
+    def catching_up(self, part: Part[MergePartition], wall: int) -> bool:
+        return catching_up(wall, part.proc.event_time_now(),
+                           self.last_data.get(part.partition, 0),
+                           self.settings.catchup_lag_ms, CATCHUP_QUIET_MS)
+
+    def process(self, part: Part[MergePartition], wall: int) -> None:
+        self._maybe_emit(part, wall)
+        part.dirty |= part.proc.dirty
+        part.proc.dirty.clear()
+
+    def _maybe_emit(self, part: Part[MergePartition], wall: int) -> None:
+        p = part.partition
+        publisher = self.publishers[p]
+        behind = self.catching_up(part, wall)
+        last = self.last_emit.get(p, 0)
+        # a backlog (a replay of history) is worked off round after round; live
+        # changes are recomputed at most once per live interval
+        if wall - last >= self.settings.live_interval_ms or self.backlog.get(p) or \
+                len(part.proc.pending) >= EMIT_MAX_CELLS:
+            self.last_emit[p] = wall
+            # rolling views move with the watermark: while catching up they are
+            # evaluated only as often as they can go on the topic
+            every = self.settings.snapshot_slow_interval_ms if behind else \
+                self.settings.live_interval_ms
+            views = wall - self.last_views.get(p, 0) >= every
+            if views:
+                self.last_views[p] = wall
+            # catching up with nobody listening live: only finals go anywhere, so only
+            # theirs are built; the open cells' latest values follow once caught up
+            finals_only = behind and not (self.listeners is not None and self.listeners())
+            snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS,
+                                       publish=self.build_windows, max_views=EMIT_MAX_VIEWS,
+                                       max_docs=EMIT_MAX_DOCS, views=views,
+                                       finals_only=finals_only)
+            # what a budgeted round left over is published by the next one, not after
+            # an interval
+            self.backlog[p] = bool(part.proc.pending or part.proc.views_todo)
+            if self.backlog[p]:
+                part.changed = True  # more to publish: the next tick continues
+            if snapshots:
+                # snapshots are derived from cells, so they are not persisted with the
+                # flush; the keys of what was published are (see meta_extra)
+                done_cells, done_views = self.published.setdefault(p, (set(), set()))
+                done_cells.update(part.proc.emitted_cells)
+                done_views.update(part.proc.emitted_views)
+                if self.publish is not None:
+                    self.publish([doc for _, doc in snapshots if doc is not None])
+            self._send(part, publisher.offer(snapshots))
+        self._send(part, publisher.due(wall, behind))
+        self.metrics.snapshots_waiting.labels(str(p)).set(publisher.waiting())
+
+    def _send(self, part: Part[MergePartition], snapshots: list[Any]) -> None:
+        topic, n = self.topics.snapshots, self.settings.kpi_partitions
+        finals = 0
+        for key, doc in snapshots:
+            part.after.append(OutItem(topic, snapshot_partition(key, n), key, doc))
+            finals += bool(doc and doc["final"])
+        if snapshots:
+            self.metrics.snapshots.labels("true").inc(finals)
+            self.metrics.snapshots.labels("false").inc(len(snapshots) - finals)
+
+    def tick_part(self, part: Part[MergePartition], wall: int) -> None:
+        if wall - part.last_prune_wall >= PRUNE_EVERY_MS:
+            part.last_prune_wall = wall
+            topic, n = self.topics.snapshots, self.settings.kpi_partitions
+            for key, doc in part.proc.expire():  # tombstones: the topic stays bounded
+                if key.split("|", 2)[1] in self.publish_windows:
+                    part.outbox.append(OutItem(topic, snapshot_partition(key, n), key, doc))
+        self._maybe_emit(part, wall)
+        if part.proc.dirty:
+            part.dirty |= part.proc.dirty
+            part.proc.dirty.clear()
+            part.changed = True
+
+    def meta_extra(self, part: Part[MergePartition]) -> dict[str, Any]:
+        meta = part.proc.meta()
+        published = self.published.pop(part.partition, None)
+        if published is not None:
+            meta["republish"] = [list(published[0]), list(published[1])]
+        return meta
+
+    def restore_outbox(self, part: Part[MergePartition], items: list[OutItem]) -> None:
+        # a changelog of an earlier release kept the note as an outbox item with an
+        # empty topic: honoured, and not sent
+        for item in items:
+            if item.topic == "" and item.key == "republish":
+                part.proc.republish(*item.value)
+        part.outbox = [item for item in items if item.topic]
+
+    def load_meta_extra(self, part: Part[MergePartition], meta: dict[str, Any],
+                        wall: int) -> None:
+        part.proc.load_meta(meta)
+        if "republish" in meta:
+            part.proc.republish(*meta["republish"])
+
+    def procs(self) -> list[MergePartition]:
+        return [p.proc for p in self.parts.values()]

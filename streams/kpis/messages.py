@@ -1,0 +1,107 @@
+"""What the stages send each other, as types: partials and watermark heartbeats. Pure.
+
+- A :class:`Partial` carries one flush's additive deltas and sketch hashes from a
+  stage-1/2 partition to one merge (stage-3) partition, with the sender's
+  watermarks. ``src`` and ``seq`` (and ``part``, for a flush split in pieces)
+  make a replayed partial recognisable, so nothing counts twice.
+- A :class:`Heartbeat` tells a derived stage (funnel, customers) how far its
+  upstream partition's event time has come, after the data it sent before.
+
+Both the Faust worker and the in-process pipeline build partials with
+:func:`partial_messages`, so they split and route them the same way.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from typing import Any, TypedDict
+
+from .deltas import AggKey, Deltas
+
+PARTIAL_MAX_ITEMS = 4000  # keys or hashes per partial message, to stay well under 1 MB
+
+Watermarks = dict[str, int | None]  # "topic/partition" -> event time (None: no event yet)
+DeltaRow = list[Any]  # [family, size, start, dim, {component: int}]
+SketchRow = list[Any]  # [family, size, start, dim, [hash, ...]]
+
+
+class Partial(TypedDict):
+    """One flush's deltas for one merge partition (or one piece of them)."""
+
+    src: str  # "<stage>/<partition>" of the sender
+    seq: int  # the sender's flush sequence number
+    part: int  # piece of that flush (a big flush is split)
+    wm: Watermarks  # the sender's watermarks, after this data
+    d: list[DeltaRow]
+    h: list[SketchRow]
+
+
+class Heartbeat(TypedDict):
+    """A watermark report to a derived stage, sent after the data it vouches for."""
+
+    hb: str  # "<stage>/<partition>" of the sender
+    wm: Watermarks
+
+
+def dim_partition(dim: str, partitions: int) -> int:
+    """Merge partition of a dim: every cell of one dim lives on one partition."""
+    return zlib.crc32(dim.encode()) % partitions
+
+
+def partial_messages(partitions: int, src: str, seq: int, wm: Watermarks, deltas: Deltas,
+                     sketches: dict[AggKey, set[int]], full: bool = True
+                     ) -> list[tuple[int, Partial]]:
+    """Split one flush's deltas by merge partition, as ``(partition, partial)``.
+
+    With ``full`` every partition gets a message (a watermark heartbeat if nothing
+    else); otherwise only those with data do, and they carry the watermark too."""
+    by_part_d: dict[int, list[DeltaRow]] = defaultdict(list)
+    by_part_h: dict[int, list[SketchRow]] = defaultdict(list)
+    for (family, size, start, dim), comps in deltas.items():
+        by_part_d[dim_partition(dim, partitions)].append([family, size, start, dim, comps])
+    for (family, size, start, dim), hashes in sketches.items():
+        by_part_h[dim_partition(dim, partitions)].append(
+            [family, size, start, dim, sorted(hashes)])
+    out: list[tuple[int, Partial]] = []
+    for p in range(partitions):
+        d, h = by_part_d.get(p, []), by_part_h.get(p, [])
+        if not (full or d or h):
+            continue
+        for i, (dd, hh) in enumerate(_split(d, h)):
+            out.append((p, Partial(src=src, seq=seq, part=i, wm=wm, d=dd, h=hh)))
+    return out
+
+
+def _split(d: list[DeltaRow], h: list[SketchRow]
+           ) -> list[tuple[list[DeltaRow], list[SketchRow]]]:
+    pieces: list[tuple[list[DeltaRow], list[SketchRow]]] = []
+    cur_d: list[DeltaRow] = []
+    cur_h: list[SketchRow] = []
+    size = 0
+    for row in d:
+        cur_d.append(row)
+        size += 1
+        if size >= PARTIAL_MAX_ITEMS:
+            pieces.append((cur_d, cur_h))
+            cur_d, cur_h, size = [], [], 0
+    for row in h:
+        hashes = row[4]
+        for i in range(0, max(len(hashes), 1), PARTIAL_MAX_ITEMS):
+            chunk = hashes[i:i + PARTIAL_MAX_ITEMS]
+            cur_h.append([*row[:4], chunk])
+            size += len(chunk) + 1
+            if size >= PARTIAL_MAX_ITEMS:
+                pieces.append((cur_d, cur_h))
+                cur_d, cur_h, size = [], [], 0
+    if cur_d or cur_h or not pieces:
+        pieces.append((cur_d, cur_h))
+    return pieces
+
+
+def heartbeat(src: str, wm: Watermarks) -> Heartbeat:
+    return Heartbeat(hb=src, wm=wm)
+
+
+def is_heartbeat(doc: dict[str, Any]) -> bool:
+    return "hb" in doc
