@@ -27,7 +27,7 @@ import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..schemas import parse_rfc3339_ms
+from ..kpis.query import SnapshotQuery, sort_key
 from .openapi import document
 
 log = logging.getLogger(__name__)
@@ -57,87 +57,9 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-def parse_kpi_query(q: Any) -> dict[str, Any]:
-    """Filters of /api/kpis: kpi, bucket (repeatable or comma lists), channel, device,
-    campaign, dim ("total" or name=value), from/to (RFC 3339), final, limit, and
-    compare (previous or year)."""
-    from ..kpis.buckets import ALL_WINDOWS
-    from ..kpis.catalogue import BY_NAME
-    from ..schemas import parse_rfc3339_ms
-
-    def many(name: str) -> set[str] | None:
-        values = [v for raw in q.getall(name, []) for v in raw.split(",") if v]
-        return set(values) or None
-
-    kpis = many("kpi")
-    if kpis:
-        unknown = kpis - set(BY_NAME)
-        if unknown:
-            raise ValueError(f"unknown kpi {sorted(unknown)}")
-    windows = many("bucket")
-    if windows and windows - set(ALL_WINDOWS):
-        raise ValueError(f"bucket must be one of {', '.join(ALL_WINDOWS)}")
-    dims: set[str] | None = None
-    for name in ("channel", "device", "campaign", "page_type", "goal", "traffic_type"):
-        for value in many(name) or ():
-            dims = (dims or set()) | {f"{name}={value}"}
-    for value in many("dim") or ():
-        dims = (dims or set()) | {"" if value == "total" else value}
-    bounds = {}
-    for name in ("from", "to"):
-        if name in q:
-            text = q[name]
-            # an unescaped "+01:00" in a query string arrives as " 01:00"
-            if len(text) > 6 and text[-6] == " " and text[-3] == ":":
-                text = text[:-6] + "+" + text[-5:]
-            try:
-                bounds[name] = parse_rfc3339_ms(text)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from exc
-    final = None
-    if "final" in q:
-        if q["final"] not in ("true", "false"):
-            raise ValueError("final must be true or false")
-        final = q["final"] == "true"
-    attribution = q.get("attribution")
-    if attribution is not None:
-        from ..kpis.attribution import MODELS
-
-        if attribution not in MODELS:
-            raise ValueError(f"attribution must be one of {', '.join(MODELS)}")
-    compare = q.get("compare")
-    if compare is not None:
-        from ..kpis.buckets import COMPARE_BASES
-
-        if compare not in COMPARE_BASES:
-            raise ValueError(f"compare must be one of {', '.join(COMPARE_BASES)}")
-    try:
-        limit = int(q.get("limit", "5000"))
-    except ValueError as exc:
-        raise ValueError("limit must be an integer") from exc
-    if not 1 <= limit <= 100_000:
-        raise ValueError("limit must be between 1 and 100000")
-    return {"view": {"kpis": kpis, "windows": windows, "dims": dims,
-                     "start_ms": bounds.get("from"), "end_ms": bounds.get("to"),
-                     "compare": compare},
-            "final": final, "limit": limit, "attribution": attribution}
-
-
-def snapshot_filter(query: dict[str, Any]) -> Any:
-    view = query["view"]
-
-    def accept(doc: dict[str, Any]) -> bool:
-        if view["kpis"] and doc["kpi"] not in view["kpis"]:
-            return False
-        if view["windows"] and doc["bucket"] not in view["windows"]:
-            return False
-        if view["dims"] is not None:
-            dim = ",".join(f"{k}={v}" for k, v in doc["dims"].items())
-            if dim not in view["dims"]:
-                return False
-        return query["final"] is None or doc["final"] == query["final"]
-
-    return accept
+def parse_kpi_query(q: Any) -> SnapshotQuery:
+    """The filters of /api/kpis and its stream (see :meth:`SnapshotQuery.parse`)."""
+    return SnapshotQuery.parse(q)
 
 
 def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application:
@@ -171,18 +93,15 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
         docs = []
         now_ms = int(time.time() * 1000)
         modes = None
-        if query["attribution"]:
+        if query.attribution:
             # revenue is attributed under every model; this re-reads the cells under one
-            modes = dataclasses.replace(pipe.merge.cfg.modes, attribution=query["attribution"])
+            modes = dataclasses.replace(pipe.merge.cfg.modes, attribution=query.attribution)
         for proc in pipe.merge.procs():
-            docs += proc.view(**query["view"], computed_at_ms=now_ms, modes=modes)
-        if query["final"] is not None:
-            docs = [d for d in docs if d["final"] == query["final"]]
-        # by instant: in a DST zone the repeated hour's 02:00+02:00 precedes 02:00+01:00
-        docs.sort(key=lambda d: (d["kpi"], d["bucket"], parse_rfc3339_ms(d["window_start"]),
-                                 sorted(d["dims"].items())))
-        limit = query["limit"]
-        return web.json_response({"count": len(docs), "snapshots": docs[-limit:]},
+            docs += proc.view(query=query, computed_at_ms=now_ms, modes=modes)
+        if query.final is not None:
+            docs = [d for d in docs if d["final"] == query.final]
+        docs.sort(key=sort_key)
+        return web.json_response({"count": len(docs), "snapshots": docs[-query.limit:]},
                                  dumps=_dumps)
 
     async def stream(request: web.Request) -> web.StreamResponse:
@@ -194,7 +113,7 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
-        sub = pipe.hub.subscribe(snapshot_filter(query))
+        sub = pipe.hub.subscribe(query.accepts)
         try:
             await resp.write(b": connected\n\n")
             while True:

@@ -64,7 +64,7 @@ def test_unknown_basis_is_refused() -> None:
         B.compared_window("1d", 0, B.DAY, "last_week")
     with pytest.raises(ValueError, match="compare must be one of previous, year"):
         parse_kpi_query(MultiDict({"compare": "yesterday"}))
-    assert parse_kpi_query(MultiDict({"compare": "year"}))["view"]["compare"] == "year"
+    assert parse_kpi_query(MultiDict({"compare": "year"})).compare == "year"
 
 
 def _revenue_view(compare: str) -> dict[str, dict]:

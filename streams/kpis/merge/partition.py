@@ -8,6 +8,8 @@ from datasketches import hll_sketch
 
 from .. import buckets as B
 from ..catalogue import KPIS, Modes, kpis_for
+from ..messages import Partial
+from ..query import SnapshotQuery, frozen
 from .documents import DocumentsMixin, _iso_ms, _names_for_families, snapshot_key
 from .ledger import LedgerMixin
 from .persistence import PersistenceMixin
@@ -108,7 +110,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         return min(marks) if marks else None
 
     # -- applying partials ------------------------------------------------------
-    def apply(self, partial: dict[str, Any]) -> bool:
+    def apply(self, partial: Partial) -> bool:
         """Apply one partial message; False if it was a replay already applied."""
         src = partial["src"]
         mark = [partial["seq"], partial.get("part", 0)]
@@ -240,10 +242,11 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         for window, end, dim in views:
             self.views_todo.add((window, end, dim))
     # -- reading without publishing -----------------------------------------------------
-    def view(self, *, kpis: set[str] | None = None, windows: set[str] | None = None,
-             dims: set[str] | None = None, start_ms: int | None = None,
-             end_ms: int | None = None, computed_at_ms: int = 0,
-             modes: Modes | None = None, compare: str | None = None) -> list[dict[str, Any]]:
+    def view(self, *, query: SnapshotQuery | None = None, kpis: set[str] | None = None,
+             windows: set[str] | None = None, dims: set[str] | None = None,
+             start_ms: int | None = None, end_ms: int | None = None,
+             computed_at_ms: int = 0, modes: Modes | None = None,
+             compare: str | None = None) -> list[dict[str, Any]]:
         """Current snapshots of stored cells (and rolling views ending at "now").
 
         Read-only: revisions are the last published ones, nothing is marked dirty.
@@ -251,6 +254,11 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         ``compare`` (``previous`` or ``year``) each document carries a ``compare``
         object: the same KPI and dims over the compared period, and the change.
         """
+        if query is None:
+            query = SnapshotQuery(kpis=frozen(kpis), windows=frozen(windows),
+                                  dims=frozen(dims), start_ms=start_ms, end_ms=end_ms,
+                                  compare=compare)
+        compare = query.compare
         computed_at = _iso_ms(computed_at_ms)
         out: list[dict[str, Any]] = []
         earliest: dict[str, int] = {}  # size -> start of the oldest cell held
@@ -267,16 +275,11 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             out.append(doc)
 
         for (size, start, dim), cell in self.cells.items():
-            if windows is not None and size not in windows:
-                continue
-            if dims is not None and dim not in dims:
-                continue
-            if (start_ms is not None and start < start_ms) or (
-                    end_ms is not None and start >= end_ms):
+            if not query.wants_bucket(size, start, dim):
                 continue
             live = present(cell.comps)
             for kpi in kpis_for(dim, live):
-                if kpis is not None and kpi.name not in kpis:
+                if not query.wants_kpi(kpi.name):
                     continue
                 end = B.bucket_end(start, size)
                 add(self._doc(kpi, size, start, end, dim, live, cell.final, max(cell.rev, 0),
@@ -285,10 +288,10 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         if now is None:
             return out
         for window in self.cfg.rolling:
-            if windows is not None and window not in windows:
+            if query.windows is not None and window not in query.windows:
                 continue
             end = B.view_end_at(window, now)
-            view_dims = {d for (_, _, d) in self.cells} if dims is None else dims
+            view_dims = {d for (_, _, d) in self.cells} if query.dims is None else query.dims
             for dim in sorted(view_dims):
                 comps, found = self.rolling_comps(window, end, dim)
                 if not found:
@@ -302,7 +305,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                     state = self.views.get((window, end, dim), [0, False, []])
                     rev, final = max(state[0], 0), bool(state[1])
                 for kpi in kpis_for(dim, comps):
-                    if kpis is not None and kpi.name not in kpis:
+                    if not query.wants_kpi(kpi.name):
                         continue
                     add(self._doc(kpi, window, start, end, dim, comps, final, rev,
                                   computed_at, modes), kpi, window, start, end, dim)
@@ -361,3 +364,4 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                 out += [(snapshot_key(n, window, start, dim), None)
                         for n in _names_for_families(dim, tuple(state[2]))]
         return out
+
