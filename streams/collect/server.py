@@ -25,7 +25,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,67 +37,16 @@ from ..events import Decoder, Reject, dead_letter_record, iso_ms
 from ..schemas import parse_rfc3339_ms
 from ..topics import EVENT_TYPES, Topics
 from ..traffic import classify
-from .hooks.base import HookRejected, HookRequest, HookResult
+from .config import CollectConfig
+from .hooks.base import HookRejected, HookRequest
 from .metrics import CollectMetrics
-from .sources import CookielessIds, RateLimiter, SourceToken, TokenTable, parse_tokens
+from .sources import CookielessIds, RateLimiter, SourceToken, TokenTable
+from .webhooks import HOOKS, Unavailable, run_hook
 
 log = logging.getLogger(__name__)
 TRACKER = Path(__file__).resolve().parent / "tracker.js"
-HOOKS = ("sendgrid", "mailchimp", "hubspot", "costs")
 BROWSER_TYPES = ("page_view", "form_submit")
 CLOCK_SKEW_MS = 2_000  # a browser clock further off than this is corrected
-
-
-@dataclass(frozen=True)
-class CollectConfig:
-    """What the collector needs, taken from :class:`streams.settings.Settings`."""
-
-    host: str = "127.0.0.1"
-    port: int = 6070
-    tokens: tuple[SourceToken, ...] = ()
-    origins: frozenset[str] = frozenset()
-    max_body_bytes: int = 1_048_576
-    rate_per_s: float = 1000.0
-    cookieless: bool = False
-    trust_forwarded: bool = False
-    public_url: str = ""
-    internal_ips: tuple[Any, ...] = ()
-    produce_timeout_s: float = 15.0
-    sendgrid_key: str = ""
-    mailchimp_key: str = ""
-    hubspot_secret: str = ""
-    hubspot_token: str = ""
-    hubspot_api: str = "https://api.hubapi.com"
-    hubspot_stages: dict[str, str] = field(default_factory=dict)
-    hubspot_kinds: dict[str, str] = field(default_factory=dict)
-    reporting_currency: str = "EUR"
-    timezone: str = "UTC"
-
-    @classmethod
-    def from_settings(cls, s: Any) -> CollectConfig:
-        """Raises :class:`streams.settings.SettingsError` naming a bad token entry (the
-        entry's number and source name, never the token)."""
-        from ..settings import SettingsError
-
-        try:
-            tokens = parse_tokens(s.collect_tokens.get())
-        except ValueError as exc:
-            raise SettingsError(f"KPI_COLLECT_TOKENS=***: {exc}") from exc
-        return cls(
-            host=s.collect_host, port=s.collect_port, tokens=tokens,
-            origins=frozenset(s.collect_origins), max_body_bytes=s.collect_max_body,
-            rate_per_s=s.collect_rate, cookieless=s.collect_cookieless,
-            trust_forwarded=s.collect_trust_forwarded, public_url=s.collect_public_url,
-            internal_ips=s.internal_ips,
-            sendgrid_key=s.hook_sendgrid_key, mailchimp_key=s.hook_mailchimp_key.get(),
-            hubspot_secret=s.hook_hubspot_secret.get(), hubspot_token=s.hubspot_token.get(),
-            hubspot_api=s.hubspot_api, hubspot_stages=dict(s.hubspot_stages),
-            hubspot_kinds=dict(s.hubspot_kinds), reporting_currency=s.reporting_currency,
-            timezone=s.timezone)
-
-
-class Unavailable(Exception):
-    """Kafka did not acknowledge in time: the request is answered 503."""
 
 
 class Collector:
@@ -357,7 +305,8 @@ class Collector:
         req = HookRequest(request.method, url, {k.lower(): v for k, v in
                                                 request.headers.items()}, body, self.now_ms())
         try:
-            result = await self._run_hook(name, req, request)
+            result = await run_hook(name, req, self.cfg, self.decoder.rules,
+                                    self._source(request), self.hubspot)
         except HookRejected as exc:
             self.metrics.rejected.labels(exc.reason).inc()
             return _json({"error": exc.reason, "detail": exc.detail}, exc.status)
@@ -376,51 +325,6 @@ class Collector:
         return _json({"accepted": accepted, "rejected": rejected,
                       "skipped": [{"index": s.index, "reason": s.reason,
                                    "detail": s.detail} for s in result.skipped]}, 200)
-
-    async def _run_hook(self, name: str, req: HookRequest,
-                        request: web.Request) -> HookResult:
-        cfg = self.cfg
-        if name == "costs":
-            from .costs import CostTableError, rows_to_events
-
-            source = self._source(request)
-            if source is None or not source.allows("spend"):
-                raise HookRejected(401, "unauthorized", "a source token that may send "
-                                   "spend is needed (?token= or Authorization: Bearer)")
-            try:
-                events = rows_to_events(req.body.decode("utf-8-sig"), now_ms=req.now_ms,
-                                        currency=cfg.reporting_currency, tz=cfg.timezone,
-                                        rules=self.decoder.rules)
-            except (CostTableError, UnicodeDecodeError) as exc:
-                raise HookRejected(400, "bad_cost_table", str(exc)) from exc
-            return HookResult(events)
-        if name == "sendgrid":
-            from .hooks import sendgrid
-
-            if not cfg.sendgrid_key:
-                raise _not_configured("KPI_HOOK_SENDGRID_KEY")
-            sendgrid.verify(req, cfg.sendgrid_key)
-            return sendgrid.events(sendgrid.parse(req))
-        if name == "mailchimp":
-            from .hooks import mailchimp
-
-            if not cfg.mailchimp_key:
-                raise _not_configured("KPI_HOOK_MAILCHIMP_KEY")
-            mailchimp.verify(req, cfg.mailchimp_key)
-            return mailchimp.events(mailchimp.parse(req))
-        from .hooks import hubspot
-
-        if not cfg.hubspot_secret or self.hubspot is None:
-            raise _not_configured("KPI_HOOK_HUBSPOT_SECRET and KPI_HUBSPOT_TOKEN")
-        hubspot.verify(req, cfg.hubspot_secret)
-        stages = {**hubspot.DEFAULT_STAGE_MAP, **cfg.hubspot_stages}
-        kinds = {**hubspot.DEFAULT_KIND_MAP, **cfg.hubspot_kinds}
-        try:
-            return await hubspot.result(hubspot.parse(req), self.hubspot, stages, kinds,
-                                        cfg.reporting_currency)
-        except hubspot.HubSpotUnavailable as exc:
-            raise Unavailable(f"HubSpot's API did not answer ({exc}); HubSpot will "
-                              "retry") from exc
 
     # -- the rest ------------------------------------------------------------------
     async def tracker(self, request: web.Request) -> web.Response:
@@ -444,9 +348,6 @@ class Collector:
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(text=__doc__ or "", content_type="text/plain")
 
-
-def _not_configured(what: str) -> HookRejected:
-    return HookRejected(404, "hook_not_configured", f"set {what} to enable this hook")
 
 
 def _json(doc: Any, status: int, headers: dict[str, str] | None = None) -> web.Response:

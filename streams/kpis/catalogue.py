@@ -1,37 +1,24 @@
 """Every KPI as data: numerator, denominator, unit, dims, and what it depends on.
 
-A KPI is a ratio of two linear combinations of integer components of one cell
-(one bucket and one dim). Money and attribution credit are kept in millionths
-and scaled here. ``value`` is ``None`` when the denominator is zero: never 0,
-NaN or an error. Count and sum KPIs have the constant denominator 1.
+A KPI (:class:`.kpi.KPI`) is a ratio of two linear combinations of integer
+components of one cell (one bucket and one dim); :func:`.kpi.evaluate` gives its
+value. Money and attribution credit are kept in millionths and scaled here.
 
 The README's KPI reference is checked against this table by the test suite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .components import component
 from .deltas import MICRO
+from .kpi import KPI, Comps, Context, Term, dim_name
 
-Term = tuple[str, str, float]  # (family, component, coefficient)
-Comps = dict[str, dict[str, int]]  # family -> component -> value
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a cell alone does not hold: active customers (in millionths) at its start
-    and end, its length, the attribution model of the run, and (called on demand)
-    the components of the period before it (None if it holds no data)."""
-
-    start_active: float
-    end_active: float
-    length_ms: int
-    model: str
-    previous: Callable[[], Comps | None] | None = None
+# what a KPI is and how one is evaluated: imported from here by their callers
+from .kpi import Modes as Modes
+from .kpi import evaluate as evaluate
+from .kpi import part_is_money as part_is_money
 
 WEB_DIMS = frozenset({"", "channel", "device"})
 ENG_DIMS = frozenset({"", "channel", "campaign"})
@@ -39,47 +26,6 @@ ENG_DIMS = frozenset({"", "channel", "campaign"})
 # touches, to the touches' campaigns (never a Prometheus label: topic and API only)
 ATTR_DIMS = frozenset({"", "channel", "campaign"})
 MONEY = "CURRENCY"  # placeholder for the reporting currency
-
-
-@dataclass(frozen=True)
-class KPI:
-    name: str
-    num: tuple[Term, ...]
-    den: tuple[Term, ...] | None  # None: a count or sum, denominator 1
-    unit: str
-    dims: frozenset[str]
-    kind: str  # leading | lagging
-    formula: str
-    modes: tuple[str, ...] = ()
-    variants: dict[str, tuple[tuple[Term, ...], tuple[Term, ...] | None]] = field(
-        default_factory=dict)  # mode value -> (num, den) replacing the defaults
-    session_based: bool = False
-    # KPIs that need more than one cell's sums (active customers at the bucket's start
-    # and end) compute (numerator, denominator) from the cell and a context
-    fn: Callable[[Comps, Context], tuple[float, float]] | None = None
-    uses: tuple[str, ...] = ()  # families read by ``fn``
-    families: frozenset[str] = field(init=False)
-    every_model: bool = field(init=False)  # kept under every attribution model (revenue)
-    # numerator and denominator of consecutive buckets add up to the longer window's:
-    # false for distinct users (a sketch) and for the active-customer ratios
-    additive: bool = field(init=False)
-    aggregation: str = field(init=False)  # sum (denominator 1), ratio, or computed (fn)
-    # reads money spent (catalogue section 10): its snapshots say cost_complete
-    cost_based: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        terms = list(self.num) + list(self.den or ())
-        for num, den in self.variants.values():
-            terms += list(num) + list(den or ())
-        fams = {f for f, _, _ in terms} | set(self.uses)
-        object.__setattr__(self, "families", frozenset(fams))
-        object.__setattr__(self, "every_model", any("{model}" in c for _, c, _ in terms))
-        object.__setattr__(self, "additive", self.fn is None and not any(
-            (f, c) == ("web", "us") for f, c, _ in terms))
-        object.__setattr__(self, "aggregation", "computed" if self.fn is not None else
-                           "sum" if self.den is None else "ratio")
-        object.__setattr__(self, "cost_based", "spend" in self.uses or any(
-            f == "spend" and c in ("cost", "media") for f, c, _ in terms))
 
 
 def _t(spec: str, coef: float = 1.0) -> Term:
@@ -323,85 +269,15 @@ KPIS = (*KPIS,
            fn=_ltv_to_cac, uses=("cust", "funnel", "spend"), modes=("attribution",)))
 
 BY_NAME: dict[str, KPI] = {k.name: k for k in KPIS}
-
-
-def _money(terms: tuple[Term, ...] | None) -> bool:
-    found = [component(f, c) for f, c, _ in terms or ()]
-    return bool(found) and all(x is not None and x.scale == "micro-currency" for x in found)
-
-
-def part_is_money(kpi: KPI) -> tuple[bool, bool]:
-    """Whether a KPI's numerator and its denominator are money (their components'
-    scale, :mod:`.components`): ROAS divides revenue by spend, CPL spend by leads."""
-    return _money(kpi.num), _money(kpi.den)
 # dim name ("" for the total) -> the KPIs computed for it, in catalogue order
 BY_DIM: dict[str, tuple[KPI, ...]] = {
     name: tuple(k for k in KPIS if name in k.dims)
     for name in sorted({d for k in KPIS for d in k.dims})}
 
 
-def dim_name(dim_key: str) -> str:
-    return dim_key.split("=", 1)[0] if dim_key else ""
-
-
 def kpis_for(dim_key: str, comps: Comps) -> list[KPI]:
     """The KPIs that have a snapshot for a cell with this dim and these components."""
     return [k for k in BY_DIM.get(dim_name(dim_key), ()) if not k.families.isdisjoint(comps)]
-
-
-def combine(terms: tuple[Term, ...], comps: Comps, model: str = "first_touch") -> float:
-    total = 0.0
-    for family, comp, coef in terms:
-        if "{" in comp:
-            comp = comp.replace("{model}", model)
-        total += comps.get(family, {}).get(comp, 0) * coef
-    return total
-
-
-@dataclass(frozen=True)
-class Modes:
-    """Definition choices that change values; every snapshot names the ones it used."""
-
-    bounce: str = "single_page"
-    attribution: str = "first_touch"
-    machine_opens: str = "excluded"
-
-    def for_kpi(self, kpi: KPI) -> dict[str, str]:
-        return {m: getattr(self, m) for m in kpi.modes}
-
-
-def evaluate(kpi: KPI, comps: Comps, modes: Modes,
-             context: Callable[[], Context] | None = None) -> tuple[float | None, float, float]:
-    """(value, numerator, denominator) of ``kpi`` for one cell's components.
-
-    ``context`` is called only for the KPIs that need one (customer KPIs).
-    """
-    if kpi.fn is not None:
-        ctx = context() if context is not None else Context(0.0, 0.0, 86_400_000,
-                                                             modes.attribution)
-        num, den = kpi.fn(comps, ctx)
-        value = None if den == 0 else num / den
-        return value, _clean(num), _clean(den)
-    num_terms, den_terms = kpi.num, kpi.den
-    for mode in kpi.modes:
-        variant = kpi.variants.get(getattr(modes, mode))
-        if variant is not None:
-            num_terms, den_terms = variant
-    num = combine(num_terms, comps, modes.attribution)
-    den = 1.0 if den_terms is None else combine(den_terms, comps, modes.attribution)
-    value = None if den == 0 else num / den
-    return value, _clean(num), _clean(den)
-
-
-def _clean(x: float) -> float:
-    # integers stay integers in JSON; sums of millionths round to 6 places
-    r = round(x, 6)
-    return int(r) if r == int(r) else r
-
-
-def applies(kpi: KPI, dim_key: str, comps: Comps) -> bool:
-    """Whether a snapshot of ``kpi`` exists for a cell with these components."""
-    return dim_name(dim_key) in kpi.dims and not kpi.families.isdisjoint(comps)
 
 
 DIM_LABELS = {"": "total", "channel": "channel", "device": "device", "campaign": "campaign",

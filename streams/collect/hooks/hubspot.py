@@ -2,9 +2,10 @@
 
 HubSpot's webhooks say *that* a deal changed (``deal.propertyChange`` on
 ``dealstage``, ``deal.creation``), not its amount, type or associations, so an
-event needs the deal itself: :class:`HubSpotClient` fetches it (the only I/O here),
-once per deal per request, and :func:`deal_update` is a pure function from one
-change plus that deal object to one event. :func:`result` ties them together.
+event needs the deal itself: :class:`.hubspot_crm.HubSpotClient` fetches it (the
+adapter's only I/O, in a module of its own), once per deal per request, and
+:func:`deal_update` is a pure function from one change plus that deal object to
+one event. :func:`result` ties them together.
 
 Signature (v3): ``X-HubSpot-Signature-v3`` = base64(HMAC-SHA256(client secret,
 method + URI + body + timestamp)), the timestamp being ``X-HubSpot-Request-
@@ -49,10 +50,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
-from urllib.parse import quote
+from typing import Any, NamedTuple
 
-import aiohttp
 import orjson
 
 from ...events import iso_ms
@@ -66,6 +65,10 @@ from .base import (
     short,
     text_value,
 )
+from .hubspot_crm import DealSource, HubSpotUnavailable
+
+# the client the collector builds (imported from here, with the rest of the adapter)
+from .hubspot_crm import HubSpotClient as HubSpotClient
 
 SIGNATURE_HEADER = "x-hubspot-signature-v3"
 TIMESTAMP_HEADER = "x-hubspot-request-timestamp"
@@ -88,8 +91,6 @@ DEFAULT_KIND_MAP: Mapping[str, str] = MappingProxyType({
 })
 STAGES = frozenset({"mql", "sal", "sql", "opportunity", "won", "lost"})
 KINDS = frozenset({"new_business", "renewal", "expansion"})
-DEAL_PROPERTIES = ("amount", "dealstage", "dealtype", "deal_currency_code", "createdate",
-                   "pipeline")
 DEAL_OBJECT_TYPE = "0-3"  # objectTypeId of deals in generic (object.*) subscriptions
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DECODED = {"3A": ":", "2F": "/", "3F": "?", "40": "@", "21": "!", "24": "$", "27": "'",
@@ -334,57 +335,7 @@ def _epoch_ms(value: Any) -> int | None:
     return value if 0 <= value < 253_402_300_800_000 else None
 
 
-
-# -- the CRM ---------------------------------------------------------------------------
-class HubSpotUnavailable(Exception):
-    """HubSpot's API did not give the deal (the collector answers 503; HubSpot retries)."""
-
-    def __init__(self, detail: str, status: int | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-
-
-class DealSource(Protocol):
-    async def deal(self, deal_id: str) -> dict[str, Any]: ...
-
-
-class HubSpotClient:
-    """Reads deals from HubSpot's CRM v3 API with a private-app or OAuth token."""
-
-    def __init__(self, base_url: str, token: str, session: aiohttp.ClientSession, *,
-                 timeout_s: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        self.session = session
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    def url(self, deal_id: str) -> str:
-        return (f"{self.base_url}/crm/v3/objects/deals/{quote(deal_id, safe='')}"
-                f"?properties={','.join(DEAL_PROPERTIES)}&propertiesWithHistory=dealstage"
-                "&associations=contacts,companies")
-
-    async def deal(self, deal_id: str) -> dict[str, Any]:
-        """The deal object: its properties, ``dealstage`` history and associations."""
-        try:
-            async with self.session.get(self.url(deal_id), headers=self._headers,
-                                        timeout=self.timeout) as resp:
-                if resp.status != 200:
-                    raise HubSpotUnavailable(f"GET deal {deal_id}: HTTP {resp.status}",
-                                             resp.status)
-                body = await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise HubSpotUnavailable(f"GET deal {deal_id}: {type(exc).__name__} "
-                                     f"{exc}".strip()) from exc
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HubSpotUnavailable(f"GET deal {deal_id}: the answer is not JSON",
-                                     200) from exc
-        if not isinstance(doc, dict):
-            raise HubSpotUnavailable(f"GET deal {deal_id}: the answer is not an object", 200)
-        return doc
-
-
+# -- a batch ---------------------------------------------------------------------------
 async def result(payload: Any, client: DealSource, stage_map: Mapping[str, str],
                  kind_map: Mapping[str, str], default_currency: str, *,
                  concurrency: int = 8) -> HookResult:
