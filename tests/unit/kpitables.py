@@ -51,3 +51,21 @@ def form(visitor: str, contact: str, at: str, goal: str = "demo_request",
 
 def ms(text: str) -> int:
     return parse_rfc3339_ms(text)
+
+
+def simulated(start_ms: int, span_ms: int, seed: int, sessions_per_day: int,
+              **kw: Any) -> LocalPipeline:
+    """The pure pipeline fed ``span_ms`` of simulated traffic from ``start_ms`` in one
+    batch (its watermarks where the events leave them: nothing forced final)."""
+    from streams.local import decode_all
+    from streams.settings import load_settings
+    from streams.simulate import DAY, Options, generate
+
+    events = [e for b in generate(start_ms, start_ms + span_ms,
+                                  Options(seed=seed, sessions_per_day=sessions_per_day))
+              for e in b]
+    recs = decode_all(Decoder.from_settings(load_settings({})), events,
+                      start_ms + 400 * DAY)
+    lp = LocalPipeline(**kw)
+    lp.feed(recs, wall_ms=start_ms)
+    return lp

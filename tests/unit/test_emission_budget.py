@@ -11,22 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.events import Decoder
 from streams.kpis.merge import MergePartition, cell_store_key, roll_store_key, view_store_key
-from streams.local import LocalPipeline, decode_all
-from streams.settings import load_settings
-from streams.simulate import DAY, Options, generate
+from streams.local import LocalPipeline
+from streams.simulate import DAY
+from tests.unit.kpitables import simulated
 
 START = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 
 
 def _fed() -> LocalPipeline:
-    events = [e for b in generate(START, START + DAY // 4,
-                                  Options(seed=9, sessions_per_day=1500)) for e in b]
-    recs = decode_all(Decoder.from_settings(load_settings({})), events, START + 400 * DAY)
-    lp = LocalPipeline(kpi_partitions=1)
-    lp.feed(recs, wall_ms=START)
-    return lp
+    return simulated(START, DAY // 4, seed=9, sessions_per_day=1500, kpi_partitions=1)
 
 
 def _latest(rounds: list[list[tuple[str, Any]]]) -> dict[str, Any]:

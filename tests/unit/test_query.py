@@ -8,23 +8,17 @@ from typing import Any
 import pytest
 from multidict import MultiDict
 
-from streams.events import Decoder
 from streams.kpis.query import SnapshotQuery, sort_key
-from streams.local import LocalPipeline, decode_all
-from streams.settings import load_settings
-from streams.simulate import DAY, Options, generate
+from streams.local import LocalPipeline
+from streams.simulate import DAY
+from tests.unit.kpitables import simulated
 
 START = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 
 
 @pytest.fixture(scope="module")
 def merged() -> LocalPipeline:
-    events = [e for b in generate(START, START + DAY // 4,
-                                  Options(seed=4, sessions_per_day=600)) for e in b]
-    recs = decode_all(Decoder.from_settings(load_settings({})), events, START + 400 * DAY)
-    lp = LocalPipeline(kpi_partitions=1)
-    lp.feed(recs, wall_ms=START)
-    return lp
+    return simulated(START, DAY // 4, seed=4, sessions_per_day=600, kpi_partitions=1)
 
 
 def _ids(docs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
