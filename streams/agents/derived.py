@@ -23,8 +23,9 @@ from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..topics import Topics
 from ..topology import BY_NAME
+from .contracts import OutItem, P, Part
 from .inputs import PRUNE_EVERY_MS, erased
-from .runner import OutItem, P, Part, StageRunner
+from .runner import StageRunner
 
 
 class DerivedStage(StageRunner[P]):

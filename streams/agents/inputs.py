@@ -21,7 +21,8 @@ from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebPartition
 from ..topics import Topics
 from ..topology import BY_NAME, EVENT_OF_RECORD
-from .runner import OutItem, Part, Processor, StageRunner
+from .contracts import OutItem, Part, Processor
+from .runner import StageRunner
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from ..kpis.publish import PublishConfig, TopicPublisher, catching_up
 from ..statestore import MemoryStore
 from ..topics import Topics
 from ..topology import BY_NAME
+from .contracts import OutItem, Part
 from .inputs import PRUNE_EVERY_MS
-from .runner import OutItem, Part, StageRunner
+from .runner import StageRunner
 
 EMIT_MAX_CELLS = 2_000  # cells published per emission round (bounds flush size and latency)
 EMIT_MAX_VIEWS = 1_000  # rolling views published per emission round (same reason)

@@ -15,9 +15,8 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -32,36 +31,10 @@ from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
 from ..topics import Topics
 from ..topology import StageDecl
+from .contracts import LoopShare, OutItem, P, Part
 from .faults import process_fault
 
 log = logging.getLogger(__name__)
-
-class OutItem(NamedTuple):
-    """A message a flush sends: to ``topic``, on ``partition`` (None: by the key, as
-    the Java client's default partitioner would), with a JSON-able ``value``
-    (None: a tombstone)."""
-
-    topic: str
-    partition: int | None
-    key: str | None
-    value: Any
-
-
-class Processor(Protocol):
-    """What the runner needs of a stage's pure processor (``streams/kpis``): its state
-    as store entries, and how much of it there is. A processor may also have
-    ``close()``, ``committed()`` (after each confirmed flush), ``produced`` (the
-    producers' clocks, for idle watermarks) and ``cold`` (its on-disk records)."""
-
-    def load(self, key: str, state: Any) -> None: ...
-
-    def dump(self, key: str) -> Any: ...
-
-    def state_keys(self) -> dict[str, int]: ...
-
-
-P = TypeVar("P", bound=Processor)
-
 
 @lru_cache(maxsize=1 << 16)
 def _murmur2(key: bytes) -> int:
@@ -70,28 +43,6 @@ def _murmur2(key: bytes) -> int:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass
-class Part(Generic[P]):
-    """One input partition this worker owns: its processor and what the next flush
-    writes."""
-
-    partition: int
-    proc: P
-    writer: StateWriter
-    local: MemoryStore = field(default_factory=MemoryStore)
-    seq: int = 0
-    offsets: dict[str, int] = field(default_factory=dict)
-    dirty: set[str] = field(default_factory=set)
-    outbox: list[OutItem] = field(default_factory=list)  # persisted with the flush
-    after: list[OutItem] = field(default_factory=list)  # sent after it, not persisted
-    last_flush_wall: int = 0
-    last_prune_wall: int = 0
-    changed: bool = False  # something to report (watermark moved, inputs applied)
-    # the watermark last reported to *every* downstream partition (a full flush);
-    # None: not since this worker took the partition over
-    reported: Any = None
 
 
 class StageRunner(Generic[P]):
@@ -246,6 +197,9 @@ class StageRunner(Generic[P]):
             for ev in events:
                 groups[ev.message.partition].append(ev)
             touched = []
+            # a batch of arrays of events is seconds of work: the loop (the HTTP API,
+            # /metrics, the group's heartbeats) gets a turn between its messages
+            share = LoopShare()
             for p, evs in groups.items():
                 part = await self.part(p)
                 produced: dict[str, int] = {}
@@ -254,6 +208,7 @@ class StageRunner(Generic[P]):
                     name = f"{msg.topic}/{p}"
                     if msg.offset <= part.offsets.get(name, -1):
                         continue  # applied before a restart; its effects are in the state
+                    await share()
                     self.ingest(part, msg.topic, msg.offset, msg.value, wall)
                     part.offsets[name] = msg.offset
                     stamp = getattr(msg, "timestamp", None)  # seconds: when produced
@@ -265,6 +220,7 @@ class StageRunner(Generic[P]):
                 if clocked is not None:  # idle watermarks count from the producer's clock
                     clocked.clear()
                     clocked.update(produced)
+                await share()
                 self.process(part, wall)
                 part.changed = True
                 touched.append(part)
