@@ -108,11 +108,16 @@ class MergeStage(StageRunner[MergePartition]):
             views = wall - self.last_views.get(p, 0) >= every
             if views:
                 self.last_views[p] = wall
-            # catching up with nobody listening live: only finals go anywhere, so only
-            # theirs are built; the open cells' latest values follow once caught up
-            finals_only = behind and not (self.listeners is not None and self.listeners())
+            # documents of the live-only windows (1m) are built when someone listens
+            # live; a replay with nobody listening built 7 minute documents for each
+            # one that went on the topic. Catching up with nobody listening: only
+            # finals go anywhere, so only theirs are built; the open cells' latest
+            # values follow once caught up
+            live = self.listeners is not None and self.listeners() > 0
+            finals_only = behind and not live
             snapshots = part.proc.emit(wall, max_cells=EMIT_MAX_CELLS,
-                                       publish=self.build_windows, max_views=EMIT_MAX_VIEWS,
+                                       publish=self.build_windows if live else
+                                       self.publish_windows, max_views=EMIT_MAX_VIEWS,
                                        max_docs=EMIT_MAX_DOCS, views=views,
                                        finals_only=finals_only)
             # what a budgeted round left over is published by the next one, not after

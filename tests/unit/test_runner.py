@@ -272,8 +272,10 @@ def _changelog(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, str]]
     return out
 
 
-def _merge_with_a_published_cell() -> tuple[Any, RecordingProducer, list[Any]]:
-    """A merge stage that applied one page view's partials and published its cells."""
+def _merge_with_a_published_cell(listeners: int = 1, live: list[Any] | None = None
+                                 ) -> tuple[Any, RecordingProducer, list[Any]]:
+    """A merge stage that applied one page view's partials and published its cells
+    (with ``listeners`` watching live, who get ``live``)."""
     from streams.agents.stages import MergeStage
 
     s = _settings()
@@ -287,7 +289,9 @@ def _merge_with_a_published_cell() -> tuple[Any, RecordingProducer, list[Any]]:
     merge = MergeStage(topics, settings=s, producer=prod,
                        consumer_factory=lambda: Changelog([]),
                        metrics=Metrics.create(CollectorRegistry()))
-    merge.listeners = lambda: 1  # someone watches live: open cells are published too
+    merge.listeners = lambda: listeners  # someone watches: open cells are published too
+    if live is not None:
+        merge.publish = live.extend
     p, doc = partials[0]
     merge.on_assigned({p})
     asyncio.run(merge.handle([_message(topics.partials, p, 0, doc)], _noack))
@@ -377,3 +381,16 @@ def test_a_long_batch_lets_the_event_loop_in_between_its_messages(monkeypatch: A
     asyncio.run(scenario())
     # it ran while the batch was half decoded, not only before and after
     assert any(0 < n < len(batch) for n in turns), turns
+
+
+def test_minute_documents_are_built_only_for_someone_watching_live() -> None:
+    """1m cells are not on the KPI topic by default: their documents are built for the
+    live stream, and a replay with nobody watching does not build them at all."""
+    watched: list[Any] = []
+    _merge_with_a_published_cell(listeners=1, live=watched)
+    unwatched: list[Any] = []
+    merge, _, _ = _merge_with_a_published_cell(listeners=0, live=unwatched)
+    assert "1m" not in merge.publish_windows
+    assert {d["bucket"] for d in watched} >= {"1m", "1h", "1d"}
+    cells = {"1m", "1h", "1d"}  # (open rolling views wait for the replay's end)
+    assert {d["bucket"] for d in unwatched} & cells == {"1h", "1d"}
