@@ -75,6 +75,9 @@ def partial_messages(partitions: int, src: str, seq: int, wm: Watermarks, deltas
 
 def _split(d: list[DeltaRow], h: list[SketchRow]
            ) -> list[tuple[list[DeltaRow], list[SketchRow]]]:
+    """Pieces of at most ``PARTIAL_MAX_ITEMS`` rows and hashes (a row counts one)."""
+    if len(d) + sum(len(row[4]) + 1 for row in h) < PARTIAL_MAX_ITEMS:
+        return [(d, h)]  # the common case: one piece, as it is
     pieces: list[tuple[list[DeltaRow], list[SketchRow]]] = []
     cur_d: list[DeltaRow] = []
     cur_h: list[SketchRow] = []

@@ -1,0 +1,34 @@
+"""Partials: one flush's deltas split into messages of bounded size, nothing lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.kpis.messages import PARTIAL_MAX_ITEMS, partial_messages
+
+N = PARTIAL_MAX_ITEMS
+
+
+@pytest.mark.parametrize("rows, hashes", [
+    (0, []), (3, [0, 5]), (N - 10, [4]), (N - 1, []), (N, []), (2 * N + 7, [N + 3, 2]),
+    (5, [3 * N + 1]), (N // 2, [N // 2, N // 2]),
+])
+def test_every_row_and_hash_goes_out_once_in_pieces_of_bounded_size(
+        rows: int, hashes: list[int]) -> None:
+    deltas = {("web", "1h", i, "", ): {"pv": 1} for i in range(rows)}
+    sketches = {("web", "1h", i, ""): set(range(i * 10**6, i * 10**6 + n))
+                for i, n in enumerate(hashes)}
+    out = partial_messages(1, "web/0", 7, {"pv/0": 1}, deltas, sketches)
+    assert [m["part"] for _, m in out] == list(range(len(out)))
+    assert {p for p, _ in out} == {0}
+    got_rows = [tuple(r[:4]) for _, m in out for r in m["d"]]
+    assert sorted(got_rows) == sorted(deltas)
+    got: dict[tuple[object, ...], list[int]] = {}
+    for _, m in out:
+        for row in m["h"]:
+            got.setdefault(tuple(row[:4]), []).extend(row[4])
+        size = len(m["d"]) + sum(len(r[4]) + 1 for r in m["h"])
+        assert size <= 2 * N + 1
+    assert got == {k: sorted(v) for k, v in sketches.items()}
+    if rows + sum(n + 1 for n in hashes) < N:
+        assert len(out) == 1  # the common case is one message
