@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -302,103 +301,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return asyncio.run(_simulate_to_kafka(args, opts, start, end))
 
 
-async def _producer(s: Settings) -> Any:
-    from .kafka import producer
-
-    p = producer(s, linger_ms=20)
-    await p.start()
-    return p
-
-
 async def _simulate_to_kafka(args: argparse.Namespace, opts: Any, start: int, end: int) -> int:
-    from .produce import BatchProducer, Progress
+    from .produce import Progress, produce
     from .simulate import HOUR, generate
-    from .topics import Topics
 
-    s = _settings(args)
-    await _ensure_topics(s)
-    p = await _producer(s)
-    try:
-        bp = BatchProducer(p, Topics(s), s.input_partitions, args.batch_size)
-        progress = Progress("simulate -> kafka")
-        n = 0
-        for batch in generate(start, end, opts, chunk_ms=HOUR):
-            await bp.send(batch)
-            n += len(batch)
-            progress.update(n)
-        progress.finish()
-        _print_counts(bp.sent)
-    finally:
-        await p.stop()
+    bp = await produce(_settings(args), generate(start, end, opts, chunk_ms=HOUR),
+                       Progress("simulate -> kafka"), args.batch_size)
+    _print_counts(bp.sent)
     return 0
 
 
 async def _simulate_live(args: argparse.Namespace, opts: Any) -> int:
-    from .events import iso_ms
-    from .produce import BatchProducer
-    from .simulate import World
-    from .topics import Topics
+    from .produce import producing
+    from .simulate.live import LiveTraffic, run_live
 
     s = _settings(args)
     now = time.time_ns() // 1_000_000
-    warmup = int(args.warmup_hours * 3_600_000)
-    # a session yields ~2.5 events, and arrivals per minute are sessions_per_day / 1440 x
-    # traffic_shape x 1.6; live traffic holds about --rate whatever the hour (the daily
-    # curve would otherwise cut it to a quarter at night), the warm-up keeps the curve
-    opts.sessions_per_day = args.rate / 2.5 * 86_400 / 1.05
-    sessions_per_min = args.rate * 60 / 2.5
-
-    def live_intensity(t: int) -> float:
-        return sessions_per_min * 1440 / (1.6 * max(world.traffic_shape(t), 0.05))
-
-    if args.warmup_sessions_per_day:
-        opts.sessions_per_day = args.warmup_sessions_per_day
-    world = World(now - warmup, opts)
     if args.incident:
         opts.incident_start = now + args.incident_after * 1000
         opts.incident_duration_ms = args.incident_minutes * 60_000
-    out = Path(args.out).open("ab") if args.out else None  # noqa: SIM115, ASYNC230
-    p = None
-    bp = None
-    if out is None:
-        await _ensure_topics(s)
-        p = await _producer(s)
-        bp = BatchProducer(p, Topics(s), s.input_partitions, args.batch_size)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    total = 0
-    started = time.monotonic()
-    try:
-        if warmup:
-            print(f"simulating the last {args.warmup_hours:g}h first (warm-up) ...",
-                  file=sys.stderr)
-        while not stop.is_set():
-            now = time.time_ns() // 1_000_000
-            batch = world.advance(now)
-            opts.sessions_per_day = live_intensity(now)  # the warm-up is history; now live
-            if out is not None:
+    traffic = LiveTraffic(args.rate, opts, now, args.warmup_hours,
+                          args.warmup_sessions_per_day)
+    if args.out:
+        with Path(args.out).open("ab") as out:  # noqa: ASYNC230 (a local file, line-sized writes)
+
+            async def to_file(batch: list[dict[str, Any]], history: bool) -> None:
                 out.write(b"".join(orjson.dumps(ev) + b"\n" for ev in batch))
                 out.flush()
-            elif bp is not None:
-                # the warm-up is history: its records carry the time they would have been
-                # sent (so idle watermarks count from then), live traffic the time it is
-                await bp.send(batch, stamped=total == 0 and bool(warmup))
-            total += len(batch)
-            status = " INCIDENT " + str(opts.incident) if world.incident_active(now) else ""
-            print(f"{iso_ms(now)} sent {len(batch):6d} events (total {total}){status}",
-                  file=sys.stderr, flush=True)
-            if args.duration and time.monotonic() - started > args.duration:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1.0)
-    finally:
-        if out is not None:
-            out.close()
-        if p is not None:
-            await p.stop()
-    return 0
+
+            return await run_live(traffic, to_file, _progress, args.duration)
+    async with producing(s, args.batch_size) as bp:
+
+        async def to_kafka(batch: list[dict[str, Any]], history: bool) -> None:
+            await bp.send(batch, stamped=history)
+
+        return await run_live(traffic, to_kafka, _progress, args.duration)
 
 
 def _read_jsonl(path: Path) -> tuple[list[Any], list[tuple[int, str]]]:
@@ -428,24 +365,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 async def _ingest(args: argparse.Namespace, events: list[Any]) -> int:
-    from .produce import BatchProducer, Progress
-    from .topics import Topics
+    from .produce import Progress, produce
 
-    s = _settings(args)
-    await _ensure_topics(s)
-    p = await _producer(s)
-    try:
-        bp = BatchProducer(p, Topics(s), s.input_partitions, args.batch_size)
-        progress = Progress(f"ingest {args.file}", total=len(events))
-        step = 20_000
-        for i in range(0, len(events), step):
-            await bp.send(events[i:i + step])
-            progress.update(min(i + step, len(events)))
-        progress.finish()
-        _print_counts(bp.sent)
-        print(f"{bp.messages} messages", file=sys.stderr)
-    finally:
-        await p.stop()
+    step = 20_000
+    bp = await produce(_settings(args), (events[i:i + step] for i in range(0, len(events), step)),
+                       Progress(f"ingest {args.file}", total=len(events)), args.batch_size)
+    _print_counts(bp.sent)
+    print(f"{bp.messages} messages", file=sys.stderr)
     return 0
 
 
