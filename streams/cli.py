@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,13 @@ from typing import Any
 import orjson
 
 from . import broker, statecodec
-from .channels import CONFIG_DIR, ConfigError
+from .channels import ConfigError
 from .kpis.buckets import ALL_WINDOWS
 from .settings import SPECS, Settings, SettingsError, load_settings
+from .simulate.model import INCIDENTS
+from .up import DEMO_RATE
 
 DIM_FILTERS = ("channel", "device", "campaign", "page_type", "goal", "traffic_type")
-EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: stopped late because Kafka was away
 
 EPILOG = """\
 environment:
@@ -130,71 +130,14 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 # -- worker -------------------------------------------------------------------------
-def _give_up(grace_s: float) -> None:
-    logging.getLogger("kpi_streams").error(
-        "the worker did not stop within KPI_SHUTDOWN_GRACE=%gs (is Kafka reachable?); "
-        "exiting anyway: state is crash-safe, a restart restores it", grace_s)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(EXIT_STOP_TIMEOUT)
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     s = _settings(args)
     if args.web_port is not None:
         s = s.replace(web_port=args.web_port)
     _setup_logging(s.log_level)
-    import faust
+    from .worker import run
 
-    from .app import build_pipeline, create_app, worker_id
-    from .kpis.targets import load_targets
-    from .logs import BrokerOutageLog, FreshAssignmentNoise
-    from .outputs.http import build_web_app, serve
-
-    if s.targets_file is not None:
-        load_targets(s.targets_file)  # a bad file stops the start, naming its line
-    asyncio.run(_ensure_topics(s))
-    pipe = build_pipeline(s)
-    pipe.outage = BrokerOutageLog(s.bootstrap).install()
-    pipe.fresh = FreshAssignmentNoise().install()
-    app = create_app(s, pipe)
-    log = logging.getLogger("kpi_streams.worker")
-
-    @app.task
-    async def start_web() -> None:
-        await serve(build_web_app(pipe), s.web_host, s.web_port)
-        log.info("worker %s: group %s on %s; wall http://%s:%d/", worker_id(s),
-                 s.consumer_group, s.bootstrap, s.web_host, s.web_port)
-
-    grace_s = s.shutdown_grace_ms / 1000
-
-    class Worker(faust.Worker):
-        """Faust's worker with a deadline on stopping: with the broker away, Faust
-        waits for its streams forever; state is crash-safe, so exiting loses nothing."""
-
-        def _schedule_shutdown(self, signum: signal.Signals) -> None:
-            if not self._signal_stop_time:
-                timer = threading.Timer(grace_s, _give_up, args=(grace_s,))
-                timer.daemon = True
-                timer.start()
-            super()._schedule_shutdown(signum)
-
-    worker = Worker(app, loglevel=s.log_level.upper(), quiet=True,
-                    redirect_stdouts=False, override_logging=False)
-    profile_to = os.environ.get("KPI_PROFILE")  # for bench/: where the time goes
-    if not profile_to:
-        worker.execute_from_commandline()
-        return 0
-    import cProfile
-
-    prof = cProfile.Profile()
-    prof.enable()
-    try:
-        worker.execute_from_commandline()
-    finally:
-        prof.disable()
-        prof.dump_stats(profile_to)
-    return 0
+    return run(s)
 
 
 # -- collector ----------------------------------------------------------------------
@@ -541,95 +484,18 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 # -- up: the main job -----------------------------------------------------------------
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def cmd_up(args: argparse.Namespace) -> int:
-    s = _settings(args)
-    try:
-        broker.start(s, say=_progress)
-    except broker.BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    asyncio.run(_ensure_topics(s))
-    exe = [sys.executable, "-m", "streams.cli"]
-    logdir = s.home / "logs"
-    logdir.mkdir(parents=True, exist_ok=True)
-    worker_log = (logdir / "worker.log").open("ab")
-    sim_log = (logdir / "simulator.log").open("ab")
-    env = dict(os.environ)
-    if not s.collect_tokens:  # a demo's own tokens, new each run (they are printed below)
-        import secrets
+    from .up import Demo, run
 
-        site_token, ops_token = (f"pk_{secrets.token_hex(8)}", f"sk_{secrets.token_hex(8)}")
-        env["KPI_COLLECT_TOKENS"] = (f"site:{site_token}:page_view,form_submit;"
-                                     f"ops:{ops_token}:*")
-    else:
-        site_token = ops_token = "<your token from KPI_COLLECT_TOKENS>"
-    if s.targets_file is None:  # the simulated site's goals, so the wall shows pacing
-        env["KPI_TARGETS"] = str(DEMO_TARGETS)
-    collect_log = (logdir / "collector.log").open("ab")
-    names = ["worker", "collector", "simulator"]
-    procs = [subprocess.Popen([*exe, "worker"], stdout=worker_log, stderr=subprocess.STDOUT,
-                              env=env),
-             subprocess.Popen([*exe, "collect"], stdout=collect_log,
-                              stderr=subprocess.STDOUT, env=env)]
-    sim = [*exe, "simulate", "--rate", str(args.rate), "--warmup-hours",
-           str(args.warmup_hours), "--seed", str(args.seed)]
-    if args.incident:
-        sim += ["--incident", args.incident, "--incident-after", str(args.incident_after)]
-    procs.append(subprocess.Popen(sim, stdout=sim_log, stderr=subprocess.STDOUT, env=env))
-    url = f"http://{s.web_host}:{s.web_port}"
-    curl = f"http://{s.collect_host}:{s.collect_port}"
-    # `kill`, systemd and CI stop with SIGTERM: stop the children too, as for Ctrl-C
-    signal.signal(signal.SIGTERM, _interrupt)
-    print(f"""
-kpi-streams is up.
-  broker     {s.bootstrap}   (kpi-streams broker status | logs | stop)
-  worker     pid {procs[0].pid}, log {logdir / 'worker.log'}
-  collector  pid {procs[1].pid}, {curl}/ , log {logdir / 'collector.log'}
-  simulator  pid {procs[2].pid}, {args.rate} events/s, log {logdir / 'simulator.log'}
+    demo = Demo(args.rate, args.warmup_hours, args.seed, args.incident, args.incident_after)
+    return run(_settings(args), demo, show=_show, say=_progress)
 
-  wall       {url}/
-  metrics    {url}/metrics
-  health     {url}/api/health
-  KPIs       kpi-streams kpis --bucket 1h --total
-  targets    {url}/api/targets   (goals: {env.get("KPI_TARGETS")})
 
-  tracker    <script defer src="{curl}/t.js" data-token="{site_token}"></script>
-             (add your site's origin to KPI_COLLECT_ORIGINS)
-  webhook    curl -H 'Authorization: Bearer {ops_token}' -d @event.json {curl}/collect
-  costs      curl -H 'Authorization: Bearer {ops_token}' --data-binary @costs.csv \\
-                  {curl}/hooks/costs
-
-Ctrl-C stops the worker, the collector and the simulator (the broker keeps running).
-""", flush=True)
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(1)
-        for name, p in zip(names, procs, strict=True):
-            if p.poll() is not None:
-                print(f"the {name} exited with {p.returncode}; see its log in {logdir}",
-                      file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+def _show(text: str) -> None:
+    print(text, flush=True)
 
 
 # -- parser -------------------------------------------------------------------------
-DEMO_RATE = 20.0  # events/s of `up`'s live traffic
-DEMO_TARGETS = CONFIG_DIR / "targets.demo.yaml"  # `up`'s goals unless KPI_TARGETS is set
-INCIDENTS = ("cpl-spike", "bounce-spike", "traffic-drop")
 
 
 def _world_options(p: argparse.ArgumentParser) -> None:
