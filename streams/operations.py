@@ -14,7 +14,7 @@ import orjson
 from . import erasure
 from .events import iso_ms
 from .kafka import consumer, ensure_topics, producer
-from .produce import BatchProducer, partition_for
+from .produce import partition_for, producing
 from .settings import Settings
 from .topics import Topics
 
@@ -23,13 +23,8 @@ Say = Callable[[str], None]
 
 async def send_costs(s: Settings, events: list[dict[str, Any]], say: Say) -> None:
     """Produce a cost table's spend events (acknowledged when this returns)."""
-    await ensure_topics(s)
-    p = producer(s, linger_ms=20)
-    await p.start()
-    try:
-        await BatchProducer(p, Topics(s), s.input_partitions, 500).send(events)
-    finally:
-        await p.stop()
+    async with producing(s) as bp:
+        await bp.send(events)
     days = sorted({e["restates"].split("|")[0] for e in events})
     span = f"{days[0]} to {days[-1]}" if days else "no rows"
     say(f"{len(events)} cost rows ({span}) sent to {Topics(s).input('spend')}; each "

@@ -13,13 +13,15 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from .settings import Settings
 from .topics import EVENT_KEY_FIELD, EVENT_TYPES, Topics
 
 
@@ -96,6 +98,33 @@ class BatchProducer:
         stamp = _newest_occurred(group) if self.stamped else None
         return await self.producer.send(topic, value, key=key.encode(), partition=partition,
                                         timestamp_ms=stamp)
+
+
+@asynccontextmanager
+async def producing(s: Settings, batch_size: int = 500) -> AsyncIterator[BatchProducer]:
+    """A started producer, its topics ensured, behind a :class:`BatchProducer`; it stops
+    on leaving, when every message sent is acknowledged."""
+    from .kafka import ensure_topics, producer
+
+    await ensure_topics(s)
+    p = producer(s, linger_ms=20)
+    await p.start()
+    try:
+        yield BatchProducer(p, Topics(s), s.input_partitions, batch_size)
+    finally:
+        await p.stop()
+
+
+async def produce(s: Settings, batches: Iterable[list[Any]], progress: Progress,
+                  batch_size: int = 500) -> BatchProducer:
+    """The producer loop: every batch to its topics, counted on ``progress``. Returns
+    the :class:`BatchProducer`, whose ``sent`` and ``messages`` count what went."""
+    async with producing(s, batch_size) as bp:
+        for batch in batches:
+            await bp.send(batch)
+            progress.update(progress.done + len(batch))
+        progress.finish()
+    return bp
 
 
 def _newest_occurred(group: list[Any]) -> int | None:

@@ -14,12 +14,12 @@ import jsonschema
 import orjson
 import pytest
 
-from streams.cli import DEMO_TARGETS
 from streams.kpis.targets import load_targets
 from streams.readback import read_topic
 from streams.schemas import load_schema
 from streams.settings import load_settings
 from streams.topics import Topics
+from streams.up import DEMO_TARGETS
 from tests.fixtures_kafka import ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.slow]

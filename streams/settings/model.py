@@ -1,244 +1,19 @@
-"""One frozen settings object, built from the environment.
-
-Every setting is declared once, as a field of :class:`Settings` with its
-environment name, default and help text (:func:`setting`); ``SPECS`` is read
-from those fields. The CLI's ``--help``, ``kpi-streams settings`` and the README's
-settings table are all read from that declaration, so they cannot drift apart.
-Secrets are held in :class:`Secret`, whose ``repr`` and ``str`` never show the
-value.
-"""
+"""The settings of one process, each declared once, as a field with its environment
+variable, default, parser, help and group (:func:`~streams.settings.spec.setting`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used; the message names the variable."""
-
-
-class Secret:
-    """A string that never prints itself."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-def parse_duration_ms(text: str) -> int:
-    """Parse ``"10m"``, ``"30s"``, ``"500ms"``, ``"7d"`` (bare numbers are seconds)."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 10m, 2h, 7d)")
-    number, unit = m.groups()
-    return int(float(number) * _UNIT_MS[unit or "s"])
-
-
-def format_duration_ms(ms: int) -> str:
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
-
-
-def _bool(text: str) -> bool:
-    low = text.strip().lower()
-    if low in {"1", "true", "yes", "on"}:
-        return True
-    if low in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use true or false)")
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip()
-        if value not in options:
-            raise ValueError(f"{value!r} is not one of {', '.join(options)}")
-        return value
-
-    return parse
-
-
-def _optional_str(text: str) -> str | None:
-    return text or None
-
-
-def _optional_path(text: str) -> Path | None:
-    return Path(text).expanduser() if text else None
-
-
-def _path(text: str) -> Path:
-    return Path(text).expanduser()
-
-
-def _bytes(text: str) -> int:
-    """A size: 64MB, 512MiB, 1g, or a number of bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*", text.lower())
-    if not m:
-        raise ValueError(f"not a size: {text!r} (e.g. 64MB, 1GB)")
-    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2)]
-    value = int(float(m.group(1)) * scale)
-    if value < 1 << 20:
-        raise ValueError(f"must be at least 1MB, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {value}")
-    return value
-
-
-def _group_session(text: str) -> int:
-    # the broker refuses less than its group.min.session.timeout.ms (6 s by default);
-    # Faust refuses more than its request timeout (90 s)
-    value = parse_duration_ms(text)
-    if not 6_000 <= value <= 90_000:
-        raise ValueError(f"must be between 6s and 90s, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"must be between 0 and 1, got {value}")
-    return value
-
-
-def _currency(text: str) -> str:
-    value = text.strip().upper()
-    if not re.fullmatch(r"[A-Z]{3}", value):
-        raise ValueError(f"not an ISO 4217 currency code: {text!r}")
-    return value
-
-
-def _timezone(text: str) -> str:
-    from .kpis.buckets import check_zone
-
-    name = text.strip()
-    check_zone(name)
-    return name
-
-
-def _weekday(text: str) -> int:
-    from .kpis.buckets import WEEKDAYS
-
-    value = text.strip().lower()
-    if value not in ("monday", "sunday"):
-        raise ValueError(f"{text!r}: a week starts on monday (ISO) or sunday")
-    return WEEKDAYS.index(value)
-
-
-def _windows(text: str) -> tuple[str, ...]:
-    allowed = ("1m", "1h", "1d", "1w", "1mo", "1q", "15m", "24h", "7d", "30d")
-    values = tuple(w.strip() for w in text.split(",") if w.strip())
-    unknown = [w for w in values if w not in allowed]
-    if unknown:
-        raise ValueError(f"unknown window(s) {unknown}; use {', '.join(allowed)}")
-    return values
-
-
-def _goals(text: str) -> tuple[str, ...]:
-    return tuple(sorted({g.strip() for g in text.split(",") if g.strip()}))
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"must be more than 0, got {value}")
-    return value
-
-
-def _list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _networks(text: str) -> tuple[Any, ...]:
-    from .traffic import parse_networks
-
-    return parse_networks(text)
-
-
-_STAGES = ("mql", "sal", "sql", "opportunity", "won", "lost")
-_KINDS = ("new_business", "renewal", "expansion")
-
-
-def _pairs(text: str) -> tuple[tuple[str, str], ...]:
-    """``key=value,...`` pairs (a value may hold spaces, not commas)."""
-    pairs = []
-    for item in (i.strip() for i in text.split(",") if i.strip()):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"{item!r} is not key=value")
-        pairs.append((key.strip(), value.strip()))
-    return tuple(pairs)
-
-
-def _mapping(*allowed: str) -> Callable[[str], tuple[tuple[str, str], ...]]:
-    """``a=b,c=d`` pairs whose values are one of ``allowed``."""
-    def parse(text: str) -> tuple[tuple[str, str], ...]:
-        pairs = _pairs(text)
-        for key, value in pairs:
-            if value not in allowed:
-                raise ValueError(f"'{key}={value}': {value!r} is not one of "
-                                 f"{', '.join(allowed)}")
-        return pairs
-
-    return parse
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One setting: attribute name, environment variable, default, parser, help."""
-
-    attr: str
-    env: str
-    default: str
-    parse: Callable[[str], Any]
-    help: str
-    group: str
-    secret: bool = False
-
-
-_DEFAULT_HOME = "~/.cache/kpi-streams"
-
-
-def setting(env: str, default: str, parse: Callable[[str], Any], help: str, group: str,
-            secret: bool = False) -> Any:
-    """Declare one field of :class:`Settings`: its environment variable, default (as
-    text, as it would be written in the environment), parser, help and group. The CLI's
-    ``--help``, ``kpi-streams settings`` and the README's table are read from these."""
-    return field(metadata={"setting": (env, default, parse, help, group, secret)})
+from . import values as v
+from .spec import setting, specs_of
+from .values import Secret
+
+DEFAULT_HOME = "~/.cache/kpi-streams"
 
 
 @dataclass(frozen=True)
@@ -247,33 +22,33 @@ class Settings:
 
     # -- Kafka -------------------------------------------------------------
     kafka_bootstrap: str | None = setting(
-        "KAFKA_BOOTSTRAP", "", _optional_str,
+        "KAFKA_BOOTSTRAP", "", v.optional_text,
         "Existing Kafka cluster (host:port,...). Set: nothing is started locally.", "kafka")
     kafka_home: Path | None = setting(
-        "KAFKA_HOME", "", _optional_path,
+        "KAFKA_HOME", "", v.optional_path,
         "An installed Kafka to run instead of the jars fetched with Maven.", "kafka")
     kafka_version: str = setting(
         "KPI_KAFKA_VERSION", "4.1.1", str,
         "Apache Kafka version the local broker fetches from Maven Central.", "kafka")
     broker_port: int = setting(
-        "KPI_BROKER_PORT", "9092", _positive_int,
+        "KPI_BROKER_PORT", "9092", v.positive_int,
         "Port of the local broker (bound to 127.0.0.1).", "kafka")
     controller_port: int = setting(
-        "KPI_CONTROLLER_PORT", "9093", _positive_int,
+        "KPI_CONTROLLER_PORT", "9093", v.positive_int,
         "Port of the local broker's KRaft controller listener.", "kafka")
     broker_heap: str = setting(
         "KPI_BROKER_HEAP", "768m", str,
         "Java heap of the local broker.", "kafka")
     home: Path = setting(
-        "KPI_HOME", _DEFAULT_HOME, _path,
+        "KPI_HOME", DEFAULT_HOME, v.expanded_path,
         "Where Kafka jars, broker data and logs are kept (outside the work tree).", "kafka")
     security_protocol: str = setting(
         "KPI_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
-        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+        v.one_of("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
         "Kafka security protocol.", "kafka")
     sasl_mechanism: str = setting(
         "KPI_KAFKA_SASL_MECHANISM", "PLAIN",
-        _choice("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+        v.one_of("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
         "SASL mechanism when the protocol is SASL_*.", "kafka")
     sasl_username: str = setting(
         "KPI_KAFKA_SASL_USERNAME", "", str,
@@ -282,13 +57,13 @@ class Settings:
         "KPI_KAFKA_SASL_PASSWORD", "", Secret,
         "SASL password (never printed).", "kafka", secret=True)
     ssl_cafile: Path | None = setting(
-        "KPI_KAFKA_SSL_CAFILE", "", _optional_path,
+        "KPI_KAFKA_SSL_CAFILE", "", v.optional_path,
         "CA bundle that signs the brokers' certificates.", "kafka")
     ssl_certfile: Path | None = setting(
-        "KPI_KAFKA_SSL_CERTFILE", "", _optional_path,
+        "KPI_KAFKA_SSL_CERTFILE", "", v.optional_path,
         "Client certificate for mutual TLS.", "kafka")
     ssl_keyfile: Path | None = setting(
-        "KPI_KAFKA_SSL_KEYFILE", "", _optional_path,
+        "KPI_KAFKA_SSL_KEYFILE", "", v.optional_path,
         "Client private key for mutual TLS.", "kafka")
     ssl_key_password: Secret = setting(
         "KPI_KAFKA_SSL_KEY_PASSWORD", "", Secret,
@@ -299,14 +74,14 @@ class Settings:
         "Prefix for every topic name and the consumer group, so deployments or "
         "test runs can share one cluster.", "topics")
     input_partitions: int = setting(
-        "KPI_INPUT_PARTITIONS", "6", _positive_int,
+        "KPI_INPUT_PARTITIONS", "6", v.positive_int,
         "Partitions of the input topics (and of the state topics that mirror them).",
         "topics")
     kpi_partitions: int = setting(
-        "KPI_KPI_PARTITIONS", "6", _positive_int,
+        "KPI_KPI_PARTITIONS", "6", v.positive_int,
         "Partitions of the KPI snapshot and partial-aggregate topics.", "topics")
     replication_factor: int = setting(
-        "KPI_REPLICATION_FACTOR", "1", _positive_int,
+        "KPI_REPLICATION_FACTOR", "1", v.positive_int,
         "Replication factor for topics the project creates.", "topics")
     topic_page_views: str = setting(
         "KPI_TOPIC_PAGE_VIEWS", "mkt.page_views.v1", str,
@@ -346,155 +121,155 @@ class Settings:
         "Appended to an input topic's name to name its dead-letter topic.", "topics")
     # -- Time ----------------------------------------------------------------
     allowed_lateness_ms: int = setting(
-        "KPI_ALLOWED_LATENESS", "10m", parse_duration_ms,
+        "KPI_ALLOWED_LATENESS", "10m", v.parse_duration_ms,
         "How far behind its partition's watermark an event may be and still count.",
         "time")
     idle_timeout_ms: int = setting(
-        "KPI_IDLE_TIMEOUT", "30s", parse_duration_ms,
+        "KPI_IDLE_TIMEOUT", "30s", v.parse_duration_ms,
         "After this long without events a partition's watermark follows the wall clock.",
         "time")
     max_future_skew_ms: int = setting(
-        "KPI_MAX_FUTURE_SKEW", "1h", parse_duration_ms,
+        "KPI_MAX_FUTURE_SKEW", "1h", v.parse_duration_ms,
         "Events dated further than this ahead of the wall clock are rejected "
         "(reason future_event).", "time")
     retention_1m_ms: int = setting(
-        "KPI_RETENTION_1M", "2d", parse_duration_ms,
+        "KPI_RETENTION_1M", "2d", v.parse_duration_ms,
         "How long 1m buckets are kept (event time behind the watermark).", "time")
     retention_1h_ms: int = setting(
-        "KPI_RETENTION_1H", "90d", parse_duration_ms,
+        "KPI_RETENTION_1H", "90d", v.parse_duration_ms,
         "How long 1h buckets are kept.", "time")
     retention_1d_ms: int = setting(
-        "KPI_RETENTION_1D", "730d", parse_duration_ms,
+        "KPI_RETENTION_1D", "730d", v.parse_duration_ms,
         "How long 1d buckets are kept.", "time")
     visitor_ttl_ms: int = setting(
-        "KPI_VISITOR_TTL", "400d", parse_duration_ms,
+        "KPI_VISITOR_TTL", "400d", v.parse_duration_ms,
         "How long a visitor's first-seen record is kept (new vs returning users).", "time")
     message_ttl_ms: int = setting(
-        "KPI_MESSAGE_TTL", "30d", parse_duration_ms,
+        "KPI_MESSAGE_TTL", "30d", v.parse_duration_ms,
         "How long an e-mail message is remembered after its last event (its send, "
         "first open and click count once within this).", "time")
     # -- KPI definitions -----------------------------------------------------
     reporting_currency: str = setting(
-        "KPI_REPORTING_CURRENCY", "EUR", _currency,
+        "KPI_REPORTING_CURRENCY", "EUR", v.currency_code,
         "Every amount is converted to this currency.", "kpi")
     timezone: str = setting(
-        "KPI_TIMEZONE", "UTC", _timezone,
+        "KPI_TIMEZONE", "UTC", v.zone_name,
         "Reporting time zone (IANA name, e.g. Europe/Warsaw, Asia/Tehran). 1h, 1d, 1w, "
         "1mo and 1q buckets follow its local time, DST included; snapshot times carry "
         "its offset. Changing it on a running deployment: see the README.", "kpi")
     week_start: int = setting(
-        "KPI_WEEK_START", "monday", _weekday,
+        "KPI_WEEK_START", "monday", v.weekday_index,
         "First day of a 1w bucket: monday (ISO weeks) or sunday.", "kpi")
     fx_rates_file: Path | None = setting(
-        "KPI_FX_RATES", "", _optional_path,
+        "KPI_FX_RATES", "", v.optional_path,
         "JSON rate table (see streams/config/fx_rates.json); empty: the built-in table.",
         "kpi")
     channel_rules_file: Path | None = setting(
-        "KPI_CHANNEL_RULES", "", _optional_path,
+        "KPI_CHANNEL_RULES", "", v.optional_path,
         "JSON channel rule table (see streams/config/channel_rules.json); empty: built-in.",
         "kpi")
     lead_scoring_file: Path | None = setting(
-        "KPI_LEAD_SCORING", "", _optional_path,
+        "KPI_LEAD_SCORING", "", v.optional_path,
         "JSON lead-scoring rules (see streams/config/lead_scoring.json); empty: built-in. "
         "Validated at start.", "kpi")
     targets_file: Path | None = setting(
-        "KPI_TARGETS", "", _optional_path,
+        "KPI_TARGETS", "", v.optional_path,
         "YAML (or JSON) file of goals per KPI and period (see the README's 'Targets and "
         "pacing'); empty: no targets. Validated at start, errors name the line.", "kpi")
     session_timeout_ms: int = setting(
-        "KPI_SESSION_TIMEOUT", "30m", parse_duration_ms,
+        "KPI_SESSION_TIMEOUT", "30m", v.parse_duration_ms,
         "Inactivity gap that ends a session.", "kpi")
     session_split_midnight: bool = setting(
-        "KPI_SESSION_SPLIT_MIDNIGHT", "false", _bool,
+        "KPI_SESSION_SPLIT_MIDNIGHT", "false", v.boolean,
         "Start a new session at UTC midnight.", "kpi")
     session_split_campaign: bool = setting(
-        "KPI_SESSION_SPLIT_CAMPAIGN", "false", _bool,
+        "KPI_SESSION_SPLIT_CAMPAIGN", "false", v.boolean,
         "Start a new session when the utm campaign changes.", "kpi")
     bounce_mode: str = setting(
-        "KPI_BOUNCE_MODE", "single_page", _choice("single_page", "not_engaged"),
+        "KPI_BOUNCE_MODE", "single_page", v.one_of("single_page", "not_engaged"),
         "single_page: one page view and no conversion (UA); not_engaged: 1 - engagement "
         "rate (GA4).", "kpi")
     engaged_ms: int = setting(
-        "KPI_ENGAGED_TIME", "10s", parse_duration_ms,
+        "KPI_ENGAGED_TIME", "10s", v.parse_duration_ms,
         "Engagement time that makes a session engaged.", "kpi")
     attribution: str = setting(
         "KPI_ATTRIBUTION", "first_touch",
-        _choice("first_touch", "last_touch", "last_non_direct", "linear",
+        v.one_of("first_touch", "last_touch", "last_non_direct", "linear",
                 "position_based", "time_decay"),
         "Attribution model for the channel of leads, deals and revenue.", "kpi")
     attribution_lookback_ms: int = setting(
-        "KPI_ATTRIBUTION_LOOKBACK", "30d", parse_duration_ms,
+        "KPI_ATTRIBUTION_LOOKBACK", "30d", v.parse_duration_ms,
         "Sessions this long before a lead are its touches.", "kpi")
     time_decay_half_life_ms: int = setting(
-        "KPI_TIME_DECAY_HALF_LIFE", "7d", parse_duration_ms,
+        "KPI_TIME_DECAY_HALF_LIFE", "7d", v.parse_duration_ms,
         "Half-life of the time_decay attribution model.", "kpi")
     lead_goals: tuple[str, ...] = setting(
         "KPI_LEAD_GOALS",
-        "call_click,contact,content_download,demo_request,inquiry,newsletter_signup", _goals,
+        "call_click,contact,content_download,demo_request,inquiry,newsletter_signup", v.goal_set,
         "Form goals that make a contact a lead.", "kpi")
     exclude_machine_opens: bool = setting(
-        "KPI_EXCLUDE_MACHINE_OPENS", "true", _bool,
+        "KPI_EXCLUDE_MACHINE_OPENS", "true", v.boolean,
         "Drop machine (privacy-proxy) opens before counting unique opens.", "kpi")
     default_margin: float = setting(
-        "KPI_DEFAULT_MARGIN", "1.0", _fraction,
+        "KPI_DEFAULT_MARGIN", "1.0", v.fraction,
         "Gross profit = amount x this, for won deals without gross_profit (1.0: no "
         "margin data, so ROI is computed on revenue).", "kpi")
     # -- Worker --------------------------------------------------------------
     state_store: str = setting(
-        "KPI_STATE_STORE", "rocksdb", _choice("rocksdb", "memory"),
+        "KPI_STATE_STORE", "rocksdb", v.one_of("rocksdb", "memory"),
         "Where long-lived state (cold visitors) lives: rocksdb (on disk under "
         "KPI_STATE_DIR, memory bounded by KPI_STATE_CACHE) or memory (the heap; "
         "tests).", "worker")
     state_dir: Path = setting(
-        "KPI_STATE_DIR", str(Path(_DEFAULT_HOME) / "state"), _path,
+        "KPI_STATE_DIR", str(Path(DEFAULT_HOME) / "state"), v.expanded_path,
         "Directory of the embedded stores, one per stage partition (give each worker "
         "its own volume).", "worker")
     state_cache_bytes: int = setting(
-        "KPI_STATE_CACHE", "64MB", _bytes,
+        "KPI_STATE_CACHE", "64MB", v.byte_size,
         "Memory of all the worker's embedded stores together: one block cache, with "
         "their write buffers charged to it.", "worker")
     max_message_bytes: int = setting(
-        "KPI_MAX_MESSAGE_BYTES", "1048576", _positive_int,
+        "KPI_MAX_MESSAGE_BYTES", "1048576", v.positive_int,
         "Input messages larger than this are rejected (reason too_large).", "worker")
     max_batch_events: int = setting(
-        "KPI_MAX_BATCH_EVENTS", "5000", _positive_int,
+        "KPI_MAX_BATCH_EVENTS", "5000", v.positive_int,
         "A JSON array message with more events than this is rejected (too_large).",
         "worker")
     flush_interval_ms: int = setting(
-        "KPI_FLUSH_INTERVAL", "250ms", parse_duration_ms,
+        "KPI_FLUSH_INTERVAL", "250ms", v.parse_duration_ms,
         "How often the worker writes state and partial aggregates.", "worker")
     shutdown_grace_ms: int = setting(
-        "KPI_SHUTDOWN_GRACE", "30s", parse_duration_ms,
+        "KPI_SHUTDOWN_GRACE", "30s", v.parse_duration_ms,
         "A worker told to stop (SIGTERM, Ctrl-C) that has not stopped after this long "
         "(Kafka away) exits anyway; its state is crash-safe.", "worker")
     group_session_timeout_ms: int = setting(
-        "KPI_GROUP_SESSION_TIMEOUT", "60s", _group_session,
+        "KPI_GROUP_SESSION_TIMEOUT", "60s", v.group_session_ms,
         "How long the consumer group waits for a worker that stopped answering (a "
         "crash) before its partitions go to the others; 6s to 90s.", "worker")
     take_messages: int = setting(
-        "KPI_TAKE_MESSAGES", "500", _positive_int,
+        "KPI_TAKE_MESSAGES", "500", v.positive_int,
         "Kafka messages an agent processes per step.", "worker")
     live_interval_ms: int = setting(
-        "KPI_LIVE_INTERVAL", "1s", parse_duration_ms,
+        "KPI_LIVE_INTERVAL", "1s", v.parse_duration_ms,
         "How often changed KPIs are recomputed for the live wall, the SSE stream and "
         "the API.", "worker")
     snapshot_interval_ms: int = setting(
-        "KPI_SNAPSHOT_INTERVAL", "5s", parse_duration_ms,
+        "KPI_SNAPSHOT_INTERVAL", "5s", v.parse_duration_ms,
         "An open 1m or 1h cell whose value changed goes on the KPI topic at most this "
         "often (finals and restatements always go, once).", "worker")
     snapshot_slow_interval_ms: int = setting(
         "KPI_SNAPSHOT_SLOW_INTERVAL", "60s",
-        parse_duration_ms,
+        v.parse_duration_ms,
         "The same for open 1d cells, months and rolling views.", "worker")
     catchup_lag_ms: int = setting(
-        "KPI_CATCHUP_LAG", "15m", parse_duration_ms,
+        "KPI_CATCHUP_LAG", "15m", v.parse_duration_ms,
         "A merge partition whose event time is further behind the wall clock than this "
         "while data keeps arriving is catching up (a replay, a backlog): it puts only "
         "finals, restatements and tombstones on the KPI topic, and the latest open "
         "values once caught up.", "worker")
     publish_windows: tuple[str, ...] = setting(
         "KPI_PUBLISH_WINDOWS",
-        "1h,1d,1w,1mo,1q,15m,24h,7d,30d", _windows,
+        "1h,1d,1w,1mo,1q,15m,24h,7d,30d", v.window_list,
         "Buckets and rolling views published on the KPI topic (all, 1m too, are still "
         "computed and served by the API, /metrics and the wall). Add 1m to put minute "
         "cells on the topic.", "worker")
@@ -502,14 +277,14 @@ class Settings:
         "KPI_WEB_HOST", "127.0.0.1", str,
         "Address the worker's web server (wall, API, /metrics) binds to.", "worker")
     web_port: int = setting(
-        "KPI_WEB_PORT", "6066", _positive_int,
+        "KPI_WEB_PORT", "6066", v.positive_int,
         "Port of the worker's web server.", "worker")
     alertmanager_url: str = setting(
         "KPI_ALERTMANAGER_URL", "", str,
         "Alertmanager whose firing alerts the wall shows (e.g. http://127.0.0.1:9093); "
         "empty: no alert banner.", "worker")
     channel_labels: tuple[tuple[str, str], ...] = setting(
-        "KPI_CHANNEL_LABELS", "", _pairs,
+        "KPI_CHANNEL_LABELS", "", v.pairs,
         "Names the wall shows for channels, name=Label pairs (e.g. "
         "email=Newsletter,paid_social=Meta ads) over the defaults (paid_search is shown "
         "as Paid search).", "worker")
@@ -517,7 +292,7 @@ class Settings:
         "KPI_WORKER_ID", "", str,
         "Name of this worker in logs and metrics; empty: host name and PID.", "worker")
     log_level: str = setting(
-        "KPI_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"),
+        "KPI_LOG_LEVEL", "info", v.one_of("debug", "info", "warning", "error"),
         "Log level.", "worker")
     # -- Collector -----------------------------------------------------------
     collect_host: str = setting(
@@ -525,7 +300,7 @@ class Settings:
         "Address the collector (kpi-streams collect) binds to; 0.0.0.0 behind a proxy "
         "or load balancer.", "collector")
     collect_port: int = setting(
-        "KPI_COLLECT_PORT", "6070", _positive_int,
+        "KPI_COLLECT_PORT", "6070", v.positive_int,
         "Port of the collector.", "collector")
     collect_tokens: Secret = setting(
         "KPI_COLLECT_TOKENS", "", Secret,
@@ -534,24 +309,24 @@ class Settings:
         "types or *). The name labels metrics; tokens are never printed.", "collector",
         secret=True)
     collect_origins: tuple[str, ...] = setting(
-        "KPI_COLLECT_ORIGINS", "", _list,
+        "KPI_COLLECT_ORIGINS", "", v.text_list,
         "Browser origins allowed to post to /collect (CORS), comma-separated, e.g. "
         "https://www.example.com; * allows any. The collector's own origin always may.",
         "collector")
     collect_max_body: int = setting(
-        "KPI_COLLECT_MAX_BODY", "1048576", _positive_int,
+        "KPI_COLLECT_MAX_BODY", "1048576", v.positive_int,
         "Largest request body in bytes (answered 413).", "collector")
     collect_rate: float = setting(
-        "KPI_COLLECT_RATE", "1000", _positive_float,
+        "KPI_COLLECT_RATE", "1000", v.positive_float,
         "Requests per second one source token may make (bursts of as many; answered "
         "429 with Retry-After).", "collector")
     collect_cookieless: bool = setting(
-        "KPI_COLLECT_COOKIELESS", "false", _bool,
+        "KPI_COLLECT_COOKIELESS", "false", v.boolean,
         "Cookieless visitors: the tracker stores nothing and the collector derives the "
         "visitor id from site, IP and user agent with a salt replaced daily (returning "
         "visitors are unknown across days).", "collector")
     collect_trust_forwarded: bool = setting(
-        "KPI_COLLECT_TRUST_FORWARDED", "false", _bool,
+        "KPI_COLLECT_TRUST_FORWARDED", "false", v.boolean,
         "Take the client address from X-Forwarded-For (only behind a proxy you run).",
         "collector")
     collect_public_url: str = setting(
@@ -559,7 +334,7 @@ class Settings:
         "The collector's URL as providers call it (https://collect.example.com), when a "
         "proxy changes it: webhook signatures cover the URL.", "collector")
     internal_ips: tuple[Any, ...] = setting(
-        "KPI_INTERNAL_IPS", "", _networks,
+        "KPI_INTERNAL_IPS", "", v.networks,
         "Your own networks (offices, VPN, monitors), comma-separated addresses or CIDR "
         "ranges: browser traffic from them is traffic_type internal, not counted in "
         "KPIs. The address is used for this only, never stored.", "collector")
@@ -584,11 +359,11 @@ class Settings:
         "KPI_HUBSPOT_API", "https://api.hubapi.com", str,
         "HubSpot API base URL.", "collector")
     hubspot_stages: tuple[tuple[str, str], ...] = setting(
-        "KPI_HUBSPOT_STAGES", "", _mapping(*_STAGES),
+        "KPI_HUBSPOT_STAGES", "", v.pairs_of(*v.DEAL_STAGES),
         "HubSpot pipeline stage id -> mql/sal/sql/opportunity/won/lost, comma-separated "
         "a=b pairs, over the default pipeline's map (closedwon=won, ...).", "collector")
     hubspot_kinds: tuple[tuple[str, str], ...] = setting(
-        "KPI_HUBSPOT_KINDS", "", _mapping(*_KINDS),
+        "KPI_HUBSPOT_KINDS", "", v.pairs_of(*v.DEAL_KINDS),
         "HubSpot dealtype -> new_business/renewal/expansion, a=b pairs over "
         "newbusiness=new_business,existingbusiness=renewal.", "collector")
     # not from the environment: tests may pin the wall clock of watermark logic
@@ -616,45 +391,5 @@ class Settings:
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(env name, current value, help) for every setting; secrets masked."""
-        rows = []
-        for spec in SPECS:
-            value = getattr(self, spec.attr)
-            if spec.secret:
-                shown = "***" if value else ""
-            elif isinstance(value, tuple):
-                shown = ",".join(value)
-            elif value is None:
-                shown = ""
-            elif spec.parse is parse_duration_ms:
-                shown = format_duration_ms(value)
-            else:
-                shown = str(value).lower() if isinstance(value, bool) else str(value)
-            rows.append((spec.env, shown, spec.help))
-        return rows
-
-
-SPECS: tuple[Spec, ...] = tuple(Spec(f.name, *f.metadata["setting"])
-                                for f in dataclasses.fields(Settings) if "setting" in f.metadata)
-_SPEC_BY_ATTR = {s.attr: s for s in SPECS}
-
-
-def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build settings from ``env`` (default: ``os.environ``) plus explicit overrides.
-
-    Raises :class:`SettingsError` naming the variable and the reason when a value
-    cannot be parsed.
-    """
-    source = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    for spec in SPECS:
-        raw = source.get(spec.env, spec.default)
-        try:
-            values[spec.attr] = spec.parse(raw)
-        except ValueError as exc:
-            shown = "***" if spec.secret else repr(raw)
-            raise SettingsError(f"{spec.env}={shown}: {exc}") from exc
-    for key, value in overrides.items():
-        if key not in _SPEC_BY_ATTR and key != "extra":
-            raise SettingsError(f"unknown setting {key!r}")
-        values[key] = value
-    return Settings(**values)
+        return [(spec.env, spec.show(getattr(self, spec.attr)), spec.help)
+                for spec in specs_of(type(self))]

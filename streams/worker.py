@@ -1,0 +1,83 @@
+"""Running one worker: the Faust app with its pipeline and web server, under a Faust
+worker that stops within KPI_SHUTDOWN_GRACE even when Kafka is away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+import faust
+
+from .settings import Settings
+
+EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: stopped late because Kafka was away
+
+
+def _give_up(grace_s: float) -> None:
+    logging.getLogger("kpi_streams").error(
+        "the worker did not stop within KPI_SHUTDOWN_GRACE=%gs (is Kafka reachable?); "
+        "exiting anyway: state is crash-safe, a restart restores it", grace_s)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(EXIT_STOP_TIMEOUT)
+
+
+class Worker(faust.Worker):
+    """Faust's worker with a deadline on stopping: with the broker away, Faust
+    waits for its streams forever; state is crash-safe, so exiting loses nothing."""
+
+    def __init__(self, app: faust.App, *, grace_s: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.grace_s = grace_s
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        if not self._signal_stop_time:
+            timer = threading.Timer(self.grace_s, _give_up, args=(self.grace_s,))
+            timer.daemon = True
+            timer.start()
+        super()._schedule_shutdown(signum)
+
+
+def run(s: Settings) -> int:
+    """Check the targets file, ensure the topics, and run a worker until it is stopped."""
+    from .app import build_pipeline, create_app, worker_id
+    from .kafka import ensure_topics
+    from .kpis.targets import load_targets
+    from .logs import BrokerOutageLog, FreshAssignmentNoise
+    from .outputs.http import build_web_app, serve
+
+    if s.targets_file is not None:
+        load_targets(s.targets_file)  # a bad file stops the start, naming its line
+    asyncio.run(ensure_topics(s))
+    pipe = build_pipeline(s)
+    pipe.outage = BrokerOutageLog(s.bootstrap).install()
+    pipe.fresh = FreshAssignmentNoise().install()
+    app = create_app(s, pipe)
+    log = logging.getLogger("kpi_streams.worker")
+
+    @app.task
+    async def start_web() -> None:
+        await serve(build_web_app(pipe), s.web_host, s.web_port)
+        log.info("worker %s: group %s on %s; wall http://%s:%d/", worker_id(s),
+                 s.consumer_group, s.bootstrap, s.web_host, s.web_port)
+
+    worker = Worker(app, grace_s=s.shutdown_grace_ms / 1000, loglevel=s.log_level.upper(),
+                    quiet=True, redirect_stdouts=False, override_logging=False)
+    profile_to = os.environ.get("KPI_PROFILE")  # for bench/: where the time goes
+    if not profile_to:
+        worker.execute_from_commandline()
+        return 0
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        prof.disable()
+        prof.dump_stats(profile_to)
+    return 0
