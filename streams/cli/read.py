@@ -6,39 +6,34 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import Any
 
 import orjson
 
 from .. import statecodec
 from ..kpis.buckets import ALL_WINDOWS
+from ..kpis.query import DIM_PARAMS, SnapshotQuery, sort_key
 from .common import Add, parse_time, settings_of
 
-DIM_FILTERS = ("channel", "device", "campaign", "page_type", "goal", "traffic_type")
+
+def query_of(args: argparse.Namespace) -> SnapshotQuery:
+    """The command's filters as the API's query: several dims show each of them."""
+    dims = {f"{name}={getattr(args, name)}" for name in DIM_PARAMS if getattr(args, name)}
+    if args.total:
+        dims.add("")
+    return SnapshotQuery(kpis=frozenset(args.kpi) if args.kpi else None,
+                         windows=frozenset({args.bucket}) if args.bucket else None,
+                         dims=frozenset(dims) if dims else None,
+                         final=True if args.final else None, compare=args.compare)
 
 
 def cmd_kpis(args: argparse.Namespace) -> int:
     from ..readback import latest_from_api, latest_snapshots
-    from ..schemas import parse_rfc3339_ms
 
     s = settings_of(args)
+    query = query_of(args)
     docs = None
     if args.source in ("auto", "api"):
-        query: dict[str, Any] = {}
-        if args.kpi:
-            query["kpi"] = ",".join(args.kpi)
-        if args.bucket:
-            query["bucket"] = args.bucket
-        for name in DIM_FILTERS:
-            if getattr(args, name):
-                query[name] = getattr(args, name)
-        if args.total:
-            query["dim"] = "total"
-        if args.final:
-            query["final"] = "true"
-        if args.compare:
-            query["compare"] = args.compare
-        docs = latest_from_api(s, query)
+        docs = latest_from_api(s, query.params())
         if docs is None and args.source == "api":
             print(f"no worker API with every KPI partition at {s.web_host}:{s.web_port}",
                   file=sys.stderr)
@@ -56,23 +51,8 @@ def cmd_kpis(args: argparse.Namespace) -> int:
         where = f"the worker at {s.web_host}:{s.web_port}"
     if args.format == "table":
         print(f"(read from {where})", file=sys.stderr)
-    rows = []
-    for doc in docs:
-        if args.kpi and doc["kpi"] not in args.kpi:
-            continue
-        if args.bucket and doc["bucket"] != args.bucket:
-            continue
-        if any(getattr(args, n) and doc["dims"].get(n) != getattr(args, n)
-               for n in DIM_FILTERS):
-            continue
-        if args.total and doc["dims"]:
-            continue
-        if args.final and not doc["final"]:
-            continue
-        rows.append(doc)
-    # by instant, not by text: with a DST zone 02:00+02:00 comes before 02:00+01:00
-    rows.sort(key=lambda d: (d["kpi"], d["bucket"], parse_rfc3339_ms(d["window_start"]),
-                             sorted(d["dims"].items())))
+    # the API's own filter, so the topic and the API answer alike
+    rows = sorted(query.select(docs), key=sort_key)
     if args.last:
         rows = rows[-args.last:]
     from ..outputs import table

@@ -135,3 +135,27 @@ def test_kpis_takes_compare() -> None:
     assert args.compare == "year"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["kpis", "--compare", "lastweek"])
+
+
+def test_kpis_filters_as_the_api_does_whichever_it_reads() -> None:
+    """The command asks the API with its query and filters what the topic holds with
+    the same query: two dims show both (a snapshot has one dim), --total the total."""
+    from multidict import MultiDict
+
+    from streams.cli.read import query_of
+    from streams.kpis.query import SnapshotQuery
+
+    args = build_parser().parse_args(["kpis", "--kpi", "leads", "--kpi", "cpl",
+                                      "--bucket", "1d", "--channel", "email",
+                                      "--device", "mobile", "--total", "--final"])
+    query = query_of(args)
+    assert query == SnapshotQuery(kpis=frozenset({"leads", "cpl"}),
+                                  windows=frozenset({"1d"}),
+                                  dims=frozenset({"channel=email", "device=mobile", ""}),
+                                  final=True)
+    doc = {"kpi": "leads", "bucket": "1d", "window_start": "2026-10-01T00:00:00Z",
+           "final": True, "dims": {"device": "mobile"}}
+    assert [d["dims"] for d in query.select([doc, {**doc, "dims": {}},
+                                             {**doc, "dims": {"channel": "paid_search"}}])] \
+        == [{"device": "mobile"}, {}]
+    assert SnapshotQuery.parse(MultiDict(query.params())) == query
