@@ -20,7 +20,7 @@ from .kpis.email import EmailConfig
 from .kpis.engagement import EngagementConfig
 from .kpis.funnel import FunnelConfig
 from .kpis.merge import MergeConfig
-from .kpis.messages import partial_messages
+from .kpis.messages import drop_past_retention, partial_messages, retention_horizons
 from .kpis.scoring import ScoringConfig
 from .kpis.spend import SpendConfig
 from .kpis.stage import StageOutput
@@ -106,7 +106,7 @@ class LocalPipeline:
             for decl in INPUT_STAGES:
                 proc = self.stages[decl.name][p]
                 out = proc.process(by_part.get((decl.name, p), []), wall_ms)
-                self._route(f"{decl.name}/{p}", out, self._wm(proc, p, decl.reads))
+                self._route(f"{decl.name}/{p}", out, self._wm(proc, p, decl.reads), wall_ms)
                 for cand in out.leads:  # to the funnel, keyed by contact
                     lead_cands[partition_for(cand["contact_id"], n)].append(cand)
         # what each stream's partitions report downstream: (stream) -> [wm per partition]
@@ -127,7 +127,7 @@ class LocalPipeline:
             scored = proc.score_due(wm)
             merge_into(out.deltas, scored.deltas)
             self.qualified += scored.qualified
-            self._route(f"{funnel.name}/{q}", out, {f"{LOCAL_NAMES[LEADS]}/{q}": wm})
+            self._route(f"{funnel.name}/{q}", out, {f"{LOCAL_NAMES[LEADS]}/{q}": wm}, wall_ms)
             self.rejected_updates += out.rejected_updates
             for fact in out.customers:
                 facts[partition_for(fact["customer_id"], n)].append(fact)
@@ -137,7 +137,7 @@ class LocalPipeline:
         for q in range(n):
             out = self.customers[q].process(facts.get(q, []))
             self._route(f"{customers.name}/{q}", out,
-                        {f"{LOCAL_NAMES[customers.reports_as]}/{q}": cust_wm})
+                        {f"{LOCAL_NAMES[customers.reports_as]}/{q}": cust_wm}, wall_ms)
 
     def _wm(self, proc: Any, p: int, streams: tuple[str, ...]) -> dict[str, int | None]:
         """A stage-1/2 partition's watermark of each of the (input) streams it reads."""
@@ -148,11 +148,15 @@ class LocalPipeline:
                 out[f"{name}/{p}"] = proc.clocks[name].wm if name in proc.clocks else None
         return out
 
-    def _route(self, src: str, out: StageOutput, wm: dict[str, int | None]) -> None:
+    def _route(self, src: str, out: StageOutput, wm: dict[str, int | None],
+               wall_ms: int | None = None) -> None:
         for k, count in out.counts.items():
             self.counts[k] += count
         self.late += out.late
         self.seq += 1
+        if wall_ms is not None:  # as the worker: nothing past retention by the wall clock
+            drop_past_retention(out.deltas, out.sketches,
+                                retention_horizons(wall_ms, self.merge_cfg.retention))
         for q, msg in partial_messages(self.kpi_partitions, src, self.seq, wm, out.deltas,
                                        out.sketches):
             self.merge[q].apply(msg)

@@ -18,7 +18,7 @@ from ..erasure import CONTROL_PREFIX
 from ..events import Decoder, Reject, dead_letter_record, iso_ms
 from ..kpis.customers import CustomerPartition
 from ..kpis.funnel import FunnelPartition
-from ..kpis.messages import Heartbeat, Watermarks, heartbeat, is_heartbeat, partial_messages
+from ..kpis.messages import Heartbeat, Watermarks, heartbeat, is_heartbeat
 from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..topics import Topics
@@ -85,12 +85,11 @@ class DerivedStage(StageRunner[P]):
         self.acc.setdefault(part.partition, StageOutput()).absorb(
             StageOutput(deltas=out.deltas))
 
-    def heartbeat(self, part: Part[P], full: bool) -> list[OutItem]:
+    def heartbeat(self, part: Part[P], full: bool, wall: int) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
         src = f"{self.stage}/{part.partition}"
         wm = self.watermark_doc(part)
-        items = [OutItem(self.topics.partials, p, None, msg) for p, msg in partial_messages(
-            self.settings.kpi_partitions, src, part.seq, wm, acc.deltas, {}, full)]
+        items = self.partials(part, acc, wall, full)
         if self.decl.heartbeat_to is not None and full:
             to = self.topics.logical(self.decl.heartbeat_to)
             items += [OutItem(to, p, None, heartbeat(src, wm))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from .. import erasure
 from ..erasure import CONTROL_PREFIX
 from ..events import Decoder, dead_letter_record, iso_ms
-from ..kpis.messages import heartbeat, partial_messages
+from ..kpis.messages import heartbeat
 from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebPartition
@@ -112,12 +112,12 @@ class InputStage(StageRunner[InputProcessor]):
         return {f"{t}/{part.partition}": (clocks[t].wm if t in clocks else None)
                 for t in self.input_topics}
 
-    def heartbeat(self, part: Part[InputProcessor], full: bool) -> list[OutItem]:
+    def heartbeat(self, part: Part[InputProcessor], full: bool, wall: int
+                  ) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
         src = f"{self.kind}/{part.partition}"
         wm = self.watermark_doc(part)
-        items = [OutItem(self.topics.partials, p, None, msg) for p, msg in partial_messages(
-            self.settings.kpi_partitions, src, part.seq, wm, acc.deltas, acc.sketches, full)]
+        items = self.partials(part, acc, wall, full)
         if self.decl.heartbeat_to is not None and full:
             # the derived stage downstream reports its own watermark from these; one
             # per partition of it

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Generic
@@ -24,6 +24,8 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
 from .. import statecodec
+from ..kpis.messages import drop_past_retention, partial_messages, retention_horizons
+from ..kpis.stage import StageOutput
 from ..kpis.visitors import RAW_KEY_PREFIXES
 from ..outputs.metrics import Metrics
 from ..settings import Settings
@@ -88,10 +90,30 @@ class StageRunner(Generic[P]):
     def tick_part(self, part: Part[P], wall: int) -> None:
         """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
 
-    def heartbeat(self, part: Part[P], full: bool) -> list[OutItem]:
+    def heartbeat(self, part: Part[P], full: bool, wall: int) -> list[OutItem]:
         """Outputs of a flush beyond its outbox: partial aggregates, and with ``full``
         (the timer's flushes) a watermark report to every downstream partition."""
         return []
+
+    def partials(self, part: Part[P], acc: StageOutput, wall: int, full: bool
+                 ) -> list[OutItem]:
+        """A flush's partial aggregates, by merge partition, without the buckets that
+        are past their retention by the wall clock (counted)."""
+        s = self.settings
+        horizons = retention_horizons(wall, {"1m": s.retention_1m_ms,
+                                             "1h": s.retention_1h_ms,
+                                             "1d": s.retention_1d_ms})
+        before = Counter(k[1] for k in acc.deltas)
+        if drop_past_retention(acc.deltas, acc.sketches, horizons):
+            after = Counter(k[1] for k in acc.deltas)
+            for size, n in before.items():
+                if n > after.get(size, 0):
+                    self.metrics.past_retention.labels(self.stage, size).inc(
+                        n - after.get(size, 0))
+        src = f"{self.stage}/{part.partition}"
+        return [OutItem(self.topics.partials, p, None, msg) for p, msg in partial_messages(
+            s.kpi_partitions, src, part.seq, self.watermark_doc(part), acc.deltas,
+            acc.sketches, full)]
 
     def watermark_doc(self, part: Part[P]) -> Any:
         """The watermark this partition's heartbeats report downstream (None: none)."""
@@ -262,7 +284,7 @@ class StageRunner(Generic[P]):
         started = time.perf_counter()
         part.seq += 1
         reported = self.watermark_doc(part)
-        items = part.outbox + self.heartbeat(part, full)
+        items = part.outbox + self.heartbeat(part, full, wall)
         updates = {key: part.proc.dump(key) for key in part.dirty}
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}

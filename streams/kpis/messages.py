@@ -17,6 +17,7 @@ import zlib
 from collections import defaultdict
 from typing import Any, TypedDict
 
+from . import buckets as B
 from .deltas import AggKey, Deltas
 
 PARTIAL_MAX_ITEMS = 4000  # keys or hashes per partial message, to stay well under 1 MB
@@ -100,6 +101,33 @@ def _split(d: list[DeltaRow], h: list[SketchRow]
     if cur_d or cur_h or not pieces:
         pieces.append((cur_d, cur_h))
     return pieces
+
+
+def retention_horizons(now_ms: int, retention: dict[str, int]) -> dict[str, int]:
+    """Per bucket size, the end at or before which a bucket is past its retention."""
+    return {size: now_ms - keep for size, keep in retention.items()}
+
+
+def drop_past_retention(deltas: Deltas, sketches: dict[AggKey, set[int]],
+                        horizons: dict[str, int]) -> int:
+    """Remove the rows of buckets already past their retention (``horizons``, from the
+    wall clock); returns how many.
+
+    The merge stage deletes a bucket once the event time passes its end plus its
+    retention; a bucket that is past it by the wall clock would be deleted before the
+    stream reaches today. A replay of last month builds no minute cells (92 % of the
+    rows a replay sends), and what the merge holds once the replay is done is the
+    same: only the replay's passing moments (its minute views) are not shown."""
+    if not horizons:
+        return 0
+    dropped = 0
+    for rows in (deltas, sketches):
+        gone = [key for key in rows if (h := horizons.get(key[1])) is not None and
+                key[2] < h and B.bucket_end(key[2], key[1]) <= h]
+        for key in gone:
+            del rows[key]
+        dropped += len(gone)
+    return dropped
 
 
 def heartbeat(src: str, wm: Watermarks) -> Heartbeat:

@@ -30,6 +30,7 @@ class Metrics:
     snapshots: Counter
     snapshots_waiting: Gauge
     replayed_partials: Counter
+    past_retention: Counter
     consumer_lag: Gauge
     state_keys: Gauge
 
@@ -76,6 +77,11 @@ class Metrics:
                                       "Partial aggregates ignored because they were "
                                       "already applied (replays after a restart).",
                                       registry=registry),
+            past_retention=Counter(f"{NS}_rows_past_retention",
+                                   "Aggregate rows not sent to the merge stage because "
+                                   "their bucket was past its retention by the wall clock "
+                                   "(a replay of history: minute cells of last month).",
+                                   ["stage", "bucket"], registry=registry),
             consumer_lag=Gauge(f"{NS}_consumer_lag_messages",
                                "Messages on this worker's input partitions not processed "
                                "yet (log end offset minus processed offset).", ["stage"],

@@ -32,3 +32,20 @@ def test_every_row_and_hash_goes_out_once_in_pieces_of_bounded_size(
     assert got == {k: sorted(v) for k, v in sketches.items()}
     if rows + sum(n + 1 for n in hashes) < N:
         assert len(out) == 1  # the common case is one message
+
+
+def test_rows_past_retention_by_the_wall_clock_are_dropped_and_the_rest_kept() -> None:
+    from streams.kpis.messages import drop_past_retention, retention_horizons
+
+    minute, hour = 60_000, 3_600_000
+    now = 100 * hour
+    deltas = {("web", "1m", now - 2 * hour - minute, ""): {"pv": 1},  # ended 2 h ago
+              ("web", "1m", now - 2 * hour, ""): {"pv": 1},  # ends exactly at the horizon
+              ("web", "1m", now - hour, ""): {"pv": 1},
+              ("web", "1h", 0, ""): {"pv": 1}}
+    sketches = {("web", "1m", now - 3 * hour, ""): {1, 2}, ("web", "1h", 0, ""): {3}}
+    horizons = retention_horizons(now, {"1m": 2 * hour - minute, "1h": 200 * hour})
+    assert drop_past_retention(deltas, sketches, horizons) == 3
+    assert set(deltas) == {("web", "1m", now - hour, ""), ("web", "1h", 0, "")}
+    assert set(sketches) == {("web", "1h", 0, "")}
+    assert drop_past_retention(deltas, sketches, {}) == 0
