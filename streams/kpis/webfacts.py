@@ -179,7 +179,8 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
         return new_sessions
     h = visitor_hash(vid)
     lo = min(start for _, start in affected)
-    hi = max(bucket_end(start, size) for size, start in affected)
+    # every affected bucket comes with the day it is in: the last day ends the span
+    hi = max(bucket_end(start, size) for size, start in affected if size == "1d")
     before = _membership(old_sessions, affected, lo, hi, tdim, human)
     after = _membership(new_sessions, affected, lo, hi, tdim, human)
     # a new visitor counts once, in the channel and device of its first session
@@ -190,6 +191,10 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
         old_acq = _acquisition(old_sessions, old.first)
         new_acq = _acquisition(new_sessions, new.first)
     empty: set[str] = set()
+    # a bucket holds a time exactly when it is one of that time's buckets
+    none: set[Bucket] = set()
+    old_first = set(starts(old.first)) if human and old.first is not None else none
+    new_first = set(starts(new.first)) if human and new.first is not None else none
     for b in affected:
         size, start = b
         was = before.get(b, empty)
@@ -207,9 +212,8 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
                     got.add(h)
         if not human:
             continue  # new users are people's
-        end = bucket_end(start, size)
-        was_new = old.first is not None and start <= old.first < end
-        is_new = new.first is not None and start <= new.first < end
+        was_new = b in old_first
+        is_new = b in new_first
         if was_new and is_new and old_acq == new_acq:
             continue
         if was_new:
