@@ -142,7 +142,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_tree(tree: Path, argv: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # the tree first; other entries of PYTHONPATH stay (not this tree: it would shadow)
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and Path(p).resolve() != ROOT]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), *rest])}
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--once", *argv],
                          env=env, capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(out.stdout)
