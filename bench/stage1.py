@@ -12,8 +12,8 @@ goes through ``Decoder.decode`` (as ``InputStage.ingest`` calls it), and the rec
 of each worker step (``--take`` messages over all partitions, as
 ``KPI_TAKE_MESSAGES``) go through one ``WebPartition.process``, followed by
 ``to_state`` of every visitor it touched (what the flush writes to the changelog).
-The web stage is configured as the worker configures it (``web_config``: the default
-settings, with the built-in lead-scoring rules).
+The web stage is configured as the worker configures it (the default settings, with
+the built-in lead-scoring rules).
 
 With ``--base DIR`` the same measurement also runs against the source tree at DIR
 (e.g. a checkout of main), alternating with this tree, each in its own process;
@@ -87,15 +87,22 @@ def _array(lines: list[bytes], batch: int) -> bytes:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One pass in this process (whatever ``streams`` is on the path)."""
-    from streams.agents.stages import web_config
     from streams.events import Decoder
-    from streams.kpis.web import WebPartition
+    from streams.kpis.scoring import scoring_from_settings
+    from streams.kpis.web import WebConfig, WebPartition
     from streams.settings import load_settings
 
     msgs = messages(page_views(args.days, args.seed), args.partitions, args.batch)
     settings = load_settings({})
     decoder = Decoder.from_settings(settings)
-    webs = [WebPartition(web_config(settings)) for _ in range(args.partitions)]
+    s = settings  # as the worker configures the web stage (its web_config)
+    cfg = WebConfig(
+        lateness_ms=s.allowed_lateness_ms, session_timeout_ms=s.session_timeout_ms,
+        split_midnight=s.session_split_midnight, split_campaign=s.session_split_campaign,
+        engaged_ms=s.engaged_ms, lead_goals=frozenset(s.lead_goals),
+        lookback_ms=s.attribution_lookback_ms, half_life_ms=s.time_decay_half_life_ms,
+        visitor_ttl_ms=s.visitor_ttl_ms, scoring=scoring_from_settings(s))
+    webs = [WebPartition(cfg) for _ in range(args.partitions)]
     now = START_MS + 400 * 86_400_000
     topic = "page_views"
     spent = dict.fromkeys(PHASES, 0.0)
