@@ -17,7 +17,7 @@ import orjson
 
 from .channels import ChannelRules, Currency
 from .records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Record, Spend
-from .schemas import Check, load_checks, parse_rfc3339_ms
+from .schemas import Check, load_checks, load_gates, parse_rfc3339_ms, through_gate
 from .settings import Settings
 from .topics import EVENT_TYPES
 
@@ -69,10 +69,15 @@ class Decoder:
 
     def __init__(self, rules: ChannelRules, currency: Currency, checks: dict[str, Check], *,
                  max_message_bytes: int, max_batch_events: int,
-                 max_future_skew_ms: int) -> None:
+                 max_future_skew_ms: int,
+                 gates: dict[str, tuple[Any, tuple[str, ...]]] | None = None) -> None:
         self.rules = rules
         self.currency = currency
         self.checks = checks
+        # per event type: a msgspec type of a list of its events that refuses whatever
+        # the check refuses (see streams.schemas.gate_type), and its date-time fields
+        self.gates = gates or {}
+        self._channels: dict[tuple[Any, ...], str] = {}
         self.max_message_bytes = max_message_bytes
         self.max_batch_events = max_batch_events
         self.max_future_skew_ms = max_future_skew_ms
@@ -94,6 +99,7 @@ class Decoder:
             max_message_bytes=settings.max_message_bytes,
             max_batch_events=settings.max_batch_events,
             max_future_skew_ms=settings.max_future_skew_ms,
+            gates=load_gates(list(EVENT_TYPES)),
         )
 
     # -- messages ---------------------------------------------------------------
@@ -116,6 +122,9 @@ class Decoder:
             return [], [Reject("too_large", None, "JSON nested deeper than "
                                f"{MAX_NESTING} levels", raw)]
         if isinstance(doc, dict):
+            gated = self._gated([doc], expected_type, now_ms, raw)
+            if gated is not None:
+                return gated
             record, reject = self.event(doc, expected_type, now_ms, raw)
             return ([record], []) if record is not None else ([], [reject])  # type: ignore[list-item]
         if isinstance(doc, list):
@@ -125,6 +134,9 @@ class Decoder:
             if len(doc) > self.max_batch_events:
                 return [], [Reject("too_large", None, f"batch of {len(doc)} events exceeds "
                                    f"{self.max_batch_events}", raw)]
+            gated = self._gated(doc, expected_type, now_ms, None)
+            if gated is not None:
+                return gated
             records: list[Record] = []
             rejects: list[Reject] = []
             for i, item in enumerate(doc):
@@ -144,6 +156,32 @@ class Decoder:
         return [], [Reject("not_an_object", None,
                            f"message is a JSON {type(doc).__name__}, not an event or array",
                            raw)]
+
+    def _gated(self, events: list[Any], expected_type: str | None, now_ms: int,
+               raw: bytes | None) -> tuple[list[Record], list[Reject]] | None:
+        """The message's events through the schema's msgspec gate, all at once: what
+        :meth:`event` makes of each, or None if the gate refuses any of them (then
+        every event goes through :meth:`event`, which alone gives reasons)."""
+        if expected_type is None:
+            return None
+        gate = self.gates.get(expected_type)
+        if gate is None:
+            return None
+        times = through_gate(events, *gate)
+        if times is None:
+            return None
+        records: list[Record] = []
+        rejects: list[Reject] = []
+        for i, obj in enumerate(events):
+            record, reject = self._normalise(obj, expected_type, times[i], now_ms, raw)
+            if record is not None:
+                records.append(record)
+            else:
+                assert reject is not None
+                if raw is None:
+                    reject.batch_index = i
+                rejects.append(reject)
+        return records, rejects
 
     # -- one event --------------------------------------------------------------
     def event(self, obj: dict[str, Any], expected_type: str | None, now_ms: int,
@@ -173,16 +211,24 @@ class Decoder:
         problem = check(obj)
         if problem is not None:
             return reject(*problem)
-        t = parse_rfc3339_ms(obj["occurred_at"])
+        return self._normalise(obj, et, parse_rfc3339_ms(obj["occurred_at"]), now_ms, raw)
+
+    def _normalise(self, obj: dict[str, Any], et: str, t: int, now_ms: int,
+                   raw: bytes | None) -> tuple[Record | None, Reject | None]:
+        """A valid event at ``t``: refused only if from the future or unconvertible."""
         if t > now_ms + self.max_future_skew_ms:
-            return reject("future_event", "occurred_at",
-                          f"{obj['occurred_at']} is more than the allowed skew ahead of "
-                          "the clock")
-        try:
-            record: Record = self._build[et](obj, t)
-        except _Bad as bad:
-            return reject(bad.reason, bad.field, bad.detail)
-        return record, None
+            bad = _Bad("future_event", "occurred_at",
+                       f"{obj['occurred_at']} is more than the allowed skew ahead of the "
+                       "clock")
+        else:
+            try:
+                return self._build[et](obj, t), None
+            except _Bad as exc:
+                bad = exc
+        eid = obj.get("event_id")
+        original = raw if raw is not None else _encode(obj, b"")
+        return None, Reject(bad.reason, bad.field, bad.detail, original,
+                            event_id=eid if isinstance(eid, str) else None)
 
     # -- normalisation per type ------------------------------------------------
     def _money(self, obj: dict[str, Any], name: str) -> float:
@@ -192,11 +238,23 @@ class Decoder:
                        f"{obj['currency']} is not in the rate table")
         return converted
 
+    def _channel(self, explicit: Any, utm_medium: Any, referrer: Any, url: Any) -> str:
+        """The rules' channel of a touch, remembered per combination of its inputs (the
+        rules are fixed; a site's pages and referrers repeat)."""
+        key = (explicit, utm_medium, referrer, url)
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = self.rules.channel(explicit, utm_medium, referrer, url)
+            if len(self._channels) >= CHANNEL_MEMO:
+                self._channels.clear()
+            self._channels[key] = channel
+        return channel
+
     def _page_view(self, o: dict[str, Any], t: int) -> PageView:
         url = o["url"]
         return PageView(
             o["event_id"], t, o["visitor_id"], url, o["page_type"],
-            self.rules.channel(o.get("channel"), o.get("utm_medium"), o.get("referrer"), url),
+            self._channel(o.get("channel"), o.get("utm_medium"), o.get("referrer"), url),
             o.get("device") or "unknown",
             int(o.get("engaged_ms") or 0),
             o.get("utm_campaign"),
@@ -215,7 +273,7 @@ class Decoder:
         if not (o.get("channel") or o.get("utm_medium") or o.get("utm_source")
                 or o.get("utm_campaign")):
             return None
-        return self.rules.channel(o.get("channel"), o.get("utm_medium"), None, None)
+        return self._channel(o.get("channel"), o.get("utm_medium"), None, None)
 
     def _email_event(self, o: dict[str, Any], t: int) -> EmailEvent:
         return EmailEvent(o["event_id"], t, o["message_id"], o["campaign"], o["type"],
@@ -257,6 +315,7 @@ def _traffic(o: dict[str, Any]) -> str:
     return "human"
 
 
+CHANNEL_MEMO = 8192  # channel inputs remembered (then forgotten all at once)
 MAX_NESTING = 32  # levels of JSON nesting an input message may have (events are flat)
 
 

@@ -1,0 +1,159 @@
+"""A visitor's kept events and the sessions they make. Pure.
+
+The web stage (:mod:`.web`) keeps, per visitor, its page views and form submits
+as small tuples sorted by ``(t, event_id)``; :func:`sessionize` cuts them into
+sessions (a gap of the session timeout ends one, and optionally local midnight
+or a new campaign) and attaches each form to the session it happened in.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+from .buckets import DAY, floor, starts
+from .deltas import dim
+from .scoring import ScoringConfig
+
+# page view: (t, event_id, page_type, channel, device, engaged_ms, campaign)
+PV = tuple[int, str, str, str, str, int, str | None]
+# form submit: (t, event_id, contact_id, goal, channel or None, campaign)
+FS = tuple[int, str, str, str, str | None, str | None]
+Bucket = tuple[str, int]  # (size, start)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    lateness_ms: int = 600_000
+    session_timeout_ms: int = 1_800_000
+    split_midnight: bool = False
+    split_campaign: bool = False
+    engaged_ms: int = 10_000
+    lead_goals: frozenset[str] = frozenset(
+        {"call_click", "contact", "content_download", "demo_request", "inquiry",
+         "newsletter_signup"})
+    lookback_ms: int = 30 * DAY
+    half_life_ms: int = 7 * DAY
+    visitor_ttl_ms: int = 400 * DAY
+    scoring: ScoringConfig | None = None
+
+
+@dataclass(slots=True)
+class Session:
+    start: int
+    last_pv: int
+    pvs: list[PV]
+    forms: list[FS] = field(default_factory=list)
+    campaign: str | None = None
+    # page views per 1m, 1h and 1d bucket, worked out once (see ``per_bucket``)
+    _per_bucket: dict[Bucket, int] | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.pvs[0][3]
+
+    @property
+    def device(self) -> str:
+        return self.pvs[0][4]
+
+    @property
+    def landing(self) -> str:
+        return self.pvs[0][2]
+
+    @property
+    def first_campaign(self) -> str | None:
+        """The campaign an attribution touch credits: the first page view's, as the
+        session's channel is (``campaign`` is the newest seen, for splitting)."""
+        return self.pvs[0][6]
+
+    @property
+    def end(self) -> int:
+        return max(self.last_pv, self.forms[-1][0]) if self.forms else self.last_pv
+
+    def identity(self) -> tuple[Any, ...]:
+        return (tuple(p[1] for p in self.pvs), tuple(f[1] for f in self.forms))
+
+    def dims(self) -> tuple[str, str, str, str]:
+        """The dims a human session counts in: total, channel, device, landing page."""
+        first = self.pvs[0]
+        return ("", dim("channel", first[3]), dim("device", first[4]),
+                dim("page_type", first[2]))
+
+    def per_bucket(self) -> dict[Bucket, int]:
+        """Page views per (size, start) bucket: a session can span several."""
+        counts = self._per_bucket
+        if counts is None:
+            counts = self._per_bucket = {}
+            get = counts.get
+            for pv in self.pvs:
+                for b in starts(pv[0]):
+                    counts[b] = get(b, 0) + 1
+        return counts
+
+
+@dataclass(slots=True)
+class Visitor:
+    first: int | None = None  # first page view ever (as far as we know)
+    pvs: list[PV] = field(default_factory=list)  # sorted by (t, event_id)
+    forms: list[FS] = field(default_factory=list)  # sorted by (t, event_id)
+    # pruned session starts: (start, channel, campaign or None)
+    touches: list[tuple[Any, ...]] = field(default_factory=list)
+    leads: dict[str, str] = field(default_factory=dict)  # form event_id -> emitted signature
+    score: list[Any] = field(default_factory=list)  # lead-score facts [t, event_id, rule, pts]
+    contacts: list[str] = field(default_factory=list)  # contacts its forms named
+
+    def ids(self) -> set[str]:
+        """Event ids kept for this visitor (what deduplication compares against)."""
+        return {p[1] for p in self.pvs} | {f[1] for f in self.forms}
+
+    def to_state(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"f": self.first, "p": self.pvs, "s": self.forms,
+                               "h": self.touches, "l": self.leads}
+        if self.score or self.contacts:
+            doc["sc"], doc["ct"] = self.score, self.contacts
+        return doc
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> Visitor:
+        return cls(d["f"], [tuple(p) for p in d["p"]], [tuple(f) for f in d["s"]],
+                   [tuple(h) for h in d["h"]], d["l"], d.get("sc", []), d.get("ct", []))
+
+
+def sessionize(pvs: list[PV], forms: list[FS], cfg: WebConfig) -> tuple[list[Session], list[FS]]:
+    """Sessions of sorted page views, with forms attached; returns (sessions, standalone)."""
+    sessions: list[Session] = []
+    cur: Session | None = None
+    timeout = cfg.session_timeout_ms
+    split_midnight, split_campaign = cfg.split_midnight, cfg.split_campaign
+    for pv in pvs:
+        t, campaign = pv[0], pv[6]
+        if cur is not None and t - cur.last_pv < timeout \
+                and not (split_midnight and floor(t, "1d") != floor(cur.last_pv, "1d")) \
+                and not (split_campaign and campaign is not None
+                         and campaign != cur.campaign):
+            cur.pvs.append(pv)
+            cur.last_pv = t
+            if campaign is not None:
+                cur.campaign = campaign
+        else:
+            cur = Session(t, t, [pv], campaign=campaign)
+            sessions.append(cur)
+    standalone: list[FS] = []
+    if forms:
+        session_starts = [s.start for s in sessions]
+        for f in forms:
+            i = bisect_right(session_starts, f[0]) - 1
+            if i >= 0 and f[0] < sessions[i].last_pv + timeout:
+                sessions[i].forms.append(f)
+            else:
+                standalone.append(f)
+    return sessions, standalone
+
+
+def insort(items: list[Any], item: Any) -> None:
+    """Insert into a sorted list; the common case (newest last) is an append."""
+    if not items or items[-1] <= item:
+        items.append(item)
+    else:
+        items.insert(bisect_right(items, item), item)

@@ -1,0 +1,227 @@
+"""What a visitor's sessions contribute to the web KPIs, and how a batch changes it. Pure.
+
+:func:`visitor_facts` compares a visitor's sessions before and after a batch and
+adds the difference of their contributions to the stage's deltas: sessions that
+changed are retracted and added again whole, users and new users are counted
+again in every bucket a changed session has page views in. Only the net change
+is written: a component that a batch would retract and add back (a user still
+counted in the same dims of a bucket) is left alone, which is what the sum of
+both would have been.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from .buckets import bucket_end, starts
+from .deltas import AggKey, Deltas, dim
+from .sessions import FS, Bucket, Session, Visitor, WebConfig, sessionize
+
+FAMILY = "web"
+OTHER_TRAFFIC = "\x06"  # visitor key prefix of bot and internal traffic (then type, \x1f, id)
+
+
+def traffic_of(vid: str) -> str:
+    """The traffic type a (possibly prefixed) visitor key stands for."""
+    if vid.startswith(OTHER_TRAFFIC):
+        return vid[1:vid.index("\x1f")]
+    return "human"
+
+
+def visitor_hash(visitor_id: str) -> int:
+    """Stable 63-bit hash of a visitor id for the distinct-count sketches."""
+    return int.from_bytes(hashlib.blake2b(visitor_id.encode(), digest_size=8).digest(),
+                          "big") >> 1
+
+
+def _add(out: Deltas, key: AggKey, component: str, value: int) -> None:
+    comps = out.get(key)
+    if comps is None:
+        out[key] = {component: value}
+    else:
+        comps[component] = comps.get(component, 0) + value
+
+
+def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
+                  human: bool) -> None:
+    """Add (``sign`` 1) or retract (-1) one session's contribution."""
+    per_bucket = s.per_bucket()
+    get = out.get
+    if not human:  # bots and internal traffic: sessions and page views by traffic_type
+        for size, start in starts(s.start):
+            _add(out, (FAMILY, size, start, tdim), "se", sign)
+        for (size, start), count in per_bucket.items():
+            _add(out, (FAMILY, size, start, tdim), "pv", sign * count)
+        return
+    dims = s.dims()
+    pvs = s.pvs
+    n = len(pvs)
+    converted = 1 if s.forms else 0
+    duration = s.end - s.start
+    engaged_time = max(duration, sum(p[5] for p in pvs))
+    engaged = 1 if (engaged_time >= cfg.engaged_ms or n >= 2 or converted) else 0
+    bounced = 1 if (n == 1 and not converted) else 0
+    comps = {c: v for c, v in (("se", sign), ("sp", sign * n), ("bo", sign * bounced),
+                                ("en", sign * engaged), ("du", sign * duration),
+                                ("sc", sign * converted)) if v}
+    items = comps.items()
+    for size, start in starts(s.start):
+        for d in dims:
+            key = (FAMILY, size, start, d)
+            cur = get(key)
+            if cur is None:
+                out[key] = dict(comps)
+            else:
+                cur_get = cur.get
+                for comp, value in items:
+                    cur[comp] = cur_get(comp, 0) + value
+    pv_dims = dims[:3]
+    for (size, start), count in per_bucket.items():
+        value = sign * count
+        for d in pv_dims:
+            key = (FAMILY, size, start, d)
+            cur = get(key)
+            if cur is None:
+                out[key] = {"pv": value}
+            else:
+                cur["pv"] = cur.get("pv", 0) + value
+    for f in s.forms:
+        _conversion(f, dims, sign, out)
+
+
+def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas) -> None:
+    goal = dim("goal", f[3])
+    for size, start in starts(f[0]):
+        for d in (*dims, goal):
+            _add(out, (FAMILY, size, start, d), "cv", sign)
+
+
+def standalone_facts(f: FS, sign: int, out: Deltas) -> None:
+    """A conversion outside any session counts in conversions, not in session rates;
+    by device it is unknown (catalogue section 10)."""
+    _conversion(f, ("", dim("channel", f[4] or "direct"), dim("device", "unknown")), sign,
+                out)
+
+
+def _membership(sessions: list[Session], affected: set[Bucket], lo: int, hi: int,
+                tdim: str, human: bool) -> dict[Bucket, set[str]]:
+    """Per affected bucket, the dims the visitor counts in as a user: those of every
+    session with a page view in it (``lo``..``hi``: the span the buckets cover)."""
+    members: dict[Bucket, set[str]] = {}
+    for s in sessions:
+        if s.start >= hi or s.last_pv < lo:
+            continue
+        dims: tuple[str, ...] | None = None
+        for b in s.per_bucket():
+            if b in affected:
+                if dims is None:
+                    dims = s.dims() if human else (tdim,)
+                got = members.get(b)
+                if got is None:
+                    members[b] = set(dims)
+                else:
+                    got.update(dims)
+    return members
+
+
+def _acquisition(sessions: list[Session], first: int | None) -> tuple[str, ...]:
+    """Dims a new visitor counts in: the total, and the channel and device of the
+    session that holds its first page view ever."""
+    if first is None:
+        return ()
+    for s in sessions:
+        if s.pvs[0][0] == first:
+            return ("", dim("channel", s.channel), dim("device", s.device))
+    return ("",)  # its first page view is no longer kept: it is not new here
+
+
+def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Deltas,
+                  sketches: dict[AggKey, set[int]], traffic: str) -> list[Session]:
+    """Add a visitor's change of contribution; returns its sessions now."""
+    human = traffic == "human"
+    tdim = dim("traffic_type", traffic)
+    old_sessions, old_alone = sessionize(old.pvs, old.forms, cfg)
+    new_sessions, new_alone = sessionize(new.pvs, new.forms, cfg)
+    old_ids = {s.identity(): s for s in old_sessions}
+    changed: list[Session] = []
+    kept: set[tuple[object, ...]] = set()
+    for i, s in enumerate(new_sessions):
+        ident = s.identity()
+        same = old_ids.get(ident)
+        if same is None:
+            session_facts(s, 1, cfg, out, tdim, human)
+            changed.append(s)
+        else:
+            kept.add(ident)
+            new_sessions[i] = same  # equal: the same events (reuses its bucket counts)
+    for ident, s in old_ids.items():
+        if ident not in kept:
+            session_facts(s, -1, cfg, out, tdim, human)
+            changed.append(s)
+    if human and (old_alone or new_alone):
+        old_alone_ids = {f[1] for f in old_alone}
+        new_alone_ids = {f[1] for f in new_alone}
+        for f in old_alone:
+            if f[1] not in new_alone_ids:
+                standalone_facts(f, -1, out)
+        for f in new_alone:
+            if f[1] not in old_alone_ids:
+                standalone_facts(f, 1, out)
+    # users and new users, for every bucket a changed session has page views in
+    affected: set[Bucket] = set()
+    for s in changed:
+        affected.update(s.per_bucket())
+    if old.first != new.first:
+        for t in (old.first, new.first):
+            if t is not None:
+                affected.update(starts(t))
+    if not affected:
+        return new_sessions
+    h = visitor_hash(vid)
+    lo = min(start for _, start in affected)
+    # every affected bucket comes with the day it is in: the last day ends the span
+    hi = max(bucket_end(start, size) for size, start in affected if size == "1d")
+    before = _membership(old_sessions, affected, lo, hi, tdim, human)
+    after = _membership(new_sessions, affected, lo, hi, tdim, human)
+    # a new visitor counts once, in the channel and device of its first session
+    # ever (acquisition, as GA4 does), whatever its other sessions in the bucket
+    old_acq: tuple[str, ...] = ()
+    new_acq: tuple[str, ...] = ()
+    if human:
+        old_acq = _acquisition(old_sessions, old.first)
+        new_acq = _acquisition(new_sessions, new.first)
+    empty: set[str] = set()
+    # a bucket holds a time exactly when it is one of that time's buckets
+    none: set[Bucket] = set()
+    old_first = set(starts(old.first)) if human and old.first is not None else none
+    new_first = set(starts(new.first)) if human and new.first is not None else none
+    for b in affected:
+        size, start = b
+        was = before.get(b, empty)
+        now = after.get(b, empty)
+        if was != now:
+            for d in was - now:
+                _add(out, (FAMILY, size, start, d), "us", -1)
+            for d in now - was:
+                key = (FAMILY, size, start, d)
+                _add(out, key, "us", 1)
+                got = sketches.get(key)
+                if got is None:
+                    sketches[key] = {h}
+                else:
+                    got.add(h)
+        if not human:
+            continue  # new users are people's
+        was_new = b in old_first
+        is_new = b in new_first
+        if was_new and is_new and old_acq == new_acq:
+            continue
+        if was_new:
+            for d in old_acq:
+                if not (is_new and d in new_acq):
+                    _add(out, (FAMILY, size, start, d), "nu", -1)
+        if is_new:
+            for d in new_acq:
+                if not (was_new and d in old_acq):
+                    _add(out, (FAMILY, size, start, d), "nu", 1)
+    return new_sessions
