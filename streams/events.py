@@ -16,8 +16,10 @@ from typing import Any
 import orjson
 
 from .channels import ChannelRules, Currency
+from .gates import load_gates, through_gate
+from .kpis.localtime import iso_ms
 from .records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Record, Spend
-from .schemas import Check, load_checks, load_gates, parse_rfc3339_ms, through_gate
+from .schemas import Check, load_checks, parse_rfc3339_ms
 from .settings import Settings
 from .topics import EVENT_TYPES
 
@@ -36,14 +38,6 @@ class Reject:
     def describe(self) -> str:
         where = f"{self.field}: " if self.field else ""
         return f"{self.reason} ({where}{self.detail})"
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch milliseconds -> RFC 3339 UTC with milliseconds and a Z."""
-    from datetime import UTC, datetime
-
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def dead_letter_record(reject: Reject, topic: str, partition: int, offset: int,
@@ -75,7 +69,7 @@ class Decoder:
         self.currency = currency
         self.checks = checks
         # per event type: a msgspec type of a list of its events that refuses whatever
-        # the check refuses (see streams.schemas.gate_type), and its date-time fields
+        # the check refuses (see streams.gates.gate_type), and its date-time fields
         self.gates = gates or {}
         self._channels: dict[tuple[Any, ...], str] = {}
         self.max_message_bytes = max_message_bytes
@@ -346,3 +340,6 @@ class _Bad(Exception):
     def __init__(self, reason: str, field: str | None, detail: str) -> None:
         super().__init__(detail)
         self.reason, self.field, self.detail = reason, field, detail
+
+
+__all__ = ["Decoder", "Reject", "dead_letter_record", "iso_ms"]

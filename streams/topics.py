@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .kpis.messages import dim_partition
 from .settings import Settings
+from .topology import EVENT_KEY_FIELD, STAGES
 
 # Nothing on a state topic younger than this is compacted: an unconfirmed flush can be
 # rolled back, and a local store's checkpoint younger than this is trusted
@@ -25,17 +26,6 @@ EVENT_TOPIC_ATTR: dict[str, str] = {
     "deal_update": "topic_deal_updates",
     "spend": "topic_spend",
     "engagement": "topic_engagements",
-}
-
-# event_type -> the field whose value is the Kafka message key (design.md: the key
-# decides which stage-1 state a message updates). None falls back as noted.
-EVENT_KEY_FIELD: dict[str, str] = {
-    "page_view": "visitor_id",
-    "form_submit": "visitor_id",
-    "email_event": "message_id",
-    "deal_update": "contact_id",
-    "spend": "channel",
-    "engagement": "campaign",
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_TOPIC_ATTR)
@@ -140,8 +130,6 @@ class Topics:
             TopicSpec(self.customers, n_in, config={"retention.ms": str(7 * 86_400_000)}),
             TopicSpec(self.erasures, 1, config={"retention.ms": "-1"}),
         ]
-        from .topology import STAGES  # the topology names its topics through this module
-
         for stage in STAGES:
             parts = n_kpi if stage.partitions == "kpi" else n_in
             specs.append(TopicSpec(self.state(stage.name), parts, compacted=True,

@@ -39,9 +39,19 @@ from .kpis.web import WebConfig, WebPartition
 from .records import DealUpdate, EmailEvent, Engagement, FormSubmit, PageView, Spend
 from .settings import Settings
 from .statestore import ColdView, MemoryStore
-from .topics import EVENT_KEY_FIELD
 
 LEADS, CUSTOMERS, PARTIALS = "leads", "customers", "partials"
+
+# event_type -> the field whose value is the Kafka message key (design.md: the key
+# decides which stage-1 state a message updates). None falls back as noted.
+EVENT_KEY_FIELD: dict[str, str] = {
+    "page_view": "visitor_id",
+    "form_submit": "visitor_id",
+    "email_event": "message_id",
+    "deal_update": "contact_id",
+    "spend": "channel",
+    "engagement": "campaign",
+}
 
 # the names the in-process pipeline gives the streams (no Kafka, no namespace)
 LOCAL_NAMES: dict[str, str] = {
@@ -179,7 +189,7 @@ def input_key(event_type: str, rec: Any) -> str:
     return str(rec.deal_id) if event_type == "deal_update" else "unallocated"
 
 
-__all__ = ["BY_NAME", "CUSTOMERS", "EVENT_OF_RECORD", "FEEDS", "INPUT_STAGES", "LEADS",
-           "LOCAL_NAMES", "PARTIALS", "STAGES", "STAGE_OF_EVENT", "Naming", "StageDecl",
-           "email_config", "feeds", "funnel_config", "input_key", "merge_config", "modes",
-           "web_config"]
+__all__ = ["BY_NAME", "CUSTOMERS", "EVENT_KEY_FIELD", "EVENT_OF_RECORD", "FEEDS",
+           "INPUT_STAGES", "LEADS", "LOCAL_NAMES", "PARTIALS", "STAGES", "STAGE_OF_EVENT",
+           "Naming", "StageDecl", "email_config", "feeds", "funnel_config", "input_key",
+           "merge_config", "modes", "web_config"]

@@ -21,11 +21,11 @@ from typing import Any
 
 import msgpack
 
-from ..events import iso_ms
 from ..records import DealUpdate
 from . import visitors as vis
 from .deltas import prune_zero
 from .funnel_facts import FunnelConfig, contact_facts, deal_view, lead_of
+from .localtime import iso_ms
 from .scoring import LEAD_SCORE_DELAY_MS, lead_score_facts, mql_facts
 from .stage import StageOutput
 from .visitors import ColdBacked, ColdStore, hot_name

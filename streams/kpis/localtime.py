@@ -229,3 +229,11 @@ class Calendar:
         for _ in range(n):
             start = self.floor(start - 1, size)
         return start
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds -> RFC 3339 UTC with milliseconds and a Z."""
+    from datetime import UTC, datetime
+
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any, TypedDict
 
 from . import buckets as B
@@ -45,8 +46,10 @@ class Heartbeat(TypedDict):
     wm: Watermarks
 
 
+@lru_cache(maxsize=1 << 16)
 def dim_partition(dim: str, partitions: int) -> int:
-    """Merge partition of a dim: every cell of one dim lives on one partition."""
+    """Merge partition of a dim: every cell of one dim lives on one partition. (Dims
+    are few, and this runs for every row of every flush: remembered.)"""
     return zlib.crc32(dim.encode()) % partitions
 
 

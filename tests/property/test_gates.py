@@ -1,6 +1,6 @@
 """The msgspec gates agree with the JSON Schemas, and decoding through them changes nothing.
 
-A gate (``streams.schemas.gate_type``) lets a whole message of events past the
+A gate (``streams.gates.gate_type``) lets a whole message of events past the
 compiled checks in one C call. It may refuse more than the schema (then the checks
 judge, and give the reasons), never less: every event it passes, the reference
 ``jsonschema`` validator and the compiled check pass too. And whatever a message
@@ -19,14 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.events import Decoder
-from streams.schemas import (
-    compile_schema,
-    date_fields,
-    gate_type,
-    load_gates,
-    load_schema,
-    through_gate,
-)
+from streams.gates import date_fields, gate_type, load_gates, through_gate
+from streams.schemas import compile_schema, load_schema
 from streams.settings import load_settings
 from streams.topics import EVENT_TYPES
 from tests.conftest import NOW, event

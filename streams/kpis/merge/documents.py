@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import buckets as B
 from ..catalogue import BY_DIM, KPI, Comps, Context, Modes, dim_name, evaluate, kpis_for
+from ..localtime import iso_ms
 from .state import NEVER, Cell, CellKey, PartitionAttrs, Snapshot, cell_store_key, present
 
 
@@ -142,6 +143,4 @@ def _names_for_families(dim: str, families: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _iso_ms(ms: int) -> str:
-    from ...events import iso_ms
-
     return iso_ms(ms)
