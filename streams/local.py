@@ -52,8 +52,10 @@ class LocalPipeline:
                  session_timeout_ms: int = 1_800_000,
                  retention: dict[str, int] | None = None, default_margin: float = 1.0,
                  publish: set[str] | None = None,
-                 scoring: ScoringConfig | None = None) -> None:
+                 scoring: ScoringConfig | None = None, skip_expired: bool = False) -> None:
         self.publish = publish  # windows to build snapshots for (None: all)
+        # as KPI_REPLAY_SKIP_EXPIRED: buckets past retention by the wall clock not built
+        self.skip_expired = skip_expired
         self.partitions = partitions
         self.kpi_partitions = kpi_partitions
         web = web or WebConfig(lateness_ms=lateness_ms, session_timeout_ms=session_timeout_ms)
@@ -154,7 +156,7 @@ class LocalPipeline:
             self.counts[k] += count
         self.late += out.late
         self.seq += 1
-        if wall_ms is not None:  # as the worker: nothing past retention by the wall clock
+        if wall_ms is not None and self.skip_expired:  # KPI_REPLAY_SKIP_EXPIRED
             drop_past_retention(out.deltas, out.sketches,
                                 retention_horizons(wall_ms, self.merge_cfg.retention))
         for q, msg in partial_messages(self.kpi_partitions, src, self.seq, wm, out.deltas,

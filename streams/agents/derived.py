@@ -18,17 +18,17 @@ from ..erasure import CONTROL_PREFIX
 from ..events import Decoder, Reject, dead_letter_record, iso_ms
 from ..kpis.customers import CustomerPartition
 from ..kpis.funnel import FunnelPartition
-from ..kpis.messages import Heartbeat, Watermarks, heartbeat, is_heartbeat
+from ..kpis.messages import Heartbeat, Watermarks, is_heartbeat
 from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..topics import Topics
 from ..topology import BY_NAME
 from .contracts import OutItem, P, Part
 from .inputs import PRUNE_EVERY_MS, erased
-from .runner import StageRunner
+from .runner import FeedingStage
 
 
-class DerivedStage(StageRunner[P]):
+class DerivedStage(FeedingStage[P]):
     """A stage whose watermark is the lowest its upstream partitions reported."""
 
     def __init__(self, name: str, topics: Topics, **kw: Any) -> None:
@@ -41,7 +41,6 @@ class DerivedStage(StageRunner[P]):
         assert self.decl.reports_as is not None
         self.own_name = topics.logical(self.decl.reports_as)
         self.src_wm: dict[int, Watermarks] = defaultdict(dict)
-        self.acc: dict[int, StageOutput] = {}
 
     def buffers(self) -> list[dict[int, Any]]:
         """Per-partition work in hand, dropped with a revoked partition."""
@@ -84,17 +83,6 @@ class DerivedStage(StageRunner[P]):
     def accumulate(self, part: Part[P], out: StageOutput) -> None:
         self.acc.setdefault(part.partition, StageOutput()).absorb(
             StageOutput(deltas=out.deltas))
-
-    def heartbeat(self, part: Part[P], full: bool, wall: int) -> list[OutItem]:
-        acc = self.acc.pop(part.partition, None) or StageOutput()
-        src = f"{self.stage}/{part.partition}"
-        wm = self.watermark_doc(part)
-        items = self.partials(part, acc, wall, full)
-        if self.decl.heartbeat_to is not None and full:
-            to = self.topics.logical(self.decl.heartbeat_to)
-            items += [OutItem(to, p, None, heartbeat(src, wm))
-                      for p in range(self.settings.input_partitions)]
-        return items
 
     def meta_extra(self, part: Part[P]) -> dict[str, Any]:
         return {"src_wm": self.src_wm[part.partition]}

@@ -15,14 +15,13 @@ from typing import Any, Protocol
 from .. import erasure
 from ..erasure import CONTROL_PREFIX
 from ..events import Decoder, dead_letter_record, iso_ms
-from ..kpis.messages import heartbeat
 from ..kpis.stage import StageOutput
 from ..kpis.watermark import PartitionClock
 from ..kpis.web import WebPartition
 from ..topics import Topics
 from ..topology import BY_NAME, EVENT_OF_RECORD
 from .contracts import OutItem, Part, Processor
-from .runner import StageRunner
+from .runner import FeedingStage
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def type_name(rec: Any) -> str:
     return EVENT_OF_RECORD[type(rec)]
 
 
-class InputStage(StageRunner[InputProcessor]):
+class InputStage(FeedingStage[InputProcessor]):
     """Stage 1 over the input topics of one stage of the topology."""
 
     def __init__(self, kind: str, topics: Topics, decoder: Decoder, **kw: Any) -> None:
@@ -52,7 +51,6 @@ class InputStage(StageRunner[InputProcessor]):
         self.decoder = decoder
         self.type_of = {topics.input(t): t for t in self.decl.event_types}
         self.items: dict[int, list[tuple[str, Any]]] = defaultdict(list)
-        self.acc: dict[int, StageOutput] = {}
 
     def ingest(self, part: Part[InputProcessor], topic: str, offset: int,
                value: bytes | None, wall: int) -> None:
@@ -112,20 +110,6 @@ class InputStage(StageRunner[InputProcessor]):
         return {f"{t}/{part.partition}": (clocks[t].wm if t in clocks else None)
                 for t in self.input_topics}
 
-    def heartbeat(self, part: Part[InputProcessor], full: bool, wall: int
-                  ) -> list[OutItem]:
-        acc = self.acc.pop(part.partition, None) or StageOutput()
-        src = f"{self.kind}/{part.partition}"
-        wm = self.watermark_doc(part)
-        items = self.partials(part, acc, wall, full)
-        if self.decl.heartbeat_to is not None and full:
-            # the derived stage downstream reports its own watermark from these; one
-            # per partition of it
-            to = self.topics.logical(self.decl.heartbeat_to)
-            items += [OutItem(to, p, None, heartbeat(src, wm))
-                      for p in range(self.settings.input_partitions)]
-        return items
-
     def tick_part(self, part: Part[InputProcessor], wall: int) -> None:
         for clock in part.proc.clocks.values():
             if clock.idle_advance(wall, self.settings.idle_timeout_ms):
@@ -146,7 +130,6 @@ class InputStage(StageRunner[InputProcessor]):
         await super().on_revoked(partitions)
         for p in partitions:
             self.items.pop(p, None)
-            self.acc.pop(p, None)
 
 
 def erased(topics: Topics, part: Part[Any], stage: str, ctl: dict[str, Any], keys: set[str],

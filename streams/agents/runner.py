@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
 from .. import statecodec
-from ..kpis.messages import drop_past_retention, partial_messages, retention_horizons
+from ..kpis.messages import drop_past_retention, heartbeat, partial_messages, retention_horizons
 from ..kpis.stage import StageOutput
 from ..kpis.visitors import RAW_KEY_PREFIXES
 from ..outputs.metrics import Metrics
@@ -97,12 +97,14 @@ class StageRunner(Generic[P]):
 
     def partials(self, part: Part[P], acc: StageOutput, wall: int, full: bool
                  ) -> list[OutItem]:
-        """A flush's partial aggregates, by merge partition, without the buckets that
-        are past their retention by the wall clock (counted)."""
+        """A flush's partial aggregates, by merge partition; with
+        ``KPI_REPLAY_SKIP_EXPIRED``, without the buckets that are past their retention
+        by the wall clock (counted)."""
         s = self.settings
         horizons = retention_horizons(wall, {"1m": s.retention_1m_ms,
                                              "1h": s.retention_1h_ms,
-                                             "1d": s.retention_1d_ms})
+                                             "1d": s.retention_1d_ms}
+                                      ) if s.replay_skip_expired else {}
         before = Counter(k[1] for k in acc.deltas)
         if drop_past_retention(acc.deltas, acc.sketches, horizons):
             after = Counter(k[1] for k in acc.deltas)
@@ -367,3 +369,29 @@ class StageRunner(Generic[P]):
         # the Java client's default partitioner, so our keyed outputs land where a
         # producer of the same key would put them (co-partitioning with input topics)
         return _murmur2(key) % n
+
+
+class FeedingStage(StageRunner[P]):
+    """A stage that feeds the merge stage: each flush carries its partial aggregates,
+    and a full flush also a watermark heartbeat to every partition of the stage the
+    topology says it reports to (``heartbeat_to``)."""
+
+    def __init__(self, decl: StageDecl, topics: Topics, **kw: Any) -> None:
+        super().__init__(decl, topics, **kw)
+        self.acc: dict[int, StageOutput] = {}  # per partition: what the next flush sends
+
+    def heartbeat(self, part: Part[P], full: bool, wall: int) -> list[OutItem]:
+        acc = self.acc.pop(part.partition, None) or StageOutput()
+        items = self.partials(part, acc, wall, full)
+        if self.decl.heartbeat_to is not None and full:
+            src = f"{self.stage}/{part.partition}"
+            wm = self.watermark_doc(part)
+            to = self.topics.logical(self.decl.heartbeat_to)
+            items += [OutItem(to, p, None, heartbeat(src, wm))
+                      for p in range(self.settings.input_partitions)]
+        return items
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        await super().on_revoked(partitions)
+        for p in partitions:
+            self.acc.pop(p, None)

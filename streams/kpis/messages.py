@@ -117,10 +117,12 @@ def drop_past_retention(deltas: Deltas, sketches: dict[AggKey, set[int]],
     wall clock); returns how many.
 
     The merge stage deletes a bucket once the event time passes its end plus its
-    retention; a bucket that is past it by the wall clock would be deleted before the
-    stream reaches today. A replay of last month builds no minute cells (92 % of the
-    rows a replay sends), and what the merge holds once the replay is done is the
-    same: only the replay's passing moments (its minute views) are not shown."""
+    retention; a bucket that is past it by the wall clock would be deleted before a
+    replay that runs up to today ends. With ``KPI_REPLAY_SKIP_EXPIRED`` such a replay
+    builds no minute cells of last month (92 % of the rows a replay sends), and what
+    the merge holds once it is done is the same. A replay that stops in the past
+    would keep those cells (its event time stays there), hence the setting is off
+    by default."""
     if not horizons:
         return 0
     dropped = 0

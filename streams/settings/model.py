@@ -141,6 +141,12 @@ class Settings:
     retention_1d_ms: int = setting(
         "KPI_RETENTION_1D", "730d", v.parse_duration_ms,
         "How long 1d buckets are kept.", "time")
+    replay_skip_expired: bool = setting(
+        "KPI_REPLAY_SKIP_EXPIRED", "false", v.boolean,
+        "For a replay that runs up to today: buckets already past their retention by "
+        "the wall clock (last month's 1m cells) are not built, since the merge stage "
+        "would delete them before the replay ends. Off: a replayed day keeps them.",
+        "time")
     visitor_ttl_ms: int = setting(
         "KPI_VISITOR_TTL", "400d", v.parse_duration_ms,
         "How long a visitor's first-seen record is kept (new vs returning users).", "time")

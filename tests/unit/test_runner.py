@@ -100,10 +100,8 @@ KPI_PARTS = 6  # more stage-3 partitions than one page view's dims fill
 
 
 def _settings(**extra: str) -> Any:
-    # the page views here are of 2026-11-09: minute cells are kept for 90 days, so that
-    # they are not past their retention by the wall clock when these tests run
     return load_settings({"KPI_INPUT_PARTITIONS": "3", "KPI_KPI_PARTITIONS": str(KPI_PARTS),
-                          "KPI_STATE_STORE": "memory", "KPI_RETENTION_1M": "90d", **extra})
+                          "KPI_STATE_STORE": "memory", **extra})
 
 
 def _stage(cls: Any, *args: Any, settings: Any = None) -> tuple[Any, FakeProducer]:
@@ -398,19 +396,24 @@ def test_minute_documents_are_built_only_for_someone_watching_live() -> None:
     assert {d["bucket"] for d in unwatched} & cells == {"1h", "1d"}
 
 
-def test_buckets_past_their_retention_by_the_wall_clock_are_not_sent_and_are_counted(
-) -> None:
-    """A replay of history does not send minute cells that the merge stage would delete
-    before the replay reaches today; the hour and day cells go as before."""
-    s = _settings(KPI_RETENTION_1M="2d")
+@pytest.mark.parametrize("skip", [True, False])
+def test_a_replay_to_today_skips_buckets_past_their_retention_by_the_wall_clock(
+        skip: bool) -> None:
+    """With KPI_REPLAY_SKIP_EXPIRED a replay does not send minute cells that the merge
+    stage would delete before the replay reaches today (counted); the hour and day
+    cells go as before. Without it, a replayed day keeps its minute cells."""
+    s = _settings(KPI_RETENTION_1M="2d", KPI_REPLAY_SKIP_EXPIRED=str(skip).lower())
     topics = Topics(s)
     stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s), settings=s)
     pv = topics.input("page_view")
     asyncio.run(stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack))
     sizes = {row[1] for (t, _), docs in prod.sent.items() if t == topics.partials
              for doc in docs for row in doc["d"]}
-    assert sizes == {"1h", "1d"}  # 2026-11-09 is weeks past a 2-day minute retention
     skipped = {sample.labels["bucket"]: sample.value
-                for metric in stage.metrics.past_retention.collect()
-                for sample in metric.samples if sample.name.endswith("_total")}
-    assert skipped.get("1m", 0) > 0 and "1h" not in skipped
+               for metric in stage.metrics.past_retention.collect()
+               for sample in metric.samples if sample.name.endswith("_total")}
+    if skip:
+        assert sizes == {"1h", "1d"}  # 2026-11-09 is weeks past a 2-day minute retention
+        assert skipped.get("1m", 0) > 0 and "1h" not in skipped
+    else:
+        assert sizes == {"1m", "1h", "1d"} and not skipped
