@@ -8,15 +8,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ..statestore import MemoryStore
 from ..store import StateWriter
-
-LOOP_SHARE_S = 0.02  # the longest a batch's decoding holds the loop without a break
 
 
 class OutItem(NamedTuple):
@@ -46,20 +42,6 @@ class Processor(Protocol):
 P = TypeVar("P", bound=Processor)
 
 
-class LoopShare:
-    """Lets the event loop in at most every ``every_s`` of work (a cheap check when
-    the time has not come)."""
-
-    def __init__(self, every_s: float | None = None) -> None:
-        self.every_s = LOOP_SHARE_S if every_s is None else every_s
-        self.last = time.perf_counter()
-
-    async def __call__(self) -> None:
-        if time.perf_counter() - self.last >= self.every_s:
-            await asyncio.sleep(0)
-            self.last = time.perf_counter()
-
-
 @dataclass
 class Part(Generic[P]):
     """One input partition this worker owns: its processor and what the next flush
@@ -82,4 +64,4 @@ class Part(Generic[P]):
     reported: Any = None
 
 
-__all__ = ["LOOP_SHARE_S", "LoopShare", "OutItem", "P", "Part", "Processor"]
+__all__ = ["OutItem", "P", "Part", "Processor"]

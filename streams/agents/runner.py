@@ -33,7 +33,7 @@ from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
 from ..topics import Topics
 from ..topology import StageDecl
-from .contracts import LoopShare, OutItem, P, Part
+from .contracts import OutItem, P, Part
 from .faults import process_fault
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,14 @@ class StageRunner(Generic[P]):
                                              "1h": s.retention_1h_ms,
                                              "1d": s.retention_1d_ms}
                                       ) if s.replay_skip_expired else {}
-        before = Counter(k[1] for k in acc.deltas)
-        if drop_past_retention(acc.deltas, acc.sketches, horizons):
-            after = Counter(k[1] for k in acc.deltas)
-            for size, n in before.items():
-                if n > after.get(size, 0):
-                    self.metrics.past_retention.labels(self.stage, size).inc(
-                        n - after.get(size, 0))
+        if horizons:
+            before = Counter(k[1] for k in acc.deltas)
+            if drop_past_retention(acc.deltas, acc.sketches, horizons):
+                after = Counter(k[1] for k in acc.deltas)
+                for size, n in before.items():
+                    if n > after.get(size, 0):
+                        self.metrics.past_retention.labels(self.stage, size).inc(
+                            n - after.get(size, 0))
         src = f"{self.stage}/{part.partition}"
         return [OutItem(self.topics.partials, p, None, msg) for p, msg in partial_messages(
             s.kpi_partitions, src, part.seq, self.watermark_doc(part), acc.deltas,
@@ -221,9 +222,6 @@ class StageRunner(Generic[P]):
             for ev in events:
                 groups[ev.message.partition].append(ev)
             touched = []
-            # a batch of arrays of events is seconds of work: the loop (the HTTP API,
-            # /metrics, the group's heartbeats) gets a turn between its messages
-            share = LoopShare()
             for p, evs in groups.items():
                 part = await self.part(p)
                 produced: dict[str, int] = {}
@@ -232,7 +230,6 @@ class StageRunner(Generic[P]):
                     name = f"{msg.topic}/{p}"
                     if msg.offset <= part.offsets.get(name, -1):
                         continue  # applied before a restart; its effects are in the state
-                    await share()
                     self.ingest(part, msg.topic, msg.offset, msg.value, wall)
                     part.offsets[name] = msg.offset
                     stamp = getattr(msg, "timestamp", None)  # seconds: when produced
@@ -244,7 +241,6 @@ class StageRunner(Generic[P]):
                 if clocked is not None:  # idle watermarks count from the producer's clock
                     clocked.clear()
                     clocked.update(produced)
-                await share()
                 self.process(part, wall)
                 part.changed = True
                 touched.append(part)

@@ -351,38 +351,6 @@ def test_a_changelog_of_the_release_before_republishes_from_its_outbox_note() ->
     assert part.outbox == []  # the note is not a message
 
 
-def test_a_long_batch_lets_the_event_loop_in_between_its_messages(monkeypatch: Any) -> None:
-    """The HTTP API and /metrics share the loop with the agents: a batch of many arrays
-    of events gives them a turn between messages, not only when it is done."""
-    import streams.agents.contracts as contracts
-
-    monkeypatch.setattr(contracts, "LOOP_SHARE_S", 0.0)  # a turn at every chance
-    s = _settings()
-    topics = Topics(s)
-    stage, _ = _stage(InputStage, "web", topics, Decoder.from_settings(s))
-    pv = topics.input("page_view")
-    batch = [_message(pv, 0, i, [_page_view(i, i)]) for i in range(6)]
-    turns: list[int] = []
-
-    async def scenario() -> None:
-        done = False
-
-        async def other() -> None:  # what /metrics would be
-            while not done:
-                turns.append(len(stage.items.get(0, [])))
-                await asyncio.sleep(0)
-
-        watcher = asyncio.create_task(other())
-        await asyncio.sleep(0)
-        await stage.handle(batch, _noack)
-        done = True
-        await watcher
-
-    asyncio.run(scenario())
-    # it ran while the batch was half decoded, not only before and after
-    assert any(0 < n < len(batch) for n in turns), turns
-
-
 def test_minute_documents_are_built_only_for_someone_watching_live() -> None:
     """1m cells are not on the KPI topic by default: their documents are built for the
     live stream, and a replay with nobody watching does not build them at all."""
