@@ -10,16 +10,35 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .buckets import DAY, floor, starts
 from .deltas import dim
 from .scoring import ScoringConfig
 
-# page view: (t, event_id, page_type, channel, device, engaged_ms, campaign)
-PV = tuple[int, str, str, str, str, int, str | None]
-# form submit: (t, event_id, contact_id, goal, channel or None, campaign)
-FS = tuple[int, str, str, str, str | None, str | None]
+
+class PV(NamedTuple):
+    """A kept page view: sorts by ``(t, event_id)``, stored as a plain array."""
+
+    t: int
+    event_id: str
+    page_type: str
+    channel: str
+    device: str
+    engaged_ms: int
+    campaign: str | None = None  # (absent from state written before campaigns)
+
+
+class FS(NamedTuple):
+    """A kept form submit: sorts by ``(t, event_id)``, stored as a plain array."""
+
+    t: int
+    event_id: str
+    contact_id: str
+    goal: str
+    channel: str | None  # None: the session's
+    campaign: str | None = None  # (absent from state written before campaigns)
+
 Bucket = tuple[str, int]  # (size, start)
 
 
@@ -51,34 +70,34 @@ class Session:
 
     @property
     def channel(self) -> str:
-        return self.pvs[0][3]
+        return self.pvs[0].channel
 
     @property
     def device(self) -> str:
-        return self.pvs[0][4]
+        return self.pvs[0].device
 
     @property
     def landing(self) -> str:
-        return self.pvs[0][2]
+        return self.pvs[0].page_type
 
     @property
     def first_campaign(self) -> str | None:
         """The campaign an attribution touch credits: the first page view's, as the
         session's channel is (``campaign`` is the newest seen, for splitting)."""
-        return self.pvs[0][6]
+        return self.pvs[0].campaign
 
     @property
     def end(self) -> int:
-        return max(self.last_pv, self.forms[-1][0]) if self.forms else self.last_pv
+        return max(self.last_pv, self.forms[-1].t) if self.forms else self.last_pv
 
     def identity(self) -> tuple[Any, ...]:
-        return (tuple(p[1] for p in self.pvs), tuple(f[1] for f in self.forms))
+        return (tuple(p.event_id for p in self.pvs), tuple(f.event_id for f in self.forms))
 
     def dims(self) -> tuple[str, str, str, str]:
         """The dims a human session counts in: total, channel, device, landing page."""
         first = self.pvs[0]
-        return ("", dim("channel", first[3]), dim("device", first[4]),
-                dim("page_type", first[2]))
+        return ("", dim("channel", first.channel), dim("device", first.device),
+                dim("page_type", first.page_type))
 
     def per_bucket(self) -> dict[Bucket, int]:
         """Page views per (size, start) bucket: a session can span several."""
@@ -87,7 +106,7 @@ class Session:
             counts = self._per_bucket = {}
             get = counts.get
             for pv in self.pvs:
-                for b in starts(pv[0]):
+                for b in starts(pv.t):
                     counts[b] = get(b, 0) + 1
         return counts
 
@@ -105,7 +124,7 @@ class Visitor:
 
     def ids(self) -> set[str]:
         """Event ids kept for this visitor (what deduplication compares against)."""
-        return {p[1] for p in self.pvs} | {f[1] for f in self.forms}
+        return {p.event_id for p in self.pvs} | {f.event_id for f in self.forms}
 
     def to_state(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"f": self.first, "p": self.pvs, "s": self.forms,
@@ -116,7 +135,7 @@ class Visitor:
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> Visitor:
-        return cls(d["f"], [tuple(p) for p in d["p"]], [tuple(f) for f in d["s"]],
+        return cls(d["f"], [PV(*p) for p in d["p"]], [FS(*f) for f in d["s"]],
                    [tuple(h) for h in d["h"]], d["l"], d.get("sc", []), d.get("ct", []))
 
 
@@ -127,7 +146,7 @@ def sessionize(pvs: list[PV], forms: list[FS], cfg: WebConfig) -> tuple[list[Ses
     timeout = cfg.session_timeout_ms
     split_midnight, split_campaign = cfg.split_midnight, cfg.split_campaign
     for pv in pvs:
-        t, campaign = pv[0], pv[6]
+        t, campaign = pv.t, pv.campaign
         if cur is not None and t - cur.last_pv < timeout \
                 and not (split_midnight and floor(t, "1d") != floor(cur.last_pv, "1d")) \
                 and not (split_campaign and campaign is not None
@@ -143,8 +162,8 @@ def sessionize(pvs: list[PV], forms: list[FS], cfg: WebConfig) -> tuple[list[Ses
     if forms:
         session_starts = [s.start for s in sessions]
         for f in forms:
-            i = bisect_right(session_starts, f[0]) - 1
-            if i >= 0 and f[0] < sessions[i].last_pv + timeout:
+            i = bisect_right(session_starts, f.t) - 1
+            if i >= 0 and f.t < sessions[i].last_pv + timeout:
                 sessions[i].forms.append(f)
             else:
                 standalone.append(f)

@@ -114,15 +114,15 @@ class WebPartition(ColdBacked, ClockedPartition):
                 ids.add(rec.event_id)
             if is_pv:
                 assert isinstance(rec, PageView)
-                pv: PV = (rec.t, rec.event_id, rec.page_type, rec.channel, rec.device,
-                          rec.engaged_ms, rec.campaign)
+                pv = PV(rec.t, rec.event_id, rec.page_type, rec.channel, rec.device,
+                        rec.engaged_ms, rec.campaign)
                 insort(v.pvs, pv)
                 if v.first is None or rec.t < v.first:
                     v.first = rec.t
             else:
                 assert isinstance(rec, FormSubmit)
-                fs: FS = (rec.t, rec.event_id, rec.contact_id, rec.goal, rec.channel,
-                          rec.campaign)
+                fs = FS(rec.t, rec.event_id, rec.contact_id, rec.goal, rec.channel,
+                        rec.campaign)
                 insort(v.forms, fs)
             if scoring is not None and rec.traffic_type == "human":
                 self._score(scoring, vid, v, rec, fresh, known, linked, self._hits)
@@ -189,17 +189,17 @@ class WebPartition(ColdBacked, ClockedPartition):
     def _lead_candidates(self, vid: str, v: Visitor, sessions: list[Session],
                          out: StageOutput) -> None:
         cfg = self.cfg
-        lead_forms = [f for f in v.forms if f[3] in cfg.lead_goals]
+        lead_forms = [f for f in v.forms if f.goal in cfg.lead_goals]
         if not lead_forms:
             return
         session_touches = [(s.start, s.channel, s.first_campaign) for s in sessions] + \
             list(v.touches)
-        landing_of = {f[1]: s.landing for s in sessions for f in s.forms}
-        device_of = {f[1]: s.device for s in sessions for f in s.forms}
+        landing_of = {f.event_id: s.landing for s in sessions for f in s.forms}
+        device_of = {f.event_id: s.device for s in sessions for f in s.forms}
         for f in lead_forms:
-            t, eid, contact = f[0], f[1], f[2]
-            touches = attribution.touches_for(session_touches, t, f[4], cfg.lookback_ms,
-                                              f[5])
+            t, eid, contact = f.t, f.event_id, f.contact_id
+            touches = attribution.touches_for(session_touches, t, f.channel, cfg.lookback_ms,
+                                              f.campaign)
             credit, campaigns = attribution.all_models(touches, t, cfg.half_life_ms)
             page_type = landing_of.get(eid)
             # the device of the session the form belongs to, else unknown (the rule
@@ -210,7 +210,7 @@ class WebPartition(ColdBacked, ClockedPartition):
                 continue
             v.leads[eid] = sig
             out.leads.append({"contact_id": contact, "event_id": eid, "t": t,
-                              "visitor_id": vid, "goal": f[3], "page_type": page_type,
+                              "visitor_id": vid, "goal": f.goal, "page_type": page_type,
                               "device": device, "credit": credit, "campaigns": campaigns})
 
     # -- erasure ----------------------------------------------------------------
@@ -231,7 +231,7 @@ class WebPartition(ColdBacked, ClockedPartition):
         """Remove every visitor whose forms named the contact (a visitor that named a
         contact is always hot, so the heap is all there is to look at)."""
         linked = [vid for vid, v in self.visitors.items()
-                  if contact_id in v.contacts or any(f[2] == contact_id for f in v.forms)]
+                  if contact_id in v.contacts or any(f.contact_id == contact_id for f in v.forms)]
         changed: set[str] = set()
         removed = 0
         for vid in linked:
@@ -320,18 +320,18 @@ class WebPartition(ColdBacked, ClockedPartition):
         dropped = False
         for s in sessions:
             frozen = horizon - s.last_pv >= cfg.session_timeout_ms and s.end < day_open \
-                and all(f[0] < day_open for f in s.forms)
+                and all(f.t < day_open for f in s.forms)
             if frozen:
                 v.touches.append((s.start, s.channel, s.first_campaign))
                 for f in s.forms:
-                    v.leads.pop(f[1], None)
+                    v.leads.pop(f.event_id, None)
                 dropped = True
             else:
                 keep_pv.extend(s.pvs)
                 keep_forms.extend(s.forms)
         for f in alone:
-            if f[0] < day_open and horizon - f[0] >= cfg.session_timeout_ms:
-                v.leads.pop(f[1], None)
+            if f.t < day_open and horizon - f.t >= cfg.session_timeout_ms:
+                v.leads.pop(f.event_id, None)
                 dropped = True
             else:
                 keep_forms.append(f)

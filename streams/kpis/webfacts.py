@@ -58,7 +58,7 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
     n = len(pvs)
     converted = 1 if s.forms else 0
     duration = s.end - s.start
-    engaged_time = max(duration, sum(p[5] for p in pvs))
+    engaged_time = max(duration, sum(p.engaged_ms for p in pvs))
     engaged = 1 if (engaged_time >= cfg.engaged_ms or n >= 2 or converted) else 0
     bounced = 1 if (n == 1 and not converted) else 0
     comps = {c: v for c, v in (("se", sign), ("sp", sign * n), ("bo", sign * bounced),
@@ -90,8 +90,8 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
 
 
 def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas) -> None:
-    goal = dim("goal", f[3])
-    for size, start in starts(f[0]):
+    goal = dim("goal", f.goal)
+    for size, start in starts(f.t):
         for d in (*dims, goal):
             _add(out, (FAMILY, size, start, d), "cv", sign)
 
@@ -99,7 +99,7 @@ def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas) -> None:
 def standalone_facts(f: FS, sign: int, out: Deltas) -> None:
     """A conversion outside any session counts in conversions, not in session rates;
     by device it is unknown (catalogue section 10)."""
-    _conversion(f, ("", dim("channel", f[4] or "direct"), dim("device", "unknown")), sign,
+    _conversion(f, ("", dim("channel", f.channel or "direct"), dim("device", "unknown")), sign,
                 out)
 
 
@@ -130,7 +130,7 @@ def _acquisition(sessions: list[Session], first: int | None) -> tuple[str, ...]:
     if first is None:
         return ()
     for s in sessions:
-        if s.pvs[0][0] == first:
+        if s.pvs[0].t == first:
             return ("", dim("channel", s.channel), dim("device", s.device))
     return ("",)  # its first page view is no longer kept: it is not new here
 
@@ -159,13 +159,13 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
             session_facts(s, -1, cfg, out, tdim, human)
             changed.append(s)
     if human and (old_alone or new_alone):
-        old_alone_ids = {f[1] for f in old_alone}
-        new_alone_ids = {f[1] for f in new_alone}
+        old_alone_ids = {f.event_id for f in old_alone}
+        new_alone_ids = {f.event_id for f in new_alone}
         for f in old_alone:
-            if f[1] not in new_alone_ids:
+            if f.event_id not in new_alone_ids:
                 standalone_facts(f, -1, out)
         for f in new_alone:
-            if f[1] not in old_alone_ids:
+            if f.event_id not in old_alone_ids:
                 standalone_facts(f, 1, out)
     # users and new users, for every bucket a changed session has page views in
     affected: set[Bucket] = set()
