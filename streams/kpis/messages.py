@@ -66,7 +66,7 @@ def partial_messages(partitions: int, src: str, seq: int, wm: Watermarks, deltas
         by_part_d[dim_partition(dim, partitions)].append([family, size, start, dim, comps])
     for (family, size, start, dim), hashes in sketches.items():
         by_part_h[dim_partition(dim, partitions)].append(
-            [family, size, start, dim, sorted(hashes)])
+            [family, size, start, dim, list(hashes)])  # (a sketch takes any order)
     out: list[tuple[int, Partial]] = []
     for p in range(partitions):
         d, h = by_part_d.get(p, []), by_part_h.get(p, [])

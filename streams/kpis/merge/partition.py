@@ -56,6 +56,9 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         self.dirty: set[str] = set()  # store keys to persist
         self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
         self._lows: dict[str, int] | None = None
+        # the lows of the last finality check: while they stay, only a cell changed
+        # since (pending) can have become final (its families are the rest of it)
+        self._checked_lows: dict[str, int] | None = None
         self.views_todo: set[ViewKey] = set()  # rolling views to publish again
         # (size, dim) -> end of the newest cell expired: nothing recreates those buckets
         self.expired_to: dict[tuple[str, str], int] = {}
@@ -188,11 +191,14 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         if not finals_only and self.deferred:
             self.pending |= self.deferred
             self.deferred.clear()
-        self._lows = self._topic_lows()
+        lows = self._lows = self._topic_lows()
         try:
             out: list[Snapshot] = []
             computed_at = _iso_ms(now_wall_ms)
-            for key in list(self.open_cells):
+            candidates = self.open_cells if lows != self._checked_lows else \
+                self.open_cells & self.pending
+            self._checked_lows = lows
+            for key in list(candidates):
                 cell = self.cells.get(key)
                 if cell is None:
                     self.open_cells.discard(key)
