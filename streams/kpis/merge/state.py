@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from datasketches import hll_sketch
@@ -61,7 +60,6 @@ class Cell:
                    None if sk is None else hll_sketch.deserialize(bytes(sk)), unpublished)
 
 
-@lru_cache(maxsize=1 << 17)
 def cell_store_key(key: CellKey) -> str:
     return f"{key[0]}|{key[1]}|{key[2]}"
 
@@ -91,10 +89,7 @@ class ViewState:
         return cls(int(d[0]), int(d[1]), list(d[2]), bool(d[3]))
 
 
-@lru_cache(maxsize=1 << 17)
 def parse_store_key(text: str) -> tuple[str, int, str]:
-    """(size or window, start or end, dim) of a store key (remembered: every flush
-    dumps the cells it touched by their keys, the same cells flush after flush)."""
     size, start, dim = text.split("|", 2)
     return (size, int(start), dim)
 
