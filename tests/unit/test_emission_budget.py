@@ -98,3 +98,31 @@ def test_catching_up_builds_only_finals_and_the_rest_once_caught_up() -> None:
     assert not m.deferred
     assert _latest([behind, caught_up]) == reference
     assert built_behind < len(reference)  # the open cells were not built twice
+
+
+def test_a_cell_whose_families_change_becomes_final_though_the_watermarks_stand() -> None:
+    """Finality follows the input watermarks and the cell's own families. While the
+    watermarks stand, a round checks only cells changed since the last one: a cell
+    whose slow family was retracted to zero is final at the next round."""
+    from streams.kpis.merge import MergeConfig
+
+    cfg = MergeConfig(feeds={"eng": ("engagements",), "spend": ("spend",)}, partitions=1)
+    m = MergePartition(cfg)
+    start = START
+    far = START + 10 * DAY
+    marks = {"engagements/0": far, "spend/0": start}  # spend's input is far behind
+    cell = ("1h", start, "")
+
+    def partial(seq: int, comps: dict[str, dict[str, int]]) -> Any:
+        return {"src": "t/0", "seq": seq, "part": 0, "wm": marks,
+                "d": [[fam, "1h", start, "", c] for fam, c in comps.items()], "h": []}
+
+    m.apply(partial(1, {"eng": {"ae": 3}, "spend": {"cost": 5}}))
+    m.emit(0)
+    assert not m.cells[cell].final  # held back by spend
+    m.emit(0)  # the watermarks stand: nothing changed, nothing to check
+    assert not m.cells[cell].final
+    m.apply(partial(2, {"spend": {"cost": -5}}))  # the spend is retracted
+    out = m.emit(0)
+    assert m.cells[cell].final, "the cell has only its engagement left, whose input passed"
+    assert any(doc and doc["final"] for _, doc in out)
