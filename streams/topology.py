@@ -128,14 +128,18 @@ def feeds(name: Naming) -> dict[str, tuple[str, ...]]:
     return {fam: tuple(name(t) for t in srcs) for fam, srcs in FEEDS.items()}
 
 
+def retention(s: Settings) -> dict[str, int]:
+    """How long each bucket size is kept, by event time (KPI_RETENTION_*)."""
+    return {"1m": s.retention_1m_ms, "1h": s.retention_1h_ms, "1d": s.retention_1d_ms}
+
+
 def merge_config(s: Settings, name: Naming) -> MergeConfig:
     """The merge stage's configuration; ``name`` gives each stream's topic name."""
     return MergeConfig(
         feeds=feeds(name),
         partitions=s.input_partitions, lateness_ms=s.allowed_lateness_ms,
         session_timeout_ms=s.session_timeout_ms,
-        retention={"1m": s.retention_1m_ms, "1h": s.retention_1h_ms,
-                   "1d": s.retention_1d_ms},
+        retention=retention(s),
         modes=modes(s), currency=s.reporting_currency)
 
 
@@ -192,4 +196,4 @@ def input_key(event_type: str, rec: Any) -> str:
 __all__ = ["BY_NAME", "CUSTOMERS", "EVENT_KEY_FIELD", "EVENT_OF_RECORD", "FEEDS",
            "INPUT_STAGES", "LEADS", "LOCAL_NAMES", "PARTIALS", "STAGES", "STAGE_OF_EVENT",
            "Naming", "StageDecl", "email_config", "feeds", "funnel_config", "input_key",
-           "merge_config", "modes", "web_config"]
+           "merge_config", "modes", "retention", "web_config"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Generic
@@ -32,7 +32,7 @@ from ..settings import Settings
 from ..statestore import MemoryStore, StoreMemory, open_store
 from ..store import StateWriter, restore, send_records
 from ..topics import Topics
-from ..topology import StageDecl
+from ..topology import StageDecl, retention
 from .contracts import OutItem, P, Part
 from .faults import process_fault
 
@@ -90,33 +90,26 @@ class StageRunner(Generic[P]):
     def tick_part(self, part: Part[P], wall: int) -> None:
         """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
 
-    def heartbeat(self, part: Part[P], full: bool, wall: int) -> list[OutItem]:
+    def heartbeat(self, part: Part[P], full: bool, wall: int, wm: Any) -> list[OutItem]:
         """Outputs of a flush beyond its outbox: partial aggregates, and with ``full``
         (the timer's flushes) a watermark report to every downstream partition."""
         return []
 
-    def partials(self, part: Part[P], acc: StageOutput, wall: int, full: bool
-                 ) -> list[OutItem]:
+    def partials(self, part: Part[P], acc: StageOutput, wall: int, full: bool,
+                 wm: Any) -> list[OutItem]:
         """A flush's partial aggregates, by merge partition; with
         ``KPI_REPLAY_SKIP_EXPIRED``, without the buckets that are past their retention
         by the wall clock (counted)."""
         s = self.settings
-        horizons = retention_horizons(wall, {"1m": s.retention_1m_ms,
-                                             "1h": s.retention_1h_ms,
-                                             "1d": s.retention_1d_ms}
-                                      ) if s.replay_skip_expired else {}
-        if horizons:
-            before = Counter(k[1] for k in acc.deltas)
-            if drop_past_retention(acc.deltas, acc.sketches, horizons):
-                after = Counter(k[1] for k in acc.deltas)
-                for size, n in before.items():
-                    if n > after.get(size, 0):
-                        self.metrics.past_retention.labels(self.stage, size).inc(
-                            n - after.get(size, 0))
+        if s.replay_skip_expired:
+            by_size: dict[str, int] = {}
+            drop_past_retention(acc.deltas, acc.sketches, retention_horizons(wall, retention(s)),
+                                by_size)
+            for size, n in by_size.items():
+                self.metrics.past_retention.labels(self.stage, size).inc(n)
         src = f"{self.stage}/{part.partition}"
         return [OutItem(self.topics.partials, p, None, msg) for p, msg in partial_messages(
-            s.kpi_partitions, src, part.seq, self.watermark_doc(part), acc.deltas,
-            acc.sketches, full)]
+            s.kpi_partitions, src, part.seq, wm, acc.deltas, acc.sketches, full)]
 
     def watermark_doc(self, part: Part[P]) -> Any:
         """The watermark this partition's heartbeats report downstream (None: none)."""
@@ -282,7 +275,7 @@ class StageRunner(Generic[P]):
         started = time.perf_counter()
         part.seq += 1
         reported = self.watermark_doc(part)
-        items = part.outbox + self.heartbeat(part, full, wall)
+        items = part.outbox + self.heartbeat(part, full, wall, reported)
         updates = {key: part.proc.dump(key) for key in part.dirty}
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
@@ -376,12 +369,11 @@ class FeedingStage(StageRunner[P]):
         super().__init__(decl, topics, **kw)
         self.acc: dict[int, StageOutput] = {}  # per partition: what the next flush sends
 
-    def heartbeat(self, part: Part[P], full: bool, wall: int) -> list[OutItem]:
+    def heartbeat(self, part: Part[P], full: bool, wall: int, wm: Any) -> list[OutItem]:
         acc = self.acc.pop(part.partition, None) or StageOutput()
-        items = self.partials(part, acc, wall, full)
+        items = self.partials(part, acc, wall, full, wm)
         if self.decl.heartbeat_to is not None and full:
             src = f"{self.stage}/{part.partition}"
-            wm = self.watermark_doc(part)
             to = self.topics.logical(self.decl.heartbeat_to)
             items += [OutItem(to, p, None, heartbeat(src, wm))
                       for p in range(self.settings.input_partitions)]

@@ -112,9 +112,10 @@ def retention_horizons(now_ms: int, retention: dict[str, int]) -> dict[str, int]
 
 
 def drop_past_retention(deltas: Deltas, sketches: dict[AggKey, set[int]],
-                        horizons: dict[str, int]) -> int:
+                        horizons: dict[str, int], by_size: dict[str, int] | None = None
+                        ) -> int:
     """Remove the rows of buckets already past their retention (``horizons``, from the
-    wall clock); returns how many.
+    wall clock); returns how many (and adds them up per bucket size in ``by_size``).
 
     The merge stage deletes a bucket once the event time passes its end plus its
     retention; a bucket that is past it by the wall clock would be deleted before a
@@ -131,6 +132,8 @@ def drop_past_retention(deltas: Deltas, sketches: dict[AggKey, set[int]],
                 key[2] < h and B.bucket_end(key[2], key[1]) <= h]
         for key in gone:
             del rows[key]
+            if by_size is not None:
+                by_size[key[1]] = by_size.get(key[1], 0) + 1
         dropped += len(gone)
     return dropped
 
