@@ -23,7 +23,8 @@ from aiokafka.errors import KafkaError
 from faust.types.auth import SASLMechanism
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from .agents.runner import StageRunner
+from .agents.horizon import InputTails
+from .agents.runner import StageRunner, now_ms
 from .agents.stages import MergeStage, build_runners
 from .events import Decoder
 from .kafka import client_kwargs, consumer, producer, ssl_context
@@ -59,6 +60,7 @@ class Pipeline:
     outage: BrokerOutageLog | None = None
     fresh: FreshAssignmentNoise | None = None
     targets: TargetBoard | None = None  # KPI_TARGETS: goals and their pacing
+    tails: InputTails | None = None  # KPI_REPLAY_SKIP_EXPIRED: reads the inputs' horizon
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -115,6 +117,8 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
         common["store_memory"] = StoreMemory(settings.state_cache_bytes)
     pipe = Pipeline(settings, topics, registry, metrics)
     pipe.runners = build_runners(topics, decoder, **common)
+    if settings.replay_skip_expired:
+        pipe.tails = InputTails(settings, topics, decoder)
     merge = pipe.merge
     merge.publish = pipe.hub.publish
     merge.listeners = lambda: len(pipe.hub.subs)
@@ -268,6 +272,23 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
                 lag += max(0, end - 1 - done)
             runner.metrics.consumer_lag.labels(name).set(lag)
 
+    if pipe.tails is not None:
+        tails = pipe.tails
+
+        @app.timer(interval=10.0, name="kpi-streams.horizon")
+        async def read_horizon() -> None:
+            # the inputs' horizon: a replay skips the minute cells past retention from it
+            if pipe.rebalancing:
+                return
+            try:
+                hz = await tails.horizon(now_ms())
+            except KafkaError as exc:  # the broker is away: keep the last one, try again
+                log.debug("horizon: cannot read the inputs' tails (%s)", exc)
+                return
+            for runner in pipe.runners.values():
+                runner.input_horizon = hz
+            pipe.metrics.input_horizon.set(0 if hz is None else hz / 1000)
+
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:
         # a flush under way finishes (it is crash-safe anyway, but a clean stop should
@@ -276,6 +297,8 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
         probe = lag_probe.pop("c", None)
         if probe is not None:
             await probe.stop()
+        if pipe.tails is not None:
+            await pipe.tails.stop()
         await pipe.stop()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from .kpis.email import EmailConfig
 from .kpis.engagement import EngagementConfig
 from .kpis.funnel import FunnelConfig
 from .kpis.merge import MergeConfig
-from .kpis.messages import drop_past_retention, partial_messages, retention_horizons
+from .kpis.messages import drop_past_retention, partial_messages, skip_horizons
 from .kpis.scoring import ScoringConfig
 from .kpis.spend import SpendConfig
 from .kpis.stage import StageOutput
@@ -52,10 +52,12 @@ class LocalPipeline:
                  session_timeout_ms: int = 1_800_000,
                  retention: dict[str, int] | None = None, default_margin: float = 1.0,
                  publish: set[str] | None = None,
-                 scoring: ScoringConfig | None = None, skip_expired: bool = False) -> None:
+                 scoring: ScoringConfig | None = None) -> None:
         self.publish = publish  # windows to build snapshots for (None: all)
-        # as KPI_REPLAY_SKIP_EXPIRED: buckets past retention by the wall clock not built
-        self.skip_expired = skip_expired
+        # as KPI_REPLAY_SKIP_EXPIRED: the inputs' horizon (streams.agents.horizon), set
+        # by the caller; minute cells past retention from it are not built
+        self.input_horizon: int | None = None
+        self.skipped_rows = 0  # rows not sent for it (kpi_streams_rows_past_retention)
         self.partitions = partitions
         self.kpi_partitions = kpi_partitions
         web = web or WebConfig(lateness_ms=lateness_ms, session_timeout_ms=session_timeout_ms)
@@ -108,7 +110,7 @@ class LocalPipeline:
             for decl in INPUT_STAGES:
                 proc = self.stages[decl.name][p]
                 out = proc.process(by_part.get((decl.name, p), []), wall_ms)
-                self._route(f"{decl.name}/{p}", out, self._wm(proc, p, decl.reads), wall_ms)
+                self._route(f"{decl.name}/{p}", out, self._wm(proc, p, decl.reads))
                 for cand in out.leads:  # to the funnel, keyed by contact
                     lead_cands[partition_for(cand["contact_id"], n)].append(cand)
         # what each stream's partitions report downstream: (stream) -> [wm per partition]
@@ -129,7 +131,7 @@ class LocalPipeline:
             scored = proc.score_due(wm)
             merge_into(out.deltas, scored.deltas)
             self.qualified += scored.qualified
-            self._route(f"{funnel.name}/{q}", out, {f"{LOCAL_NAMES[LEADS]}/{q}": wm}, wall_ms)
+            self._route(f"{funnel.name}/{q}", out, {f"{LOCAL_NAMES[LEADS]}/{q}": wm})
             self.rejected_updates += out.rejected_updates
             for fact in out.customers:
                 facts[partition_for(fact["customer_id"], n)].append(fact)
@@ -139,7 +141,7 @@ class LocalPipeline:
         for q in range(n):
             out = self.customers[q].process(facts.get(q, []))
             self._route(f"{customers.name}/{q}", out,
-                        {f"{LOCAL_NAMES[customers.reports_as]}/{q}": cust_wm}, wall_ms)
+                        {f"{LOCAL_NAMES[customers.reports_as]}/{q}": cust_wm})
 
     def _wm(self, proc: Any, p: int, streams: tuple[str, ...]) -> dict[str, int | None]:
         """A stage-1/2 partition's watermark of each of the (input) streams it reads."""
@@ -150,17 +152,16 @@ class LocalPipeline:
                 out[f"{name}/{p}"] = proc.clocks[name].wm if name in proc.clocks else None
         return out
 
-    def _route(self, src: str, out: StageOutput, wm: dict[str, int | None],
-               wall_ms: int | None = None) -> None:
+    def _route(self, src: str, out: StageOutput, wm: dict[str, int | None]) -> None:
         for k, count in out.counts.items():
             self.counts[k] += count
         self.late += out.late
         self.seq += 1
-        if wall_ms is not None and self.skip_expired:  # KPI_REPLAY_SKIP_EXPIRED
-            drop_past_retention(out.deltas, out.sketches,
-                                retention_horizons(wall_ms, self.merge_cfg.retention))
+        hz = self.input_horizon
+        self.skipped_rows += drop_past_retention(out.deltas, out.sketches,
+                                                 skip_horizons(hz, self.merge_cfg.retention))
         for q, msg in partial_messages(self.kpi_partitions, src, self.seq, wm, out.deltas,
-                                       out.sketches):
+                                       out.sketches, horizon=hz):
             self.merge[q].apply(msg)
 
     def expire(self) -> None:

@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
 from .. import statecodec
-from ..kpis.messages import drop_past_retention, heartbeat, partial_messages, retention_horizons
+from ..kpis.messages import drop_past_retention, heartbeat, partial_messages, skip_horizons
 from ..kpis.stage import StageOutput
 from ..kpis.visitors import RAW_KEY_PREFIXES
 from ..outputs.metrics import Metrics
@@ -71,6 +71,8 @@ class StageRunner(Generic[P]):
         self.state_kinds: set[str] = set()  # kinds of state reported so far
         self._partition_counts: dict[str, int] = {}
         self.fault = process_fault()  # None unless the chaos harness armed one
+        # the inputs' horizon (see streams.agents.horizon), set by the worker's probe
+        self.input_horizon: int | None = None
 
     # -- hooks for subclasses ------------------------------------------------------
     def new_processor(self, partition: int, store: MemoryStore) -> P:
@@ -98,18 +100,19 @@ class StageRunner(Generic[P]):
     def partials(self, part: Part[P], acc: StageOutput, wall: int, full: bool,
                  wm: Any) -> list[OutItem]:
         """A flush's partial aggregates, by merge partition; with
-        ``KPI_REPLAY_SKIP_EXPIRED``, without the buckets that are past their retention
-        by the wall clock (counted)."""
+        ``KPI_REPLAY_SKIP_EXPIRED``, without the minute buckets past their retention
+        from the inputs' horizon (counted; the merge stage is told the horizon)."""
         s = self.settings
-        if s.replay_skip_expired:
+        hz = self.input_horizon if s.replay_skip_expired else None
+        if hz is not None:
             by_size: dict[str, int] = {}
-            drop_past_retention(acc.deltas, acc.sketches, retention_horizons(wall, retention(s)),
+            drop_past_retention(acc.deltas, acc.sketches, skip_horizons(hz, retention(s)),
                                 by_size)
             for size, n in by_size.items():
                 self.metrics.past_retention.labels(self.stage, size).inc(n)
         src = f"{self.stage}/{part.partition}"
         return [OutItem(self.topics.partials, p, None, msg) for p, msg in partial_messages(
-            s.kpi_partitions, src, part.seq, wm, acc.deltas, acc.sketches, full)]
+            s.kpi_partitions, src, part.seq, wm, acc.deltas, acc.sketches, full, hz)]
 
     def watermark_doc(self, part: Part[P]) -> Any:
         """The watermark this partition's heartbeats report downstream (None: none)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import zlib
 from collections import defaultdict
 from functools import lru_cache
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from . import buckets as B
 from .deltas import AggKey, Deltas
@@ -37,6 +37,8 @@ class Partial(TypedDict):
     wm: Watermarks  # the sender's watermarks, after this data
     d: list[DeltaRow]
     h: list[SketchRow]
+    # the inputs' horizon the sender skipped by (see :func:`drop_past_retention`)
+    hz: NotRequired[int]
 
 
 class Heartbeat(TypedDict):
@@ -54,12 +56,13 @@ def dim_partition(dim: str, partitions: int) -> int:
 
 
 def partial_messages(partitions: int, src: str, seq: int, wm: Watermarks, deltas: Deltas,
-                     sketches: dict[AggKey, set[int]], full: bool = True
-                     ) -> list[tuple[int, Partial]]:
+                     sketches: dict[AggKey, set[int]], full: bool = True,
+                     horizon: int | None = None) -> list[tuple[int, Partial]]:
     """Split one flush's deltas by merge partition, as ``(partition, partial)``.
 
     With ``full`` every partition gets a message (a watermark heartbeat if nothing
-    else); otherwise only those with data do, and they carry the watermark too."""
+    else); otherwise only those with data do, and they carry the watermark too.
+    ``horizon``: the inputs' horizon rows were skipped by, told to every partition."""
     by_part_d: dict[int, list[DeltaRow]] = defaultdict(list)
     by_part_h: dict[int, list[SketchRow]] = defaultdict(list)
     for (family, size, start, dim), comps in deltas.items():
@@ -73,7 +76,10 @@ def partial_messages(partitions: int, src: str, seq: int, wm: Watermarks, deltas
         if not (full or d or h):
             continue
         for i, (dd, hh) in enumerate(_split(d, h)):
-            out.append((p, Partial(src=src, seq=seq, part=i, wm=wm, d=dd, h=hh)))
+            msg = Partial(src=src, seq=seq, part=i, wm=wm, d=dd, h=hh)
+            if horizon is not None:
+                msg["hz"] = horizon
+            out.append((p, msg))
     return out
 
 
@@ -106,24 +112,32 @@ def _split(d: list[DeltaRow], h: list[SketchRow]
     return pieces
 
 
-def retention_horizons(now_ms: int, retention: dict[str, int]) -> dict[str, int]:
-    """Per bucket size, the end at or before which a bucket is past its retention."""
-    return {size: now_ms - keep for size, keep in retention.items()}
+# Bucket sizes a replay may skip. Nothing is derived from an expired minute cell; an
+# expired day cell moves its net new customers into the running base, so day (and
+# hour, with its 24h view) cells are always built.
+SKIPPABLE_SIZES: tuple[str, ...] = ("1m",)
+
+
+def skip_horizons(horizon: int | None, retention: dict[str, int]) -> dict[str, int]:
+    """Per skippable bucket size, the end at or before which a bucket is past its
+    retention measured from the inputs' ``horizon`` (None: nothing is skipped)."""
+    if horizon is None:
+        return {}
+    return {size: horizon - retention[size] for size in SKIPPABLE_SIZES if size in retention}
 
 
 def drop_past_retention(deltas: Deltas, sketches: dict[AggKey, set[int]],
                         horizons: dict[str, int], by_size: dict[str, int] | None = None
                         ) -> int:
-    """Remove the rows of buckets already past their retention (``horizons``, from the
-    wall clock); returns how many (and adds them up per bucket size in ``by_size``).
+    """Remove the rows of buckets already past their retention (``horizons``, from
+    :func:`skip_horizons`); returns how many (and adds them up per bucket size in
+    ``by_size``).
 
-    The merge stage deletes a bucket once the event time passes its end plus its
-    retention; a bucket that is past it by the wall clock would be deleted before a
-    replay that runs up to today ends. With ``KPI_REPLAY_SKIP_EXPIRED`` such a replay
-    builds no minute cells of last month (92 % of the rows a replay sends), and what
-    the merge holds once it is done is the same. A replay that stops in the past
-    would keep those cells (its event time stays there), hence the setting is off
-    by default."""
+    The inputs' horizon (``streams.agents.horizon``) is an event time the watermarks
+    reach once the worker has read what the newest input topic holds now, less a
+    margin; minute cells are kept for their retention behind it, so a replay of last
+    month builds no minute cells of last month (92 % of the rows it would send).
+    Hours, days and everything published from them are the same either way."""
     if not horizons:
         return 0
     dropped = 0

@@ -31,6 +31,7 @@ class Metrics:
     snapshots_waiting: Gauge
     replayed_partials: Counter
     past_retention: Counter
+    input_horizon: Gauge
     consumer_lag: Gauge
     state_keys: Gauge
 
@@ -79,9 +80,14 @@ class Metrics:
                                       registry=registry),
             past_retention=Counter(f"{NS}_rows_past_retention",
                                    "Aggregate rows not sent to the merge stage because "
-                                   "their bucket was past its retention by the wall clock "
-                                   "(a replay of history: minute cells of last month).",
-                                   ["stage", "bucket"], registry=registry),
+                                   "their bucket was past its retention from the inputs' "
+                                   "horizon (a replay of history: minute cells of last "
+                                   "month).", ["stage", "bucket"], registry=registry),
+            input_horizon=Gauge(f"{NS}_input_horizon_seconds",
+                                "Event time every watermark reaches once what the input "
+                                "topics hold now is read, less a margin (Unix seconds; 0: "
+                                "unknown). Minute cells past retention from it are skipped.",
+                                registry=registry),
             consumer_lag=Gauge(f"{NS}_consumer_lag_messages",
                                "Messages on this worker's input partitions not processed "
                                "yet (log end offset minus processed offset).", ["stage"],

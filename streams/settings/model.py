@@ -142,10 +142,12 @@ class Settings:
         "KPI_RETENTION_1D", "730d", v.parse_duration_ms,
         "How long 1d buckets are kept.", "time")
     replay_skip_expired: bool = setting(
-        "KPI_REPLAY_SKIP_EXPIRED", "false", v.boolean,
-        "For a replay that runs up to today: buckets already past their retention by "
-        "the wall clock (last month's 1m cells) are not built, since the merge stage "
-        "would delete them before the replay ends. Off: a replayed day keeps them.",
+        "KPI_REPLAY_SKIP_EXPIRED", "true", v.boolean,
+        "A replay (a backfill, a backlog) does not build minute cells already past "
+        "their retention from the inputs' horizon: the oldest newest event of the "
+        "input topics, less a margin. The merge stage would delete them before the "
+        "replay ends, so what it holds at the end is the same. Off: every minute cell "
+        "of the replay is opened, published and deleted.",
         "time")
     visitor_ttl_ms: int = setting(
         "KPI_VISITOR_TTL", "400d", v.parse_duration_ms,

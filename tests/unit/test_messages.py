@@ -34,8 +34,9 @@ def test_every_row_and_hash_goes_out_once_in_pieces_of_bounded_size(
         assert len(out) == 1  # the common case is one message
 
 
-def test_rows_past_retention_by_the_wall_clock_are_dropped_and_the_rest_kept() -> None:
-    from streams.kpis.messages import drop_past_retention, retention_horizons
+def test_minute_rows_past_retention_from_the_horizon_are_dropped_and_the_rest_kept(
+        ) -> None:
+    from streams.kpis.messages import drop_past_retention, skip_horizons
 
     minute, hour = 60_000, 3_600_000
     now = 100 * hour
@@ -44,7 +45,9 @@ def test_rows_past_retention_by_the_wall_clock_are_dropped_and_the_rest_kept() -
               ("web", "1m", now - hour, ""): {"pv": 1},
               ("web", "1h", 0, ""): {"pv": 1}}
     sketches = {("web", "1m", now - 3 * hour, ""): {1, 2}, ("web", "1h", 0, ""): {3}}
-    horizons = retention_horizons(now, {"1m": 2 * hour - minute, "1h": 200 * hour})
+    horizons = skip_horizons(now, {"1m": 2 * hour - minute, "1h": 1, "1d": 1})
+    assert horizons == {"1m": now - 2 * hour + minute}  # hours and days are always built
+    assert skip_horizons(None, {"1m": 1}) == {}  # horizon unknown: nothing skipped
     assert drop_past_retention(deltas, sketches, horizons) == 3
     assert set(deltas) == {("web", "1m", now - hour, ""), ("web", "1h", 0, "")}
     assert set(sketches) == {("web", "1h", 0, "")}

@@ -364,24 +364,30 @@ def test_minute_documents_are_built_only_for_someone_watching_live() -> None:
     assert {d["bucket"] for d in unwatched} & cells == {"1h", "1d"}
 
 
-@pytest.mark.parametrize("skip", [True, False])
-def test_a_replay_to_today_skips_buckets_past_their_retention_by_the_wall_clock(
-        skip: bool) -> None:
-    """With KPI_REPLAY_SKIP_EXPIRED a replay does not send minute cells that the merge
-    stage would delete before the replay reaches today (counted); the hour and day
-    cells go as before. Without it, a replayed day keeps its minute cells."""
-    s = _settings(KPI_RETENTION_1M="2d", KPI_REPLAY_SKIP_EXPIRED=str(skip).lower())
+@pytest.mark.parametrize("skip, horizon", [
+    ("true", "2026-11-20T00:00:00Z"), ("true", None), ("false", "2026-11-20T00:00:00Z")])
+def test_a_replay_skips_minute_cells_past_retention_from_the_inputs_horizon(
+        skip: str, horizon: str | None) -> None:
+    """With KPI_REPLAY_SKIP_EXPIRED (the default) a replay does not send minute cells
+    the merge stage would delete before the replay reaches the inputs' horizon
+    (counted), and tells the merge stage the horizon; hour and day cells go as before.
+    Without a horizon (unknown), or with the setting off, every minute cell goes."""
+    s = _settings(KPI_RETENTION_1M="2d", KPI_REPLAY_SKIP_EXPIRED=skip)
     topics = Topics(s)
     stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s), settings=s)
+    hz = None if horizon is None else parse_rfc3339_ms(horizon)
+    stage.input_horizon = hz
     pv = topics.input("page_view")
     asyncio.run(stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack))
-    sizes = {row[1] for (t, _), docs in prod.sent.items() if t == topics.partials
-             for doc in docs for row in doc["d"]}
+    docs = [doc for (t, _), sent in prod.sent.items() if t == topics.partials for doc in sent]
+    sizes = {row[1] for doc in docs for row in doc["d"]}
     skipped = {sample.labels["bucket"]: sample.value
                for metric in stage.metrics.past_retention.collect()
                for sample in metric.samples if sample.name.endswith("_total")}
-    if skip:
-        assert sizes == {"1h", "1d"}  # 2026-11-09 is weeks past a 2-day minute retention
+    if skip == "true" and hz is not None:
+        assert sizes == {"1h", "1d"}  # 2026-11-09 10:00 is 11 days before the horizon
         assert skipped.get("1m", 0) > 0 and "1h" not in skipped
+        assert {doc.get("hz") for doc in docs} == {hz}
     else:
         assert sizes == {"1m", "1h", "1d"} and not skipped
+        assert all("hz" not in doc for doc in docs)

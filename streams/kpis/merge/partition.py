@@ -8,7 +8,7 @@ from datasketches import hll_sketch
 
 from .. import buckets as B
 from ..catalogue import KPIS, Modes, kpis_for
-from ..messages import Partial
+from ..messages import Partial, skip_horizons
 from ..query import SnapshotQuery, frozen
 from .documents import DocumentsMixin, _iso_ms, _names_for_families, snapshot_key
 from .ledger import LedgerMixin
@@ -62,6 +62,9 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         self.views_todo: set[ViewKey] = set()  # rolling views to publish again
         # (size, dim) -> end of the newest cell expired: nothing recreates those buckets
         self.expired_to: dict[tuple[str, str], int] = {}
+        # the newest inputs' horizon a source skipped rows by: a skippable bucket past
+        # its retention from there is expired (KPI_REPLAY_SKIP_EXPIRED)
+        self.horizon: int | None = None
         self._publish_windows: Any = None
         self.emitted_cells: list[CellKey] = []
         self.emitted_views: list[ViewKey] = []
@@ -124,6 +127,9 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             old = self.src_wm.get(name)
             if name not in self.src_wm or (wm is not None and (old is None or wm > old)):
                 self.src_wm[name] = wm
+        hz = partial.get("hz")
+        if hz is not None and (self.horizon is None or hz > self.horizon):
+            self.horizon = hz
         expiry = self._expiry_horizons()
         for family, size, start, dim, comps in partial.get("d", ()):
             key = (size, start, dim)
@@ -320,9 +326,11 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
     # -- expiry -----------------------------------------------------------------
     def _expiry_horizons(self) -> dict[str, int]:
         low = self.low_watermark()
-        if low is None:
-            return {}
-        return {size: low - keep for size, keep in self.cfg.retention.items()}
+        out = {} if low is None else \
+            {size: low - keep for size, keep in self.cfg.retention.items()}
+        for size, h in skip_horizons(self.horizon, self.cfg.retention).items():
+            out[size] = max(out.get(size, h), h)
+        return out
 
     def expire(self) -> list[Snapshot]:
         """Delete cells and rolling views past retention (by event time).
@@ -338,6 +346,11 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         # the cells it contributes to, not every cell of the partition.
         fam_low = self._family_lows()
         keep = self.cfg.retention
+        skipped = skip_horizons(self.horizon, keep)
+
+        def skips(size: str, end: int) -> bool:
+            # its sources skip it (open or final): it expires before they catch up
+            return size in skipped and end < skipped[size]
 
         def past(size: str, end: int, fams: Any) -> bool:
             if size not in keep:
@@ -348,7 +361,8 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
 
         out: list[Snapshot] = []
         gone = [k for k, c in self.cells.items()
-                if c.final and past(k[0], B.bucket_end(k[1], k[0]), present(c.comps))]
+                if skips(k[0], B.bucket_end(k[1], k[0])) or
+                (c.final and past(k[0], B.bucket_end(k[1], k[0]), present(c.comps)))]
         for size, start, dim in gone:
             end = B.bucket_end(start, size)
             if end > self.expired_to.get((size, dim), -NEVER):

@@ -67,9 +67,10 @@ class PersistenceMixin(PartitionAttrs):
 
     def meta(self) -> dict[str, Any]:
         return {"src_wm": self.src_wm, "applied": self.applied,
-                "cust_base": self._cust_base}
+                "cust_base": self._cust_base, "horizon": self.horizon}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.src_wm = dict(meta.get("src_wm", {}))
         self.applied = dict(meta.get("applied", {}))
         self._cust_base = dict(meta.get("cust_base", {}))
+        self.horizon = meta.get("horizon")

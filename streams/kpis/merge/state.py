@@ -129,6 +129,7 @@ class PartitionAttrs:
     rolls_todo: set[RollKey]
     views_todo: set[ViewKey]
     src_wm: dict[str, int | None]
+    horizon: int | None
     applied: dict[str, list[int]]
     pending: set[CellKey]
     open_cells: set[CellKey]

@@ -1,0 +1,118 @@
+"""A replay that skips the minute cells past retention from the inputs' horizon ends
+with what a replay that builds them ends with (KPI_REPLAY_SKIP_EXPIRED): every hour
+and day cell, every document but minutes', and the minute cells within retention of
+the horizon. (Older minute cells of a sparse input, e-mail sent on the first day,
+stay in the other replay until e-mail's own watermark moves on.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streams.agents.horizon import HORIZON_EVENT_TYPES, horizon_margin, horizon_of
+from streams.events import Decoder
+from streams.kpis.merge import present
+from streams.local import LocalPipeline, decode_all
+from streams.produce import partition_for
+from streams.schemas import parse_rfc3339_ms
+from streams.settings import load_settings
+from streams.simulate import DAY, Options, generate
+from streams.topology import EVENT_OF_RECORD, input_key
+
+START = 1_790_812_800_000  # 2026-10-01T00:00:00Z
+PARTS = 2
+
+
+def _days(n: int) -> list[list[Any]]:
+    decoder = Decoder.from_settings(load_settings({}))
+    out = []
+    for d in range(n):
+        events = [e for b in generate(START + d * DAY, START + (d + 1) * DAY,
+                                      Options(seed=11, sessions_per_day=150)) for e in b]
+        out.append(decode_all(decoder, events, START + 400 * DAY))
+    return out
+
+
+def _horizon(days: list[list[Any]]) -> int | None:
+    """As the worker's probe reads it: the oldest newest event time over the partitions
+    of the inputs that hold any, less the margin."""
+    newest: dict[tuple[str, int], int | None] = {}
+    for rec in (r for day in days for r in day):
+        et = EVENT_OF_RECORD[type(rec)]
+        if et in HORIZON_EVENT_TYPES:
+            key = (et, partition_for(input_key(et, rec), PARTS))
+            newest[key] = max(newest.get(key) or rec.t, rec.t)
+    return horizon_of(newest, horizon_margin(load_settings({})))
+
+
+def _replay(days: list[list[Any]], horizon: int | None) -> LocalPipeline:
+    lp = LocalPipeline(partitions=PARTS, kpi_partitions=PARTS)
+    lp.input_horizon = horizon
+    for d, recs in enumerate(days):
+        lp.feed(recs, wall_ms=START + (d + 1) * DAY)
+        lp.emit(START + (d + 1) * DAY)
+        lp.expire()
+    lp.emit(START + len(days) * DAY)
+    return lp
+
+
+def _state(lp: LocalPipeline, hz: int) -> list[dict[Any, Any]]:
+    """Every cell but the minutes past retention from the horizon."""
+    cut = hz - 2 * DAY
+    return [{k: present(c.comps) for k, c in m.cells.items()
+             if k[0] != "1m" or k[1] + 60_000 > cut} for m in lp.merge]
+
+
+def _docs(snaps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Documents but minutes', without their revision (how often a key was published:
+    the replay that builds old minutes publishes the 15-minute view more often)."""
+    return {k: {f: v for f, v in d.items() if f not in ("revision", "computed_at")}
+            for k, d in snaps.items() if d["bucket"] != "1m"}
+
+
+@pytest.fixture(scope="module")
+def replays() -> tuple[LocalPipeline, LocalPipeline, int]:
+    days = _days(5)
+    hz = _horizon(days)
+    assert hz is not None and hz > START + 4 * DAY
+    return _replay(days, None), _replay(days, hz), hz
+
+
+def test_the_skipping_replay_sends_far_fewer_rows_and_ends_with_the_same_cells(
+        replays: tuple[LocalPipeline, LocalPipeline, int]) -> None:
+    full, skipping, hz = replays
+    assert full.skipped_rows == 0
+    assert skipping.skipped_rows > 10_000  # three of five days' minute cells
+    assert _state(skipping, hz) == _state(full, hz)
+    minutes = [k for m in skipping.merge for k in m.cells if k[0] == "1m"]
+    assert minutes and min(k[1] for k in minutes) + 60_000 > hz - 2 * DAY
+    assert len(minutes) > 1000  # the last two days' minutes are all there
+
+
+def test_the_published_documents_are_the_same_once_the_replay_is_done(
+        replays: tuple[LocalPipeline, LocalPipeline, int]) -> None:
+    full, skipping, hz = replays
+    assert _docs(skipping.snapshots) == _docs(full.snapshots)
+    assert {d["bucket"] for d in skipping.snapshots.values()} >= {"1m", "15m", "1h", "1d"}
+    cut = hz - 2 * DAY  # minutes ending after it are kept, as in _state
+    assert {k for k, d in skipping.snapshots.items() if d["bucket"] == "1m"} == \
+        {k for k, d in full.snapshots.items()
+         if d["bucket"] == "1m" and parse_rfc3339_ms(d["window_start"]) + 60_000 > cut}
+
+
+def test_a_restarted_merge_partition_keeps_the_horizon(
+        replays: tuple[LocalPipeline, LocalPipeline, int]) -> None:
+    _, skipping, hz = replays
+    m = skipping.merge[0]
+    again = type(m)(m.cfg)
+    again.load_meta(m.meta())
+    assert again.horizon == hz
+
+
+def test_the_horizon_is_the_newest_input_where_all_its_partitions_are_known() -> None:
+    newest = {("pv", 0): 100, ("pv", 1): 90, ("spend", 0): 50, ("email", 0): None,
+              ("email", 1): 500}
+    assert horizon_of(newest, 10) == 80  # page views: partition 1 at 90; e-mail unknown
+    assert horizon_of({("pv", 0): None}, 10) is None
+    assert horizon_of({}, 10) is None
