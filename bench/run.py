@@ -174,16 +174,27 @@ def _merged_pageviews(port: int) -> float:
     return sum(s["numerator"] for s in doc["snapshots"])
 
 
+def _quantiles_ms(seconds: list[float]) -> dict[str, Any]:
+    """n, p50, p99 and max of sorted durations, in milliseconds."""
+    if not seconds:
+        return {"n": 0, "p50": None, "p99": None, "max": None}
+    return {"n": len(seconds), "p50": round(1000 * seconds[len(seconds) // 2], 1),
+            "p99": round(1000 * seconds[int(0.99 * len(seconds))], 1),
+            "max": round(1000 * seconds[-1], 1)}
+
+
 def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int,
              log: Path, workers: int = 1) -> dict[str, float]:
     """(c) the worker(s), from the first event to the last, through stage 3."""
     import tempfile
 
     ports = [free_port() for _ in range(workers)]
+    mports = [free_port() for _ in range(workers)]  # KPI_METRICS_PORT: the metrics thread
     procs = []
     state = Path(tempfile.mkdtemp(prefix="kpi-bench-"))
     for i, port in enumerate(ports):
         wenv = {**os.environ, **env, "KPI_WEB_PORT": str(port), "KPI_LOG_LEVEL": "warning",
+                "KPI_METRICS_PORT": str(mports[i]),
                 "KPI_STATE_DIR": str(state / f"w{i}"), "KPI_WORKER_ID": f"bench-{i}"}
         path = log if workers == 1 else log.with_suffix(f".w{i}.log")
         with path.open("wb") as fh:
@@ -194,18 +205,23 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
         first = last_in = None
         deadline = time.monotonic() + 3600
         scrape: list[float] = []  # seconds per /metrics answer, under the run's load
+        thread_scrape: list[float] = []  # the same from the metrics thread
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"worker exited; see {log}")
             try:
                 asked = time.perf_counter()
                 accounted = sum(_accounted(port) for port in ports)
+                web_done = time.perf_counter()
+                for mport in mports:
+                    _get(f"http://127.0.0.1:{mport}/metrics")
             except OSError:
                 time.sleep(0.2)
                 continue
             now = time.perf_counter()
             if first is not None and last_in is None:
-                scrape.append((now - asked) / len(ports))
+                scrape.append((web_done - asked) / len(ports))
+                thread_scrape.append((now - web_done) / len(ports))
             if first is None and accounted > 0:
                 first = now
             if last_in is None and accounted >= n_events:
@@ -219,17 +235,15 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
             raise RuntimeError(f"pipeline did not finish; see {log}")
         assert first is not None and last_in is not None
         scrape.sort()
+        thread_scrape.sort()
         logs = [log] if workers == 1 else [log.with_suffix(f".w{i}.log")
                                            for i in range(workers)]
         text = "".join(p.read_text(errors="replace") for p in logs if p.exists())
         return {"events": n_events, "seconds": done - first,
                 "events_per_s": n_events / (done - first),
                 "stage1_seconds": last_in - first,
-                "metrics_scrape_ms": {
-                    "n": len(scrape),
-                    "p50": round(1000 * scrape[len(scrape) // 2], 1) if scrape else None,
-                    "p99": round(1000 * scrape[int(0.99 * len(scrape))], 1) if scrape else None,
-                    "max": round(1000 * scrape[-1], 1) if scrape else None},
+                "metrics_scrape_ms": _quantiles_ms(scrape),
+                "metrics_thread_scrape_ms": _quantiles_ms(thread_scrape),
                 "timer_overlaps_logged": text.count("is overlapping"),
                 "producer_timeouts_logged": text.count("KafkaTimeoutError")}
     finally:

@@ -35,6 +35,7 @@ from .outputs.collector import KpiCollector
 from .outputs.hub import SnapshotHub
 from .outputs.metrics import Metrics
 from .outputs.pacing import TargetBoard, TargetCollector
+from .outputs.scrape import EvaluatedOnLoop
 from .settings import Settings
 from .statestore import StoreMemory
 from .topics import Topics
@@ -61,6 +62,8 @@ class Pipeline:
     fresh: FreshAssignmentNoise | None = None
     targets: TargetBoard | None = None  # KPI_TARGETS: goals and their pacing
     tails: InputTails | None = None  # KPI_REPLAY_SKIP_EXPIRED: reads the inputs' horizon
+    # the gauges read from the merge state: evaluated on the loop for the metrics thread
+    evaluated: EvaluatedOnLoop = field(default_factory=EvaluatedOnLoop)
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -122,12 +125,13 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
     merge = pipe.merge
     merge.publish = pipe.hub.publish
     merge.listeners = lambda: len(pipe.hub.subs)
-    registry.register(KpiCollector(merge.procs, modes(settings), settings.reporting_currency))
+    pipe.evaluated.add(KpiCollector(merge.procs, modes(settings), settings.reporting_currency))
     if settings.targets_file is not None:
         pipe.targets = TargetBoard(load_targets(settings.targets_file),
                                    lambda: {p: part.proc for p, part in merge.parts.items()},
                                    settings.kpi_partitions)
-        registry.register(TargetCollector(pipe.targets))
+        pipe.evaluated.add(TargetCollector(pipe.targets))
+    registry.register(pipe.evaluated)
     return pipe
 
 

@@ -49,6 +49,7 @@ def run(s: Settings) -> int:
     from .kpis.targets import load_targets
     from .logs import BrokerOutageLog, FreshAssignmentNoise
     from .outputs.http import build_web_app, serve
+    from .outputs.scrape import serve_metrics
 
     if s.targets_file is not None:
         load_targets(s.targets_file)  # a bad file stops the start, naming its line
@@ -58,6 +59,13 @@ def run(s: Settings) -> int:
     pipe.fresh = FreshAssignmentNoise().install()
     app = create_app(s, pipe)
     log = logging.getLogger("kpi_streams.worker")
+
+    if s.metrics_port is not None:
+        serve_metrics(pipe.registry, s.web_host, s.metrics_port)
+
+        @app.task
+        async def evaluate_metrics() -> None:
+            await pipe.evaluated.keep_evaluated()
 
     @app.task
     async def start_web() -> None:

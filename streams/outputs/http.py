@@ -11,7 +11,8 @@ is GET (aiohttp answers 405 to anything else); nothing here changes state.
     /api/catalogue       every KPI: name, kind (leading/lagging), definition, unit, dims,
                          aggregation (sum, ratio or computed), additive across buckets
     /api/openapi.json    the OpenAPI document of the above
-    /metrics             Prometheus text format
+    /metrics             Prometheus text format (KPI_METRICS_PORT answers it from a
+                         thread while the loop is busy: streams.outputs.scrape)
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
     settings = pipe.settings
 
     async def metrics(_: web.Request) -> web.Response:
+        pipe.evaluated.evaluate()  # here on the loop: the KPI gauges as of now
         body = generate_latest(pipe.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -112,6 +112,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def optional_port(text: str) -> int | None:
+    if not text.strip():
+        return None
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be a port between 1 and 65535, got {value}")
+    return value
+
+
 def group_session_ms(text: str) -> int:
     # the broker refuses less than its group.min.session.timeout.ms (6 s by default);
     # Faust refuses more than its request timeout (90 s)

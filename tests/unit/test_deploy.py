@@ -59,8 +59,11 @@ def test_compose_runs_the_whole_stack() -> None:
     assert services["worker-1"]["ports"] == ["127.0.0.1:6066:6066"]
     assert services["worker-2"]["ports"] == ["127.0.0.1:6067:6066"]
     prometheus = (ROOT / "deploy" / "prometheus" / "prometheus.docker.yml").read_text()
-    assert "worker-1:6066" in prometheus
-    assert "worker-2:6066" in prometheus
+    # scraped on the metrics thread's port, which each worker serves
+    assert "worker-1:6068" in prometheus
+    assert "worker-2:6068" in prometheus
+    for name in ("worker-1", "worker-2"):
+        assert services[name]["environment"]["KPI_METRICS_PORT"] == "6068"
     # the collector: its own service, bound to loopback on the host, scraped too
     collector = services["collector"]
     assert collector["command"] == ["collect"]
