@@ -73,7 +73,22 @@ class Pipeline:
                 await self.producer.start()
                 for runner in self.runners.values():
                     runner.producer = self.producer
+                # a replay skips from its first batch, not from the timer's first round
+                await self.read_horizon()
                 self._started = True
+
+    async def read_horizon(self) -> None:
+        """Read the inputs' horizon and tell every stage (KPI_REPLAY_SKIP_EXPIRED)."""
+        if self.tails is None:
+            return
+        try:
+            hz = await self.tails.horizon(now_ms())
+        except KafkaError as exc:  # the broker is away: keep the last one, try again
+            log.debug("horizon: cannot read the inputs' tails (%s)", exc)
+            return
+        for runner in self.runners.values():
+            runner.input_horizon = hz
+        self.metrics.input_horizon.set(0 if hz is None else hz / 1000)
 
     async def hold(self) -> None:
         """Stop the timers from writing and wait for any flush under way to finish."""
@@ -277,21 +292,11 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
             runner.metrics.consumer_lag.labels(name).set(lag)
 
     if pipe.tails is not None:
-        tails = pipe.tails
-
         @app.timer(interval=10.0, name="kpi-streams.horizon")
         async def read_horizon() -> None:
-            # the inputs' horizon: a replay skips the minute cells past retention from it
-            if pipe.rebalancing:
-                return
-            try:
-                hz = await tails.horizon(now_ms())
-            except KafkaError as exc:  # the broker is away: keep the last one, try again
-                log.debug("horizon: cannot read the inputs' tails (%s)", exc)
-                return
-            for runner in pipe.runners.values():
-                runner.input_horizon = hz
-            pipe.metrics.input_horizon.set(0 if hz is None else hz / 1000)
+            # the inputs' horizon moves on as they grow
+            if not pipe.rebalancing and pipe._started:
+                await pipe.read_horizon()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:
