@@ -109,6 +109,7 @@ class LocalPipeline:
         for p in range(n):
             for decl in INPUT_STAGES:
                 proc = self.stages[decl.name][p]
+                proc.input_horizon = self.input_horizon
                 out = proc.process(by_part.get((decl.name, p), []), wall_ms)
                 self._route(f"{decl.name}/{p}", out, self._wm(proc, p, decl.reads))
                 for cand in out.leads:  # to the funnel, keyed by contact

@@ -32,6 +32,7 @@ class InputProcessor(Processor, Protocol):
     """A stage-1 processor (``WebPartition``, ``EmailPartition``, ...)."""
 
     clocks: dict[str, PartitionClock]
+    input_horizon: int | None
 
     def process(self, items: list[tuple[str, Any]], wall: int) -> StageOutput: ...
 
@@ -87,6 +88,8 @@ class InputStage(FeedingStage[InputProcessor]):
 
     def process(self, part: Part[InputProcessor], wall: int) -> None:
         items = self.items.pop(part.partition, [])
+        part.proc.input_horizon = self.input_horizon if self.settings.replay_skip_expired \
+            else None
         out = part.proc.process(items, wall)
         for (et, outcome), n in out.counts.items():
             self.metrics.events.labels(et, outcome).inc(n)

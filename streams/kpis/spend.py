@@ -95,8 +95,13 @@ class SpendPartition(DedupedPartition):
 
     def facts(self, topic: str, rec: Spend, out: StageOutput) -> None:
         clock = self.clocks[topic]
-        # 1m buckets older than their retention are gone; do not recreate them
-        lo_1m = clock.wm - self.cfg.retention_1m_ms if clock.wm is not None else None
+        # 1m buckets older than their retention are gone; do not recreate them, nor
+        # those past it from the inputs' horizon (a replay: the merge stage refuses them)
+        keep = self.cfg.retention_1m_ms
+        lo_1m = clock.wm - keep if clock.wm is not None else None
+        if self.input_horizon is not None:
+            skip = self.input_horizon - keep
+            lo_1m = skip if lo_1m is None else max(lo_1m, skip)
         key = rec.raw.get("restates") if isinstance(rec.raw, dict) else None
         if isinstance(key, str) and key:
             skey = ROW_PREFIX + key

@@ -78,6 +78,9 @@ class ClockedPartition:
         # per input topic, the newest Kafka timestamp of the batch being processed (set by
         # the stage before ``process``; empty when unknown, e.g. in-process tests)
         self.produced: dict[str, int] = {}
+        # the inputs' horizon (KPI_REPLAY_SKIP_EXPIRED; set by the stage before
+        # ``process``): minute buckets past retention from it need not be built
+        self.input_horizon: int | None = None
 
     def low_watermark(self) -> int | None:
         """The smallest watermark of the inputs that have seen events."""
