@@ -146,7 +146,6 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
                                    lambda: {p: part.proc for p, part in merge.parts.items()},
                                    settings.kpi_partitions)
         pipe.evaluated.add(TargetCollector(pipe.targets))
-    registry.register(pipe.evaluated)
     return pipe
 
 

@@ -61,7 +61,7 @@ def run(s: Settings) -> int:
     log = logging.getLogger("kpi_streams.worker")
 
     if s.metrics_port is not None:
-        serve_metrics(pipe.registry, s.web_host, s.metrics_port)
+        serve_metrics(pipe.registry, pipe.evaluated, s.web_host, s.metrics_port)
 
         @app.task
         async def evaluate_metrics() -> None:

@@ -69,8 +69,8 @@ def build_web_app(pipe: Any, started_at: float | None = None) -> web.Application
     settings = pipe.settings
 
     async def metrics(_: web.Request) -> web.Response:
-        pipe.evaluated.evaluate()  # here on the loop: the KPI gauges as of now
-        body = generate_latest(pipe.registry)
+        # here on the loop: the KPI gauges as of now
+        body = generate_latest(pipe.registry) + pipe.evaluated.evaluate()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
@@ -43,10 +44,9 @@ def test_the_thread_serves_what_the_loop_evaluated_and_asks_for_more() -> None:
     state = Reads()
     cached = EvaluatedOnLoop(state)
     registry = CollectorRegistry()
-    registry.register(cached)
     events = Counter("kpi_streams_test_events", "live", registry=registry)
     port = _free_port()
-    server = serve_metrics(registry, "127.0.0.1", port)
+    server = serve_metrics(registry, cached, "127.0.0.1", port)
     try:
         state.value = 7
         events.inc(3)
@@ -70,8 +70,10 @@ def test_the_thread_answers_while_the_loop_holds_the_interpreter() -> None:
     ten seconds pass: the answer arrives while it is still spinning."""
     registry = CollectorRegistry()
     Counter("kpi_streams_test_events", "live", registry=registry).inc()
+    cached = EvaluatedOnLoop(Reads())
+    cached.evaluate()
     port = _free_port()
-    server = serve_metrics(registry, "127.0.0.1", port)
+    server = serve_metrics(registry, cached, "127.0.0.1", port)
     answered = threading.Event()
     texts: list[str] = []
 
@@ -89,6 +91,7 @@ def test_the_thread_answers_while_the_loop_holds_the_interpreter() -> None:
         timer.cancel()
         assert answered.is_set() and not deadline.is_set()
         assert texts and "kpi_streams_test_events_total 1.0" in texts[0]
+        assert "kpi_streams_kpi_count 0.0" in texts[0]
     finally:
         server.shutdown()
         server.server_close()
@@ -100,4 +103,15 @@ def test_a_taken_port_is_named_in_the_error() -> None:
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(OSError, match="KPI_METRICS_PORT"):
-            serve_metrics(CollectorRegistry(), "127.0.0.1", port)
+            serve_metrics(CollectorRegistry(), EvaluatedOnLoop(), "127.0.0.1", port)
+
+
+def test_only_metrics_is_served_there() -> None:
+    port = _free_port()
+    server = serve_metrics(CollectorRegistry(), EvaluatedOnLoop(), "127.0.0.1", port)
+    try:
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kpis", timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
