@@ -9,7 +9,7 @@ which answers while the loop is busy:
   thread-safe and read live (a few hundred samples: about a millisecond);
 - the KPI gauges (and target pacing) are evaluated from the merge state, which only
   the loop may read, so the loop evaluates and formats them after a scrape asked
-  (at most once a second) and the thread serves the text last formatted: at most
+  (at most every 5 s) and the thread serves the text last formatted: at most
   one scrape interval old. Formatting them is most of a scrape's work (about
   20 ms for 3,000 samples), so the thread holds the interpreter only briefly.
 
@@ -67,7 +67,7 @@ class EvaluatedOnLoop:
         self.asked.set()
         return self.text
 
-    async def keep_evaluated(self, interval_s: float = 1.0) -> None:
+    async def keep_evaluated(self, interval_s: float = 5.0) -> None:
         """Evaluate again whenever a scrape asked since the last time."""
         while True:
             await asyncio.sleep(interval_s)
