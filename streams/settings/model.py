@@ -144,8 +144,9 @@ class Settings:
     replay_skip_expired: bool = setting(
         "KPI_REPLAY_SKIP_EXPIRED", "true", v.boolean,
         "A replay (a backfill, a backlog) does not build minute cells already past "
-        "their retention from the inputs' horizon: the oldest newest event of the "
-        "input topics, less a margin. The merge stage would delete them before the "
+        "their retention from the inputs' horizon: where the newest input topic's "
+        "last records are (its oldest partition), less a margin. The merge stage would "
+        "delete them before the "
         "replay ends, so what it holds at the end is the same. Off: every minute cell "
         "of the replay is opened, published and deleted.",
         "time")

@@ -118,3 +118,34 @@ def test_the_horizon_is_the_newest_input_where_all_its_partitions_are_known() ->
     assert horizon_of(newest, 10) == 80  # page views: partition 1 at 90; e-mail unknown
     assert horizon_of({("pv", 0): None}, 10) is None
     assert horizon_of({}, 10) is None
+
+
+def test_the_merge_stage_refuses_and_expires_what_its_sources_skip() -> None:
+    """A minute cell ending at or before the skip horizon (the inputs' horizon less the
+    minute retention) is refused when new and deleted when held, open or final; the
+    next minute and every hour are kept."""
+    from streams.kpis.merge import MergeConfig, MergePartition, iso_s
+    from streams.topology import LOCAL_NAMES, feeds
+
+    m = MergePartition(MergeConfig(feeds=feeds(LOCAL_NAMES.__getitem__), partitions=1))
+    keep = m.cfg.retention["1m"]
+    hz = START + 5 * DAY
+    at = hz - keep - 60_000  # the minute that ends exactly at the skip horizon
+    old = {"src": "web/0", "seq": 1, "part": 0, "wm": {"page_view/0": START}, "h": [],
+           "d": [["web", "1m", at, "", {"pv": 1}], ["web", "1m", at + 60_000, "", {"pv": 1}],
+                 ["web", "1h", START, "", {"pv": 2}]]}
+    assert m.apply(old)  # no horizon yet: every cell is held, none final
+    assert {k[:2] for k in m.cells} == {("1m", at), ("1m", at + 60_000), ("1h", START)}
+    published = {key for key, doc in m.emit(START, publish=None) if doc is not None}
+    assert any(f"|1m|{iso_s(at)}|" in key for key in published)
+    news = {"src": "web/0", "seq": 2, "part": 0, "wm": {"page_view/0": START}, "h": [],
+            "hz": hz, "d": [["web", "1m", at - 60_000, "", {"pv": 1}],
+                            ["web", "1m", at + 120_000, "", {"pv": 1}]]}
+    assert m.apply(news)
+    assert ("1m", at - 60_000, "") not in m.cells  # refused
+    assert ("1m", at + 120_000, "") in m.cells
+    tombstones = m.expire()
+    assert {k[:2] for k in m.cells} == {("1m", at + 60_000), ("1m", at + 120_000),
+                                        ("1h", START)}
+    assert tombstones and all(doc is None for _, doc in tombstones)
+    assert all("|1m|" in key for key, _ in tombstones)

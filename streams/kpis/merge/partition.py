@@ -328,8 +328,9 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         low = self.low_watermark()
         out = {} if low is None else \
             {size: low - keep for size, keep in self.cfg.retention.items()}
+        # the sources skip a bucket ending at or before the skip horizon: so does this
         for size, h in skip_horizons(self.horizon, self.cfg.retention).items():
-            out[size] = max(out.get(size, h), h)
+            out[size] = max(out.get(size, h + 1), h + 1)
         return out
 
     def expire(self) -> list[Snapshot]:
@@ -350,7 +351,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
 
         def skips(size: str, end: int) -> bool:
             # its sources skip it (open or final): it expires before they catch up
-            return size in skipped and end < skipped[size]
+            return size in skipped and end <= skipped[size]
 
         def past(size: str, end: int, fams: Any) -> bool:
             if size not in keep:
