@@ -43,7 +43,7 @@ HOUR_MS = 3_600_000
 # (deal updates reach it only through the funnel, which reports the web's watermark)
 HORIZON_EVENT_TYPES: tuple[str, ...] = tuple(sorted(
     {t for srcs in FEEDS.values() for t in srcs if t in STAGE_OF_EVENT}))
-TAIL_RECORDS = 4  # records read from the end of each partition
+TAIL_RECORDS = 2  # records read from the end of each partition (decoded every 10 s)
 READ_TIMEOUT_S = 5.0
 
 
