@@ -140,3 +140,15 @@ def test_schema_check_rejects_a_broken_manifest(tmp_path: Path) -> None:
         path.write_text(yaml.safe_dump(doc))
         with pytest.raises(kubernetes_validate.ValidationError):
             _validate(yaml.safe_load(path.read_text()), K8S_VERSIONS[-1])
+
+
+def test_prometheus_scrapes_the_port_the_worker_serves_metrics_from_a_thread_on() -> None:
+    service = yaml.safe_load((K8S / "service.yaml").read_text())
+    config = yaml.safe_load((K8S / "configmap.yaml").read_text())
+    sts = yaml.safe_load((K8S / "statefulset.yaml").read_text())
+    port = service["metadata"]["annotations"]["prometheus.io/port"]
+    assert config["data"]["KPI_METRICS_PORT"] == port
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert named["metrics"] == int(port)
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]}["metrics"] == int(port)
