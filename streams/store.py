@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,24 +212,47 @@ def _chunks(items: list[list[Any]]) -> list[list[list[Any]]]:
     return chunks
 
 
+# Per producer and topic-partition, the lock a batch is handed to the producer under.
+# aiokafka keeps one batch per partition in flight and lets every other sender wait
+# for it; with many waiters (the flushes of several partitions sending to one merge
+# partition) each wake-up subtracts the whole time waited so far from the timeout
+# again, and a sender gives up with KafkaTimeoutError long before request_timeout_ms.
+# Queued here instead, in arrival order, only one sender at a time waits there.
+_SEND_LOCKS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], asyncio.Lock]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _send_lock(producer: AIOKafkaProducer, topic: str, partition: int) -> asyncio.Lock:
+    locks = _SEND_LOCKS.get(producer)
+    if locks is None:
+        locks = _SEND_LOCKS[producer] = {}
+    lock = locks.get((topic, partition))
+    if lock is None:
+        lock = locks[(topic, partition)] = asyncio.Lock()
+    return lock
+
+
 async def send_records(producer: AIOKafkaProducer, topic: str, partition: int,
                        records: list[tuple[bytes | None, bytes | None]],
                        headers: list[tuple[str, bytes]] | None = None) -> int | None:
     """Send records to one partition in as few requests as possible; wait for acks.
     Returns the offset of the first record (None if the producer does not report it)."""
     futures = []
+    lock = _send_lock(producer, topic, partition)
     batch = producer.create_batch()
     for key, value in records:
         meta = batch.append(key=key, value=value, timestamp=None, headers=headers or [])
         if meta is None:
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            async with lock:
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
             batch = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None,
                             headers=headers or []) is None:
                 raise ValueError(f"a record of {len(value or b'')} bytes does not fit in "
                                  "one producer batch")
     if batch.record_count():
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
+        async with lock:
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
     # wait for every batch, so that no failure goes unobserved, then raise the first
     results = await asyncio.gather(*futures, return_exceptions=True)
     for result in results:
