@@ -62,6 +62,7 @@ class Pipeline:
     fresh: FreshAssignmentNoise | None = None
     targets: TargetBoard | None = None  # KPI_TARGETS: goals and their pacing
     tails: InputTails | None = None  # KPI_REPLAY_SKIP_EXPIRED: reads the inputs' horizon
+    horizon_read_at: int = 0  # wall clock of the last read
     # the gauges read from the merge state: evaluated on the loop for the metrics thread
     evaluated: EvaluatedOnLoop = field(default_factory=EvaluatedOnLoop)
 
@@ -77,15 +78,20 @@ class Pipeline:
                 await self.read_horizon()
                 self._started = True
 
-    async def read_horizon(self) -> None:
-        """Read the inputs' horizon and tell every stage (KPI_REPLAY_SKIP_EXPIRED)."""
+    async def read_horizon(self, every_ms: int = 0) -> None:
+        """Read the inputs' horizon and tell every stage (KPI_REPLAY_SKIP_EXPIRED):
+        if ``every_ms`` passed since the last read, or the inputs grew by a backlog."""
         if self.tails is None:
             return
+        wall = now_ms()
         try:
-            hz = await self.tails.horizon(now_ms())
+            if wall - self.horizon_read_at < every_ms and not await self.tails.grown():
+                return
+            hz = await self.tails.horizon(wall)
         except KafkaError as exc:  # the broker is away: keep the last one, try again
             log.debug("horizon: cannot read the inputs' tails (%s)", exc)
             return
+        self.horizon_read_at = wall
         for runner in self.runners.values():
             runner.input_horizon = hz
         self.metrics.input_horizon.set(0 if hz is None else hz / 1000)
@@ -291,11 +297,12 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
             runner.metrics.consumer_lag.labels(name).set(lag)
 
     if pipe.tails is not None:
-        @app.timer(interval=10.0, name="kpi-streams.horizon")
+        @app.timer(interval=1.0, name="kpi-streams.horizon")
         async def read_horizon() -> None:
-            # the inputs' horizon moves on as they grow
+            # the inputs' horizon moves on as they grow: read every 10 s, and at once
+            # when a backlog lands (a replay produced while the worker runs)
             if not pipe.rebalancing and pipe._started:
-                await pipe.read_horizon()
+                await pipe.read_horizon(every_ms=10_000)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:

@@ -13,6 +13,9 @@ its retention from the horizon is not built by a replay (its rows are not sent,
 ``KPI_REPLAY_SKIP_EXPIRED``), and the merge stage, told the horizon, treats any it
 holds as expired.
 
+The worker reads it before its first batch, then every 10 s, and at once when the
+inputs grew by ``BACKLOG_MESSAGES`` (a backlog landing on a running worker).
+
 While the worker keeps up, the horizon is a few hours behind now and skips nothing
 (a minute two days old is late anyway). A replay of history deletes nothing the
 merge would keep once it has read up to the horizon; on the way, the minute cells of
@@ -45,6 +48,9 @@ HORIZON_EVENT_TYPES: tuple[str, ...] = tuple(sorted(
     {t for srcs in FEEDS.values() for t in srcs if t in STAGE_OF_EVENT}))
 TAIL_RECORDS = 2  # records read from the end of each partition (decoded every 10 s)
 READ_TIMEOUT_S = 5.0
+# messages the inputs may grow by before the horizon is read again at once (a backlog
+# landing on a running worker), rather than at the next 10-s round
+BACKLOG_MESSAGES = 100
 
 
 def horizon_margin(settings: Settings) -> int:
@@ -76,10 +82,11 @@ class InputTails:
         self.types = {topics.input(t): t for t in HORIZON_EVENT_TYPES}
         self.margin = horizon_margin(settings)
         self._consumer: Any = None
+        self.tps = [TopicPartition(t, p) for t in self.types
+                    for p in range(settings.input_partitions)]
+        self.read_ends: dict[TopicPartition, int] = {}  # end offsets at the last read
 
-    async def horizon(self, wall: int) -> int | None:
-        """The inputs' horizon now (None: unknown). Raises KafkaError if the broker is
-        away (the caller tries again later)."""
+    async def _started(self) -> Any:
         c = self._consumer
         if c is None:
             c = consumer(self.settings)
@@ -89,10 +96,22 @@ class InputTails:
                 await c.stop()
                 raise
             self._consumer = c
-        tps = [TopicPartition(t, p) for t in self.types
-               for p in range(self.settings.input_partitions)]
+        return c
+
+    async def grown(self) -> bool:
+        """Whether the inputs grew by ``BACKLOG_MESSAGES`` since the last read (a cheap
+        offsets request; raises KafkaError if the broker is away)."""
+        ends = await (await self._started()).end_offsets(self.tps)
+        return sum(ends[tp] - self.read_ends.get(tp, 0) for tp in self.tps) >= \
+            BACKLOG_MESSAGES
+
+    async def horizon(self, wall: int) -> int | None:
+        """The inputs' horizon now (None: unknown). Raises KafkaError if the broker is
+        away (the caller tries again later)."""
+        c = await self._started()
+        tps = self.tps
         begins = await c.beginning_offsets(tps)
-        ends = await c.end_offsets(tps)
+        ends = self.read_ends = await c.end_offsets(tps)
         held = [tp for tp in tps if ends[tp] > begins[tp]]
         if not held:
             return None

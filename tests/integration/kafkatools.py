@@ -52,3 +52,22 @@ async def read_json(settings: Settings, topic: str) -> list[tuple[bytes | None, 
 
 async def snapshots(settings: Settings) -> dict[str, Any]:
     return await latest_snapshots(settings)
+
+
+def final_mismatches(settings: Settings, want: dict[str, tuple[float, float]],
+                     timeout: float, what: str) -> list[Any]:
+    """Wait until every key of ``want`` is final on the KPI topic; the keys whose
+    numerator or denominator differ from ``want`` (``[]``: all equal)."""
+    import pytest
+
+    from tests.fixtures_kafka import run, wait_for
+
+    def all_final() -> Any:
+        snaps = run(snapshots(settings))
+        return snaps if all((snaps.get(k) or {}).get("final") for k in want) else None
+
+    snaps = wait_for(all_final, timeout, what, interval=5)
+    return [(k, (snaps[k]["numerator"], snaps[k]["denominator"]), nd)
+            for k, nd in want.items()
+            if snaps[k]["numerator"] != pytest.approx(nd[0], abs=1e-3)
+            or snaps[k]["denominator"] != pytest.approx(nd[1], abs=1e-3)]

@@ -149,3 +149,56 @@ def test_the_merge_stage_refuses_and_expires_what_its_sources_skip() -> None:
                                         ("1h", START)}
     assert tombstones and all(doc is None for _, doc in tombstones)
     assert all("|1m|" in key for key, _ in tombstones)
+
+
+class FakeTails:
+    """The probe's two calls, scripted: whether the inputs grew, and the horizon."""
+
+    def __init__(self) -> None:
+        self.grew = False
+        self.value: int | None = START
+        self.reads = 0
+
+    async def grown(self) -> bool:
+        return self.grew
+
+    async def horizon(self, wall: int) -> int | None:
+        self.reads += 1
+        return self.value
+
+
+def test_the_worker_reads_the_horizon_every_10_s_and_at_once_when_a_backlog_lands(
+        ) -> None:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import build_pipeline
+
+    pipe = build_pipeline(load_settings({"KPI_STATE_STORE": "memory"}), CollectorRegistry())
+    assert pipe.tails is not None  # on by default
+    tails = FakeTails()
+    pipe.tails = tails  # type: ignore[assignment]
+
+    async def rounds() -> None:
+        await pipe.read_horizon()  # at start: always
+        assert tails.reads == 1
+        assert {r.input_horizon for r in pipe.runners.values()} == {START}
+        tails.value = START + DAY
+        await pipe.read_horizon(every_ms=10_000)  # a second later, nothing landed
+        assert tails.reads == 1
+        tails.grew = True  # a backlog landed on the topics
+        await pipe.read_horizon(every_ms=10_000)
+        assert tails.reads == 2
+        assert {r.input_horizon for r in pipe.runners.values()} == {START + DAY}
+        assert pipe.metrics.input_horizon._value.get() == (START + DAY) / 1000
+        tails.grew = False
+        pipe.horizon_read_at -= 10_000  # ten seconds on
+        await pipe.read_horizon(every_ms=10_000)
+        assert tails.reads == 3
+
+    asyncio.run(rounds())
+    off = build_pipeline(load_settings({"KPI_STATE_STORE": "memory",
+                                        "KPI_REPLAY_SKIP_EXPIRED": "false"}),
+                         CollectorRegistry())
+    assert off.tails is None
