@@ -4,6 +4,7 @@ worker that stops within KPI_SHUTDOWN_GRACE even when Kafka is away."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -15,6 +16,19 @@ import faust
 from .settings import Settings
 
 EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: stopped late because Kafka was away
+# The worker holds millions of small dicts and tuples (cells, deltas, sessions) and
+# makes and drops more for every batch, nearly all freed by reference counting.
+# CPython's default collector thresholds (700, 10, 10) walked them all the same: a
+# 4-day replay in process spent 47 % of its time in the cycle collector, with pauses
+# up to 314 ms; with these, 9 % and 24 ms (bench/gcpause.py).
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_collector() -> None:
+    """Collect cycles less often, and never walk what was loaded at start (modules,
+    settings, the app): the worker's garbage is nearly all acyclic."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _give_up(grace_s: float) -> None:
@@ -55,6 +69,7 @@ def run(s: Settings) -> int:
         load_targets(s.targets_file)  # a bad file stops the start, naming its line
     asyncio.run(ensure_topics(s))
     pipe = build_pipeline(s)
+    tune_collector()
     pipe.outage = BrokerOutageLog(s.bootstrap).install()
     pipe.fresh = FreshAssignmentNoise().install()
     app = create_app(s, pipe)
