@@ -31,13 +31,11 @@ START_MS = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 def one(days: int, sessions: int, tuned: bool) -> dict[str, Any]:
     """One replay in this process; what it cost."""
     sys.path.insert(0, str(ROOT))
-    from streams.agents.horizon import HORIZON_EVENT_TYPES, horizon_margin, horizon_of
+    from streams.agents.horizon import horizon_margin, horizon_of_records
     from streams.events import Decoder
     from streams.local import LocalPipeline, decode_all
-    from streams.produce import partition_for
     from streams.settings import load_settings
     from streams.simulate import DAY, Options, generate
-    from streams.topology import EVENT_OF_RECORD, input_key
     from streams.worker import tune_collector
 
     settings = load_settings({})
@@ -47,12 +45,6 @@ def one(days: int, sessions: int, tuned: bool) -> dict[str, Any]:
         events = [e for b in generate(START_MS + d * DAY, START_MS + (d + 1) * DAY,
                                       Options(seed=11, sessions_per_day=sessions)) for e in b]
         batches.append(decode_all(decoder, events, START_MS + 400 * DAY))
-    newest: dict[tuple[str, int], int | None] = {}
-    for rec in (r for batch in batches for r in batch):
-        et = EVENT_OF_RECORD[type(rec)]
-        if et in HORIZON_EVENT_TYPES:
-            key = (et, partition_for(input_key(et, rec), 2))
-            newest[key] = max(newest.get(key) or rec.t, rec.t)
     if tuned:
         tune_collector()
     spent, worst, started = [0.0], [0.0], [0.0]
@@ -67,7 +59,8 @@ def one(days: int, sessions: int, tuned: bool) -> dict[str, Any]:
 
     gc.callbacks.append(timed)
     lp = LocalPipeline(partitions=2, kpi_partitions=2)
-    lp.input_horizon = horizon_of(newest, horizon_margin(settings))
+    lp.input_horizon = horizon_of_records((r for b in batches for r in b), 2,
+                                          horizon_margin(settings))
     t0 = time.perf_counter()
     for d, recs in enumerate(batches):
         lp.feed(recs, wall_ms=START_MS + (d + 1) * DAY)

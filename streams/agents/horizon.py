@@ -73,6 +73,23 @@ def horizon_of(newest: dict[tuple[str, int], int | None], margin: int) -> int | 
     return max(known) - margin if known else None
 
 
+def horizon_of_records(records: Any, partitions: int, margin: int) -> int | None:
+    """The horizon of records not on Kafka (a replay in process, a bench): each
+    record's partition as a producer keys it, its newest event time per partition,
+    then :func:`horizon_of`."""
+    from ..produce import partition_for
+    from ..topology import EVENT_OF_RECORD, input_key
+
+    newest: dict[tuple[str, int], int | None] = {}
+    for rec in records:
+        et = EVENT_OF_RECORD[type(rec)]
+        if et in HORIZON_EVENT_TYPES:
+            key = (et, partition_for(input_key(et, rec), partitions))
+            old = newest.get(key)
+            newest[key] = rec.t if old is None else max(old, rec.t)
+    return horizon_of(newest, margin)
+
+
 class InputTails:
     """Reads the last records of every partition of the inputs; one consumer, kept."""
 

@@ -10,15 +10,13 @@ from typing import Any
 
 import pytest
 
-from streams.agents.horizon import HORIZON_EVENT_TYPES, horizon_margin, horizon_of
+from streams.agents.horizon import horizon_margin, horizon_of, horizon_of_records
 from streams.events import Decoder
 from streams.kpis.merge import present
 from streams.local import LocalPipeline, decode_all
-from streams.produce import partition_for
 from streams.schemas import parse_rfc3339_ms
 from streams.settings import load_settings
 from streams.simulate import DAY, Options, generate
-from streams.topology import EVENT_OF_RECORD, input_key
 
 START = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 PARTS = 2
@@ -37,13 +35,8 @@ def _days(n: int) -> list[list[Any]]:
 def _horizon(days: list[list[Any]]) -> int | None:
     """As the worker's probe reads it: the oldest newest event time over the partitions
     of the inputs that hold any, less the margin."""
-    newest: dict[tuple[str, int], int | None] = {}
-    for rec in (r for day in days for r in day):
-        et = EVENT_OF_RECORD[type(rec)]
-        if et in HORIZON_EVENT_TYPES:
-            key = (et, partition_for(input_key(et, rec), PARTS))
-            newest[key] = max(newest.get(key) or rec.t, rec.t)
-    return horizon_of(newest, horizon_margin(load_settings({})))
+    return horizon_of_records((r for day in days for r in day), PARTS,
+                              horizon_margin(load_settings({})))
 
 
 def _replay(days: list[list[Any]], horizon: int | None) -> LocalPipeline:
