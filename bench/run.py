@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -174,6 +175,35 @@ def _merged_pageviews(port: int) -> float:
     return sum(s["numerator"] for s in doc["snapshots"])
 
 
+def _loop_lag(text: str, flush_s: float) -> dict[str, Any]:
+    """From a worker's /metrics: how often its event loop was held longer than a flush
+    interval, and the highest bucket any wake-up reached (streams.app.watch_loop)."""
+    buckets: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("kpi_streams_event_loop_lag_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[le] = float(line.rsplit(" ", 1)[1])
+    if not buckets:
+        return {"samples": 0}
+    bounds = sorted((float(le), n) for le, n in buckets.items())
+    total = buckets["+Inf"]
+    at_flush = max((n for b, n in bounds if b <= flush_s), default=0.0)
+    worst = next((b for b, n in bounds if n >= total), None)
+    return {"samples": int(total), "over_flush_interval": int(total - at_flush),
+            "worst_bucket_s": worst}
+
+
+def _overlaps(text: str, slack_s: float) -> dict[str, int]:
+    """mode's "Timer X is overlapping" lines, by timer, whose runtime passed its
+    interval by more than ``slack_s`` (the issue's bound: a flush interval)."""
+    over: dict[str, int] = {}
+    for m in re.finditer(r"Timer (\S+) is overlapping \(interval=([0-9.]+) "
+                         r"runtime=([0-9.]+)\)", text):
+        if float(m.group(3)) - float(m.group(2)) > slack_s:
+            over[m.group(1)] = over.get(m.group(1), 0) + 1
+    return over
+
+
 def _quantiles_ms(seconds: list[float]) -> dict[str, Any]:
     """n, p50, p99 and max of sorted durations, in milliseconds."""
     if not seconds:
@@ -234,6 +264,9 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
         else:
             raise RuntimeError(f"pipeline did not finish; see {log}")
         assert first is not None and last_in is not None
+        flush_s = load_settings({**os.environ, **env}).flush_interval_ms / 1000
+        lag = [_loop_lag(_get(f"http://127.0.0.1:{m}/metrics").decode(), flush_s)
+               for m in mports]
         scrape.sort()
         thread_scrape.sort()
         logs = [log] if workers == 1 else [log.with_suffix(f".w{i}.log")
@@ -245,6 +278,8 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
                 "metrics_scrape_ms": _quantiles_ms(scrape),
                 "metrics_thread_scrape_ms": _quantiles_ms(thread_scrape),
                 "timer_overlaps_logged": text.count("is overlapping"),
+                "timer_overlaps_beyond_flush_interval": _overlaps(text, flush_s),
+                "event_loop_lag": lag if workers > 1 else lag[0],
                 "producer_timeouts_logged": text.count("KafkaTimeoutError")}
     finally:
         for proc in procs:

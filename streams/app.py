@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NoReturn
 
 import faust
@@ -21,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types.auth import SASLMechanism
-from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 
 from .agents.horizon import InputTails
 from .agents.runner import StageRunner, now_ms
@@ -42,6 +44,8 @@ from .topics import Topics
 from .topology import modes
 
 log = logging.getLogger(__name__)
+
+LOOP_PROBE_S = 0.1  # the event-loop lag probe's sleep
 
 
 @dataclass
@@ -65,6 +69,8 @@ class Pipeline:
     horizon_read_at: int = 0  # wall clock of the last read
     # the gauges read from the merge state: evaluated on the loop for the metrics thread
     evaluated: EvaluatedOnLoop = field(default_factory=EvaluatedOnLoop)
+    # the timers' work under way: at most one task per kind (see ``soon``)
+    _running: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -96,6 +102,36 @@ class Pipeline:
             runner.input_horizon = hz
         self.metrics.input_horizon.set(0 if hz is None else hz / 1000)
 
+    def soon(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Start ``work`` in its own task unless the last one of ``what`` is still
+        under way. A timer calls this and returns at once: a stage's tick waits for
+        the step that holds its lock, and the horizon for the broker, without making
+        the timer (and every other stage's tick) wait with them. An error ends the
+        worker, as it would have in the timer."""
+        task = self._running.get(what)
+        if task is not None and not task.done():
+            return
+
+        async def run() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                fatal(what)
+
+        self._running[what] = asyncio.ensure_future(run())
+
+    def tick_soon(self) -> None:
+        """The tick timer: every stage ticks as soon as its own lock is free (after
+        the batch it is processing), not behind the stages before it."""
+        for name, runner in self.runners.items():
+            self.soon(f"the tick of stage {name}", partial(self._tick, runner))
+
+    async def _tick(self, runner: StageRunner[Any]) -> None:
+        await self.start()
+        await runner.tick(unless=lambda: self.rebalancing)
+
     async def hold(self) -> None:
         """Stop the timers from writing and wait for any flush under way to finish."""
         self.rebalancing = True
@@ -104,6 +140,8 @@ class Pipeline:
                 pass
 
     async def stop(self) -> None:
+        for task in self._running.values():
+            task.cancel()
         if self._started and self.producer is not None:
             await self.producer.stop()
             self._started = False
@@ -113,6 +151,16 @@ class Pipeline:
         runner = self.runners["merge"]
         assert isinstance(runner, MergeStage)
         return runner
+
+
+async def watch_loop(lag: Histogram, probe_s: float = LOOP_PROBE_S) -> None:
+    """Observe, forever, how late a ``probe_s`` sleep wakes up: the longest step that
+    held the event loop (a batch, an emission, a restore slice) shows as lag."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(probe_s)
+        lag.observe(max(0.0, loop.time() - asked - probe_s))
 
 
 def worker_id(settings: Settings) -> str:
@@ -230,14 +278,12 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
 
     @app.timer(interval=1.0, name="kpi-streams.tick")
     async def tick() -> None:
-        if pipe.rebalancing:
-            return
-        await pipe.start()
-        try:
-            for runner in pipe.runners.values():
-                await runner.tick()
-        except Exception:
-            fatal("the tick timer")
+        if not pipe.rebalancing:
+            pipe.tick_soon()
+
+    @app.task
+    async def loop_lag() -> None:
+        await watch_loop(pipe.metrics.loop_lag)
 
     if pipe.targets is not None:
         board = pipe.targets
@@ -302,7 +348,7 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
             # the inputs' horizon moves on as they grow: read every 10 s, and at once
             # when a backlog lands (a replay produced while the worker runs)
             if not pipe.rebalancing and pipe._started:
-                await pipe.read_horizon(every_ms=10_000)
+                pipe.soon("the horizon", partial(pipe.read_horizon, every_ms=10_000))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:
@@ -339,4 +385,4 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
     return app
 
 
-__all__ = ["Pipeline", "build_pipeline", "client_kwargs", "create_app", "worker_id"]
+__all__ = ["Pipeline", "build_pipeline", "client_kwargs", "create_app", "watch_loop", "worker_id"]

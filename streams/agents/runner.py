@@ -244,9 +244,13 @@ class StageRunner(Generic[P]):
         for ev in events:
             await ack(ev)
 
-    async def tick(self) -> None:
-        """Timer: restore newly assigned partitions, advance idle clocks, heartbeat."""
+    async def tick(self, unless: Callable[[], bool] | None = None) -> None:
+        """Timer: restore newly assigned partitions, advance idle clocks, heartbeat.
+        ``unless`` is asked once the lock is held (a rebalance may have begun while
+        the tick waited for the batch under way): true, and the tick does nothing."""
         async with self.lock:
+            if unless is not None and unless():
+                return
             wall = now_ms()
             for p in sorted(self.assigned - set(self.parts)):
                 await self.part(p)

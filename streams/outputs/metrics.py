@@ -34,6 +34,7 @@ class Metrics:
     input_horizon: Gauge
     consumer_lag: Gauge
     state_keys: Gauge
+    loop_lag: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -97,4 +98,10 @@ class Metrics:
                              "worker, by stage and kind (visitor, message, event_id, contact, "
                              "customer, cell_<bucket>, view_<window>).", ["stage", "kind"],
                              registry=registry),
+            loop_lag=Histogram(f"{NS}_event_loop_lag_seconds",
+                               "How late a 100-ms sleep on the worker's event loop woke "
+                               "up: the longest step that held the loop (decode, a "
+                               "stage's batch, emission) shows here.", registry=registry,
+                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                        5)),
         )

@@ -1,0 +1,157 @@
+"""The worker's timers start their work and return (streams.app.Pipeline.soon): a
+stage's tick waits for the batch that holds its lock without holding up the timer or
+the other stages, and the event loop's lag is measured (streams.app.watch_loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from streams import app as worker_app
+from streams.agents.inputs import InputStage
+from streams.app import build_pipeline, watch_loop
+from streams.events import Decoder
+from streams.settings import load_settings
+from streams.topics import Topics
+from tests.unit.test_runner import _message, _noack, _page_view, _settings, _stage
+
+
+class Stage:
+    """A stage as the pipeline's timer sees it: a lock held while a batch runs."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.ticks = 0
+        self.skipped = 0
+        self.fail = False
+
+    async def tick(self, unless: Callable[[], bool] | None = None) -> None:
+        async with self.lock:
+            if unless is not None and unless():
+                self.skipped += 1
+                return
+            if self.fail:
+                raise RuntimeError("a bug in a tick")
+            self.ticks += 1
+
+
+def _pipeline(stages: dict[str, Stage]) -> Any:
+    pipe = build_pipeline(load_settings({"KPI_STATE_STORE": "memory"}), CollectorRegistry())
+    pipe._started = True  # no producer: these stages send nothing
+    pipe.runners = stages
+    return pipe
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def _tick_waiting(pipe: Any, stage: Stage) -> None:
+    """A batch of ``stage`` under way when the timer fires: its tick waits."""
+    await stage.lock.acquire()
+    pipe.tick_soon()
+    await _settle()
+
+
+def test_a_stage_busy_with_a_batch_holds_up_neither_the_timer_nor_the_other_stages(
+) -> None:
+    busy, idle = Stage(), Stage()
+    pipe = _pipeline({"web": busy, "merge": idle})
+
+    async def scenario() -> None:
+        await _tick_waiting(pipe, busy)  # tick_soon itself returns at once: it awaits nothing
+        assert (busy.ticks, idle.ticks) == (0, 1)  # merge did not wait behind web
+        pipe.tick_soon()  # a second later: web's tick still waits, merge ticks again
+        await _settle()
+        assert (busy.ticks, idle.ticks) == (0, 2)
+        busy.lock.release()  # the batch is flushed: its tick runs, once
+        await _settle()
+        assert (busy.ticks, idle.ticks) == (1, 2)
+        await pipe.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_tick_that_waited_into_a_rebalance_does_nothing() -> None:
+    stage = Stage()
+    pipe = _pipeline({"web": stage})
+
+    async def scenario() -> None:
+        await _tick_waiting(pipe, stage)
+        pipe.rebalancing = True  # revoked while the tick waited for the batch
+        stage.lock.release()
+        await _settle()
+        assert (stage.ticks, stage.skipped) == (0, 1)
+
+    asyncio.run(scenario())
+
+
+def test_stopping_cancels_a_tick_still_waiting_for_its_stage() -> None:
+    stage = Stage()
+    pipe = _pipeline({"web": stage})
+
+    async def scenario() -> None:
+        await _tick_waiting(pipe, stage)
+        await pipe.stop()
+        stage.lock.release()
+        await _settle()
+        assert stage.ticks == 0 and all(t.cancelled() for t in pipe._running.values())
+
+    asyncio.run(scenario())
+
+
+def test_an_error_in_a_tick_ends_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = Stage()
+    stage.fail = True
+    pipe = _pipeline({"web": stage})
+    ended: list[str] = []
+    monkeypatch.setattr(worker_app, "fatal", ended.append)
+
+    async def scenario() -> None:
+        pipe.tick_soon()
+        await _settle()
+
+    asyncio.run(scenario())
+    assert ended == ["the tick of stage web"]
+
+
+def test_a_stage_tick_told_a_rebalance_began_writes_nothing() -> None:
+    s = _settings()
+    topics = Topics(s)
+    stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s))
+    pv = topics.input("page_view")
+
+    async def scenario() -> None:
+        await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack)
+        prod.clear()
+        await stage.tick(unless=lambda: True)
+        assert not prod.sent  # no flush, no heartbeat
+        await stage.tick(unless=lambda: False)
+        assert prod.sent  # the first full flush tells every downstream partition
+
+    asyncio.run(scenario())
+
+
+def test_the_loop_watch_sees_a_step_that_held_the_loop() -> None:
+    lag = Histogram("kpi_streams_test_loop_lag_seconds", "lag", registry=CollectorRegistry(),
+                    buckets=(0.05, 0.25, 1))
+
+    async def scenario() -> None:
+        watch = asyncio.ensure_future(watch_loop(lag, probe_s=0.02))
+        await asyncio.sleep(0.1)  # a few quiet rounds
+        time.sleep(0.3)  # noqa: ASYNC251 -- a step that does not yield, on purpose
+        await asyncio.sleep(0.1)
+        watch.cancel()
+
+    asyncio.run(scenario())
+    samples = {s.labels.get("le"): s.value for s in lag.collect()[0].samples
+               if s.name.endswith("_bucket")}
+    count = samples["+Inf"]
+    assert count >= 4  # the quiet rounds were observed too
+    assert count - samples["0.25"] == 1  # exactly one wake-up was 0.25 s late or more
