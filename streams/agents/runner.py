@@ -73,6 +73,8 @@ class StageRunner(Generic[P]):
         self.fault = process_fault()  # None unless the chaos harness armed one
         # the inputs' horizon (see streams.agents.horizon), set by the worker's probe
         self.input_horizon: int | None = None
+        # a tick the timer asked for while a batch held the lock (see ``tick``)
+        self.tick_due: Callable[[], bool] | None = None
 
     # -- hooks for subclasses ------------------------------------------------------
     def new_processor(self, partition: int, store: MemoryStore) -> P:
@@ -240,39 +242,51 @@ class StageRunner(Generic[P]):
                 self.process(part, wall)
                 part.changed = True
                 touched.append(part)
-            await self._flush_parts(touched, wall, full=False)
+            ticking, self.tick_due = self.tick_due, None
+            if ticking is not None and not ticking():
+                await self._tick(wall)  # the timer's tick, in this batch's flush
+            else:
+                await self._flush_parts(touched, wall, full=False)
         for ev in events:
             await ack(ev)
 
-    async def tick(self, unless: Callable[[], bool] | None = None) -> None:
+    async def tick(self, unless: Callable[[], bool] = lambda: False) -> None:
         """Timer: restore newly assigned partitions, advance idle clocks, heartbeat.
-        ``unless`` is asked once the lock is held (a rebalance may have begun while
-        the tick waited for the batch under way): true, and the tick does nothing."""
+
+        While a batch holds the stage, the timer does not wait for it: the batch
+        ticks when it flushes (one full flush instead of a flush and then another),
+        as a stream thread runs its punctuators between records. ``unless`` is asked
+        then (a rebalance may have begun meanwhile): true, and the tick is skipped."""
+        if self.lock.locked():
+            self.tick_due = unless
+            return
         async with self.lock:
-            if unless is not None and unless():
-                return
-            wall = now_ms()
-            for p in sorted(self.assigned - set(self.parts)):
-                await self.part(p)
-            due = []
-            for part in self.parts.values():
-                self.tick_part(part, wall)
-                stale = wall - part.last_flush_wall > 5_000
-                # Flushes of the hot path report the watermark only to the downstream
-                # partitions they carry data for. A partition that gets no data must
-                # still learn that the watermark moved, or its buckets never become
-                # final: the timer's full flush tells every one, whenever it moved.
-                moved = self.watermark_doc(part) != part.reported
-                if part.changed or part.dirty or part.outbox or part.after or stale or moved:
-                    due.append(part)
-            await self._flush_parts(due, wall, full=True)
-            kinds: dict[str, int] = dict.fromkeys(self.state_kinds, 0)
-            for part in self.parts.values():
-                for kind, n in part.proc.state_keys().items():
-                    kinds[kind] = kinds.get(kind, 0) + n
-            self.state_kinds |= set(kinds)  # a kind that empties reports 0, not its old value
-            for kind, n in kinds.items():
-                self.metrics.state_keys.labels(self.stage, kind).set(n)
+            if not unless():
+                await self._tick(now_ms())
+
+    async def _tick(self, wall: int) -> None:
+        """The tick, under the lock (see ``tick``)."""
+        for p in sorted(self.assigned - set(self.parts)):
+            await self.part(p)
+        due = []
+        for part in self.parts.values():
+            self.tick_part(part, wall)
+            stale = wall - part.last_flush_wall > 5_000
+            # Flushes of the hot path report the watermark only to the downstream
+            # partitions they carry data for. A partition that gets no data must
+            # still learn that the watermark moved, or its buckets never become
+            # final: the timer's full flush tells every one, whenever it moved.
+            moved = self.watermark_doc(part) != part.reported
+            if part.changed or part.dirty or part.outbox or part.after or stale or moved:
+                due.append(part)
+        await self._flush_parts(due, wall, full=True)
+        kinds: dict[str, int] = dict.fromkeys(self.state_kinds, 0)
+        for part in self.parts.values():
+            for kind, n in part.proc.state_keys().items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        self.state_kinds |= set(kinds)  # a kind that empties reports 0, not its old value
+        for kind, n in kinds.items():
+            self.metrics.state_keys.labels(self.stage, kind).set(n)
 
     async def _flush_parts(self, parts: list[Part[P]], wall: int, full: bool) -> None:
         # partitions are independent: their flushes wait for the broker together

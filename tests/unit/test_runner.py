@@ -112,6 +112,14 @@ def _stage(cls: Any, *args: Any, settings: Any = None) -> tuple[Any, FakeProduce
     return stage, prod
 
 
+def _web_stage() -> tuple[Any, FakeProducer, Topics, str]:
+    """Stage 1's web runner over fakes, with its topics and the page-view topic."""
+    s = _settings()
+    topics = Topics(s)
+    stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s))
+    return stage, prod, topics, topics.input("page_view")
+
+
 def _message(topic: str, partition: int, offset: int, doc: Any) -> Any:
     return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition,
                                                    offset=offset, value=orjson.dumps(doc)))
@@ -139,10 +147,7 @@ def test_a_moved_watermark_reaches_every_downstream_partition_though_batches_kee
     than the timer's full flush would otherwise run, the timer must still tell every
     other partition that the watermark moved (a merge partition that never hears it
     never finalises a bucket; seen in CI's chaos run)."""
-    s = _settings()
-    topics = Topics(s)
-    stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s))
-    pv = topics.input("page_view")
+    stage, prod, topics, pv = _web_stage()
 
     async def scenario() -> None:
         await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack)

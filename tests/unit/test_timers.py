@@ -1,6 +1,7 @@
 """The worker's timers start their work and return (streams.app.Pipeline.soon): a
-stage's tick waits for the batch that holds its lock without holding up the timer or
-the other stages, and the event loop's lag is measured (streams.app.watch_loop)."""
+stage's slow tick holds up neither the timer nor the other stages; a tick asked for
+while a batch holds the stage is done by that batch's flush (StageRunner.tick); and
+the event loop's lag is measured (streams.app.watch_loop)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,21 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from streams import app as worker_app
-from streams.agents.inputs import InputStage
 from streams.app import build_pipeline, watch_loop
-from streams.events import Decoder
 from streams.settings import load_settings
-from streams.topics import Topics
-from tests.unit.test_runner import _message, _noack, _page_view, _settings, _stage
+from tests.unit.test_runner import (
+    KPI_PARTS,
+    _message,
+    _noack,
+    _page_view,
+    _partial_marks,
+    _web_stage,
+)
 
 
 class Stage:
-    """A stage as the pipeline's timer sees it: a lock held while a batch runs."""
+    """A stage as the pipeline's timer sees it, with a tick that takes as long as
+    someone holds its lock (a restore, a flush waiting for the broker)."""
 
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
@@ -53,24 +59,23 @@ async def _settle() -> None:
 
 
 async def _tick_waiting(pipe: Any, stage: Stage) -> None:
-    """A batch of ``stage`` under way when the timer fires: its tick waits."""
+    """The timer fires and ``stage``'s tick cannot finish yet."""
     await stage.lock.acquire()
     pipe.tick_soon()
     await _settle()
 
 
-def test_a_stage_busy_with_a_batch_holds_up_neither_the_timer_nor_the_other_stages(
-) -> None:
+def test_a_slow_tick_holds_up_neither_the_timer_nor_the_other_stages() -> None:
     busy, idle = Stage(), Stage()
     pipe = _pipeline({"web": busy, "merge": idle})
 
     async def scenario() -> None:
         await _tick_waiting(pipe, busy)  # tick_soon itself returns at once: it awaits nothing
         assert (busy.ticks, idle.ticks) == (0, 1)  # merge did not wait behind web
-        pipe.tick_soon()  # a second later: web's tick still waits, merge ticks again
+        pipe.tick_soon()  # a second later: web's tick is still under way, merge ticks again
         await _settle()
         assert (busy.ticks, idle.ticks) == (0, 2)
-        busy.lock.release()  # the batch is flushed: its tick runs, once
+        busy.lock.release()  # web's tick finishes, once
         await _settle()
         assert (busy.ticks, idle.ticks) == (1, 2)
         await pipe.stop()
@@ -84,7 +89,7 @@ def test_a_tick_that_waited_into_a_rebalance_does_nothing() -> None:
 
     async def scenario() -> None:
         await _tick_waiting(pipe, stage)
-        pipe.rebalancing = True  # revoked while the tick waited for the batch
+        pipe.rebalancing = True  # revoked while the tick waited
         stage.lock.release()
         await _settle()
         assert (stage.ticks, stage.skipped) == (0, 1)
@@ -121,11 +126,34 @@ def test_an_error_in_a_tick_ends_the_worker(monkeypatch: pytest.MonkeyPatch) -> 
     assert ended == ["the tick of stage web"]
 
 
+def test_a_tick_asked_for_during_a_batch_is_that_batchs_full_flush() -> None:
+    """The timer does not wait for the batch under way: the batch's flush reports
+    the moved watermark to every downstream partition, as the tick's would have."""
+    stage, prod, topics, pv = _web_stage()
+
+    async def scenario() -> None:
+        await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack)
+        await stage.tick()  # the first full flush: everyone hears from web/0
+        for minute, rebalancing in ((1, False), (2, True)):
+            prod.clear()
+            await stage.lock.acquire()  # a batch under way
+            await stage.tick(unless=lambda r=rebalancing: r)  # returns at once
+            assert stage.tick_due is not None and not prod.sent
+            stage.lock.release()
+            await stage.handle([_message(pv, 0, minute, [_page_view(minute, minute)])],
+                               _noack)
+            assert stage.tick_due is None
+            heard = _partial_marks(prod, topics.partials)
+            if rebalancing:  # a rebalance began: the batch flushes only what it carries
+                assert 0 < len(heard) < KPI_PARTS
+            else:
+                assert sorted(heard) == list(range(KPI_PARTS))
+
+    asyncio.run(scenario())
+
+
 def test_a_stage_tick_told_a_rebalance_began_writes_nothing() -> None:
-    s = _settings()
-    topics = Topics(s)
-    stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s))
-    pv = topics.input("page_view")
+    stage, prod, _, pv = _web_stage()
 
     async def scenario() -> None:
         await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack)
