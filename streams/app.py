@@ -266,7 +266,9 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
             await pipe.start()
             try:
                 async for events in stream.noack_take(settings.take_messages, within=within):
-                    await runner.handle(list(events), stream.ack)
+                    # more messages already fetched: the flush may wait for them
+                    await runner.handle(list(events), stream.ack,
+                                        more=lambda: not stream.channel.queue.empty())
             except Exception:
                 fatal(f"stage {name}")
 
@@ -352,8 +354,11 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:
-        # a flush under way finishes (it is crash-safe anyway, but a clean stop should
-        # not leave a restore work to do); then our own Kafka clients close
+        # what batches left unflushed is flushed and a flush under way finishes (it is
+        # crash-safe anyway, but a clean stop should not leave work to do again); then
+        # our own Kafka clients close
+        for runner in pipe.runners.values():
+            await runner.flush_pending()
         await pipe.hold()
         probe = lag_probe.pop("c", None)
         if probe is not None:

@@ -183,3 +183,60 @@ def test_the_loop_watch_sees_a_step_that_held_the_loop() -> None:
     count = samples["+Inf"]
     assert count >= 4  # the quiet rounds were observed too
     assert count - samples["0.25"] == 1  # exactly one wake-up was 0.25 s late or more
+
+
+def test_batches_with_more_waiting_flush_once_per_interval_and_ack_only_what_is_flushed(
+) -> None:
+    """A replay's batches come back to back: the flush waits for the next one, up to
+    the flush interval, and no event is acknowledged before its effects are written."""
+    stage, prod, _topics, pv = _web_stage()
+    acked: list[int] = []
+
+    async def ack(ev: Any) -> None:
+        acked.append(ev.message.offset)
+
+    def batch(p: int, offset: int) -> list[Any]:
+        return [_message(pv, p, offset, [_page_view(offset, offset)])]
+
+    async def scenario() -> None:
+        await stage.handle(batch(0, 0), ack, more=lambda: True)  # first: flushed at once
+        assert acked == [0] and prod.sent
+        prod.clear()
+        await stage.handle(batch(0, 1), ack, more=lambda: True)
+        await stage.handle(batch(1, 2), ack, more=lambda: True)
+        assert not prod.sent and acked == [0]  # inside the interval, more waiting
+        assert sorted(stage.unflushed) == [0, 1]
+        await stage.handle(batch(1, 3), ack, more=lambda: False)  # the input ran dry
+        assert sorted(acked) == [0, 1, 2, 3] and not stage.unflushed
+        states = {p for (t, p) in prod.sent if t == stage.state_topic}
+        assert states == {0, 1}  # one flush wrote both partitions' state
+        prod.clear()
+        await stage.handle(batch(0, 4), ack, more=lambda: True)
+        stage.flushed_at -= stage.settings.flush_interval_ms  # the interval passed
+        await stage.handle(batch(0, 5), ack, more=lambda: True)
+        assert sorted(acked)[-2:] == [4, 5] and prod.sent  # so this batch flushed
+
+    asyncio.run(scenario())
+
+
+def test_the_timer_flushes_what_batches_left_and_a_revoked_partition_is_never_acked(
+) -> None:
+    stage, _prod, _topics, pv = _web_stage()
+    acked: list[tuple[int, int]] = []
+
+    async def ack(ev: Any) -> None:
+        acked.append((ev.message.partition, ev.message.offset))
+
+    async def scenario() -> None:
+        await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], ack)
+        acked.clear()
+        for p, offset in ((0, 1), (1, 1)):
+            await stage.handle([_message(pv, p, offset, [_page_view(offset, offset)])],
+                               ack, more=lambda: True)
+        assert acked == []
+        await stage.on_revoked({1})  # partition 1 moves to another worker
+        await stage.tick()
+        assert acked == [(0, 1)]  # partition 1's event is read again by its new owner
+        assert not stage.unflushed and not stage.unacked
+
+    asyncio.run(scenario())
