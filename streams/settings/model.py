@@ -246,7 +246,9 @@ class Settings:
         "worker")
     flush_interval_ms: int = setting(
         "KPI_FLUSH_INTERVAL", "250ms", v.parse_duration_ms,
-        "How often the worker writes state and partial aggregates.", "worker")
+        "How often the worker writes state and partial aggregates: after each batch "
+        "when the input is caught up, at most this often while more is already "
+        "fetched (a replay); also the longest a batch waits to fill.", "worker")
     shutdown_grace_ms: int = setting(
         "KPI_SHUTDOWN_GRACE", "30s", v.parse_duration_ms,
         "A worker told to stop (SIGTERM, Ctrl-C) that has not stopped after this long "
