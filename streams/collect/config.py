@@ -37,13 +37,20 @@ class CollectConfig:
     @classmethod
     def from_settings(cls, s: Any) -> CollectConfig:
         """Raises :class:`streams.settings.SettingsError` naming a bad token entry (the
-        entry's number and source name, never the token)."""
+        entry's number and source name, never the token), or a SendGrid verification
+        key that is not one: at start, not at the first webhook."""
         from ..settings import SettingsError
+        from .hooks.sendgrid import load_public_key
 
         try:
             tokens = parse_tokens(s.collect_tokens.get())
         except ValueError as exc:
             raise SettingsError(f"KPI_COLLECT_TOKENS=***: {exc}") from exc
+        if s.hook_sendgrid_key:
+            try:
+                load_public_key(s.hook_sendgrid_key)
+            except ValueError as exc:
+                raise SettingsError(f"KPI_HOOK_SENDGRID_KEY: {exc}") from exc
         return cls(
             host=s.collect_host, port=s.collect_port, tokens=tokens,
             origins=frozenset(s.collect_origins), max_body_bytes=s.collect_max_body,

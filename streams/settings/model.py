@@ -357,7 +357,8 @@ class Settings:
     hook_sendgrid_key: str = setting(
         "KPI_HOOK_SENDGRID_KEY", "", str,
         "SendGrid's signed Event Webhook verification key (base64, from its settings); "
-        "empty: /hooks/sendgrid is off.", "collector")
+        "empty: /hooks/sendgrid is off. A key that is not an ECDSA P-256 public key "
+        "stops the collector at start.", "collector")
     hook_mailchimp_key: Secret = setting(
         "KPI_HOOK_MAILCHIMP_KEY", "", Secret,
         "Mailchimp Transactional webhook key; empty: /hooks/mailchimp is off.",

@@ -358,3 +358,24 @@ def test_a_broken_configured_key_is_a_configuration_error(
         private_key: ec.EllipticCurvePrivateKey, key: str) -> None:
     with pytest.raises(ValueError, match="verification key"):
         sendgrid.verify(signed(private_key, BODY), key)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("not base64 at all!", "not a public key"),
+    (base64.b64encode(b"\x30\x03\x02\x01\x00").decode(), "not a public key"),
+])
+def test_a_bad_verification_key_stops_the_collector_at_start(text: str, message: str) -> None:
+    from streams.collect.config import CollectConfig
+    from streams.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as err:
+        CollectConfig.from_settings(load_settings({"KPI_HOOK_SENDGRID_KEY": text}))
+    assert str(err.value).startswith("KPI_HOOK_SENDGRID_KEY: ") and message in str(err.value)
+
+
+def test_a_good_verification_key_is_taken(public_key: str) -> None:
+    from streams.collect.config import CollectConfig
+    from streams.settings import load_settings
+
+    cfg = CollectConfig.from_settings(load_settings({"KPI_HOOK_SENDGRID_KEY": public_key}))
+    assert cfg.sendgrid_key == public_key
