@@ -130,7 +130,7 @@ class Pipeline:
 
     async def _tick(self, runner: StageRunner[Any]) -> None:
         await self.start()
-        await runner.tick(unless=lambda: self.rebalancing)
+        await runner.tick()
 
     async def hold(self) -> None:
         """Stop the timers from writing and wait for any flush under way to finish."""
@@ -139,9 +139,16 @@ class Pipeline:
             async with runner.lock:
                 pass
 
-    async def stop(self) -> None:
-        for task in self._running.values():
+    async def settle(self) -> None:
+        """Cancel the timers' work under way and wait until it has ended (before the
+        clients it uses stop under it)."""
+        tasks = list(self._running.values())
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.settle()
         if self._started and self.producer is not None:
             await self.producer.stop()
             self._started = False
@@ -189,6 +196,9 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
         common["store_memory"] = StoreMemory(settings.state_cache_bytes)
     pipe = Pipeline(settings, topics, registry, metrics)
     pipe.runners = build_runners(topics, decoder, **common)
+    for runner in pipe.runners.values():
+        runner.paused = lambda: pipe.rebalancing
+        runner.spawn = pipe.soon
     if settings.replay_skip_expired:
         pipe.tails = InputTails(settings, topics, decoder)
     merge = pipe.merge
@@ -355,11 +365,14 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def on_shutdown(sender: Any, **_: Any) -> None:
         # what batches left unflushed is flushed and a flush under way finishes (it is
-        # crash-safe anyway, but a clean stop should not leave work to do again); then
-        # our own Kafka clients close
+        # crash-safe anyway, but a clean stop should not leave work to do again), then
+        # the timers' work ends; then our own Kafka clients close. (Faust, before it
+        # gets here, waits for fetched messages to be acknowledged, which the deferred
+        # flush does within a flush interval: StageRunner._flush_later.)
         for runner in pipe.runners.values():
             await runner.flush_pending()
         await pipe.hold()
+        await pipe.settle()
         probe = lag_probe.pop("c", None)
         if probe is not None:
             await probe.stop()

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any, Generic
 
@@ -45,6 +45,16 @@ def _murmur2(key: bytes) -> int:
 
 async def _no_ack(event: Any) -> None:
     return None
+
+
+_SPAWNED: set[asyncio.Future[None]] = set()
+
+
+def _spawn(what: str, work: Callable[[], Awaitable[None]]) -> None:
+    """A runner on its own (tests): the task is kept until it is done."""
+    task = asyncio.ensure_future(work())
+    _SPAWNED.add(task)
+    task.add_done_callback(_SPAWNED.discard)
 
 
 def now_ms() -> int:
@@ -78,7 +88,12 @@ class StageRunner(Generic[P]):
         # the inputs' horizon (see streams.agents.horizon), set by the worker's probe
         self.input_horizon: int | None = None
         # a tick the timer asked for while a batch held the lock (see ``tick``)
-        self.tick_due: Callable[[], bool] | None = None
+        self.tick_due = False
+        # set by the worker: a rebalance under way (the timers' work waits), and how
+        # work that must not wait for a batch or a timer is started (its own task)
+        self.paused: Callable[[], bool] = lambda: False
+        self.spawn: Callable[[str, Callable[[], Awaitable[None]]], None] = _spawn
+        self._flush_timer: asyncio.TimerHandle | None = None
         # batches processed and not flushed yet (see ``handle``), by input partition
         self.unflushed: dict[int, Part[P]] = {}
         self.unacked: defaultdict[int, list[Any]] = defaultdict(list)
@@ -265,48 +280,69 @@ class StageRunner(Generic[P]):
                 self.unflushed[p] = part
                 self.unacked[p].extend(evs)
             self.ack = ack
-            ticking, self.tick_due = self.tick_due, None
-            if ticking is not None and not ticking():
+            due = wall - self.flushed_at >= self.settings.flush_interval_ms
+            if self.tick_due and not self.paused():
                 await self._tick(wall)  # the timer's tick, in this batch's flush
-            elif wall - self.flushed_at >= self.settings.flush_interval_ms or not more():
+            elif due or not more():
                 await self._flush_unflushed(wall)
+            else:
+                self._flush_later(wall)
 
     async def _flush_unflushed(self, wall: int) -> None:
         """Flush the partitions batches changed since the last flush (under the lock)."""
         await self._flush_parts(list(self.unflushed.values()), wall, full=False)
         await self._acknowledge()
 
+    def _flush_later(self, wall: int) -> None:
+        """A flush a flush interval after the last one, whatever comes: the next batch
+        may never come (a stop, a rebalance, the end of a replay), and Faust waits for
+        every fetched message to be acknowledged before it revokes or stops, with its
+        timers (and so the tick) already stopped on the way down."""
+        if self._flush_timer is not None:
+            return
+        delay = max(0, self.flushed_at + self.settings.flush_interval_ms - wall) / 1000
+
+        def due() -> None:
+            self._flush_timer = None
+            self.spawn(f"the flush of stage {self.stage}", self.flush_pending)
+
+        self._flush_timer = asyncio.get_running_loop().call_later(delay, due)
+
     async def flush_pending(self) -> None:
-        """Flush what batches left unflushed (a clean stop)."""
+        """Flush what batches left unflushed, unless paused (a rebalance under way)."""
         async with self.lock:
-            if self.unflushed:
+            if self.unflushed and not self.paused():
                 await self._flush_unflushed(now_ms())
 
     async def _acknowledge(self) -> None:
         """Every partition a batch changed has been flushed: acknowledge its events."""
         self.flushed_at = now_ms()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self.unflushed.clear()
         unacked, self.unacked = self.unacked, defaultdict(list)
         for evs in unacked.values():
             for ev in evs:
                 await self.ack(ev)
 
-    async def tick(self, unless: Callable[[], bool] = lambda: False) -> None:
+    async def tick(self) -> None:
         """Timer: restore newly assigned partitions, advance idle clocks, heartbeat.
 
         While a batch holds the stage, the timer does not wait for it: the batch
         ticks when it flushes (one full flush instead of a flush and then another),
-        as a stream thread runs its punctuators between records. ``unless`` is asked
-        then (a rebalance may have begun meanwhile): true, and the tick is skipped."""
+        as a stream thread runs its punctuators between records. Nothing while
+        ``paused()`` (a rebalance under way), also when the batch comes to it."""
         if self.lock.locked():
-            self.tick_due = unless
+            self.tick_due = True
             return
         async with self.lock:
-            if not unless():
+            if not self.paused():
                 await self._tick(now_ms())
 
     async def _tick(self, wall: int) -> None:
         """The tick, under the lock (see ``tick``)."""
+        self.tick_due = False
         for p in sorted(self.assigned - set(self.parts)):
             await self.part(p)
         due = []

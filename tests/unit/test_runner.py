@@ -112,11 +112,11 @@ def _stage(cls: Any, *args: Any, settings: Any = None) -> tuple[Any, FakeProduce
     return stage, prod
 
 
-def _web_stage() -> tuple[Any, FakeProducer, Topics, str]:
+def _web_stage(**settings: str) -> tuple[Any, FakeProducer, Topics, str]:
     """Stage 1's web runner over fakes, with its topics and the page-view topic."""
-    s = _settings()
+    s = _settings(**settings)
     topics = Topics(s)
-    stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s))
+    stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s), settings=s)
     return stage, prod, topics, topics.input("page_view")
 
 

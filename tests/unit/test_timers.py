@@ -35,10 +35,11 @@ class Stage:
         self.ticks = 0
         self.skipped = 0
         self.fail = False
+        self.paused: Callable[[], bool] = lambda: False
 
-    async def tick(self, unless: Callable[[], bool] | None = None) -> None:
+    async def tick(self) -> None:
         async with self.lock:
-            if unless is not None and unless():
+            if self.paused():
                 self.skipped += 1
                 return
             if self.fail:
@@ -50,6 +51,8 @@ def _pipeline(stages: dict[str, Stage]) -> Any:
     pipe = build_pipeline(load_settings({"KPI_STATE_STORE": "memory"}), CollectorRegistry())
     pipe._started = True  # no producer: these stages send nothing
     pipe.runners = stages
+    for stage in stages.values():
+        stage.paused = lambda: pipe.rebalancing  # as build_pipeline does
     return pipe
 
 
@@ -134,20 +137,22 @@ def test_a_tick_asked_for_during_a_batch_is_that_batchs_full_flush() -> None:
     async def scenario() -> None:
         await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack)
         await stage.tick()  # the first full flush: everyone hears from web/0
-        for minute, rebalancing in ((1, False), (2, True)):
+        for minute, rebalancing in ((1, False), (2, True), (3, False)):
             prod.clear()
+            stage.paused = lambda r=rebalancing: r
             await stage.lock.acquire()  # a batch under way
-            await stage.tick(unless=lambda r=rebalancing: r)  # returns at once
-            assert stage.tick_due is not None and not prod.sent
+            await stage.tick()  # returns at once
+            assert stage.tick_due and not prod.sent
             stage.lock.release()
             await stage.handle([_message(pv, 0, minute, [_page_view(minute, minute)])],
                                _noack)
-            assert stage.tick_due is None
             heard = _partial_marks(prod, topics.partials)
             if rebalancing:  # a rebalance began: the batch flushes only what it carries
                 assert 0 < len(heard) < KPI_PARTS
+                assert stage.tick_due  # still owed, once the rebalance is over
             else:
                 assert sorted(heard) == list(range(KPI_PARTS))
+                assert not stage.tick_due
 
     asyncio.run(scenario())
 
@@ -158,9 +163,11 @@ def test_a_stage_tick_told_a_rebalance_began_writes_nothing() -> None:
     async def scenario() -> None:
         await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack)
         prod.clear()
-        await stage.tick(unless=lambda: True)
+        stage.paused = lambda: True
+        await stage.tick()
         assert not prod.sent  # no flush, no heartbeat
-        await stage.tick(unless=lambda: False)
+        stage.paused = lambda: False
+        await stage.tick()
         assert prod.sent  # the first full flush tells every downstream partition
 
     asyncio.run(scenario())
@@ -240,3 +247,43 @@ def test_the_timer_flushes_what_batches_left_and_a_revoked_partition_is_never_ac
         assert not stage.unflushed and not stage.unacked
 
     asyncio.run(scenario())
+
+
+def test_a_deferred_flush_comes_a_flush_interval_later_though_no_batch_does() -> None:
+    """Faust stops its timers and then waits for every fetched message to be
+    acknowledged before it stops or revokes: the deferred flush must not wait for a
+    batch or the tick. While paused (a rebalance), it leaves the work to later."""
+    stage, _, _, pv = _web_stage(KPI_FLUSH_INTERVAL="30ms")
+    acked: list[int] = []
+
+    async def ack(ev: Any) -> None:
+        acked.append(ev.message.offset)
+
+    def batch(offset: int) -> list[Any]:
+        return [_message(pv, 0, offset, [_page_view(offset, offset)])]
+
+    async def scenario() -> None:
+        await stage.handle(batch(0), ack, more=lambda: True)  # the first: flushed
+        assert acked == [0]
+        stage.paused = lambda: True
+        await stage.handle(batch(1), ack, more=lambda: True)  # deferred
+        await asyncio.sleep(0.1)
+        assert acked == [0] and stage.unflushed  # paused: left to the next batch or tick
+        stage.paused = lambda: False
+        await stage.tick()
+        assert acked == [0, 1]
+        await stage.handle(batch(2), ack, more=lambda: True)  # deferred
+        assert acked == [0, 1]
+        await asyncio.sleep(0.1)  # no batch, no tick
+        assert acked == [0, 1, 2] and not stage.unflushed
+
+    asyncio.run(scenario())
+
+
+def test_the_worker_wires_its_stages_to_the_rebalance_flag_and_its_task_starter() -> None:
+    pipe = build_pipeline(load_settings({"KPI_STATE_STORE": "memory"}), CollectorRegistry())
+    for runner in pipe.runners.values():
+        assert runner.spawn == pipe.soon
+        assert not runner.paused()
+    pipe.rebalancing = True
+    assert all(runner.paused() for runner in pipe.runners.values())
