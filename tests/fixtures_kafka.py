@@ -139,6 +139,19 @@ class WorkerProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"worker exited with {self.proc.returncode}\n{self.tail()}")
 
+    def sigterm(self, timeout: float) -> tuple[int, float]:
+        """Send SIGTERM and wait for the exit: (exit code, seconds it took). Fails the
+        test, with the log's tail, if the worker is still running after ``timeout``."""
+        assert self.proc is not None
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the worker did not exit within {timeout:.0f} s of "
+                                 f"SIGTERM\n{self.tail()}") from None
+        return code, time.monotonic() - began
+
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a metric's samples matching ``labels`` (0 if absent)."""
         total = 0.0
