@@ -47,6 +47,9 @@ async def _no_ack(event: Any) -> None:
     return None
 
 
+LOOP_SLICE_S = 0.05  # about the longest a batch holds the event loop at a time
+SLICE_MAX_MESSAGES = 10_000
+
 _SPAWNED: set[asyncio.Future[None]] = set()
 
 
@@ -94,6 +97,8 @@ class StageRunner(Generic[P]):
         self.paused: Callable[[], bool] = lambda: False
         self.spawn: Callable[[str, Callable[[], Awaitable[None]]], None] = _spawn
         self._flush_timer: asyncio.TimerHandle | None = None
+        # input messages a batch processes before it lets the event loop in (adapted)
+        self.slice_messages = SLICE_MAX_MESSAGES
         # batches processed and not flushed yet (see ``handle``), by input partition
         self.unflushed: dict[int, Part[P]] = {}
         self.unacked: defaultdict[int, list[Any]] = defaultdict(list)
@@ -243,22 +248,23 @@ class StageRunner(Generic[P]):
                      more: Callable[[], bool] = lambda: False) -> None:
         """Process one batch of Faust events, flush, then acknowledge them.
 
-        While ``more()`` says further batches are already waiting, the flush waits for
-        them too, up to ``KPI_FLUSH_INTERVAL`` after the last one: a replay then writes
-        each cell it keeps touching once per interval rather than once per batch, and
-        the batch can let the event loop in between its partitions without making
-        every stage flush more often. What is processed and not yet flushed is not
+        A batch is processed a slice at a time (about ``LOOP_SLICE_S`` each; the
+        messages per slice adapt to what they cost), letting the event loop in
+        between. While ``more()`` says further batches are already waiting, the flush
+        waits for them too, up to ``KPI_FLUSH_INTERVAL`` after the last one: a replay
+        then writes each cell it keeps touching once per interval rather than once
+        per batch or slice. What is processed and not yet flushed is not
         acknowledged: a crash re-reads it, as it would the batch under way."""
         async with self.lock:
             wall = now_ms()
             groups: dict[int, list[Any]] = defaultdict(list)
             for ev in events:
                 groups[ev.message.partition].append(ev)
-            for i, (p, evs) in enumerate(groups.items()):
-                if i:  # a batch of 500 arrays would hold the loop for a second or more
-                    await asyncio.sleep(0)
+            for p, evs in groups.items():
                 part = await self.part(p)
                 produced: dict[str, int] = {}
+                n, sliced = 0, False
+                begun = time.perf_counter()
                 for ev in evs:
                     msg = ev.message
                     name = f"{msg.topic}/{p}"
@@ -271,11 +277,16 @@ class StageRunner(Generic[P]):
                         ts = int(stamp * 1000)
                         if ts > produced.get(msg.topic, 0):
                             produced[msg.topic] = ts
-                clocked = getattr(part.proc, "produced", None)
-                if clocked is not None:  # idle watermarks count from the producer's clock
-                    clocked.clear()
-                    clocked.update(produced)
-                self.process(part, wall)
+                    n += 1
+                    if n >= self.slice_messages:
+                        # a slice's worth: process it and let the event loop in
+                        self._process(part, produced, wall)
+                        self._resize_slice(n, time.perf_counter() - begun)
+                        await asyncio.sleep(0)
+                        produced, n, sliced, begun = {}, 0, True, time.perf_counter()
+                if n or not sliced:
+                    self._process(part, produced, wall)
+                    self._resize_slice(n, time.perf_counter() - begun)
                 part.changed = True
                 self.unflushed[p] = part
                 self.unacked[p].extend(evs)
@@ -287,6 +298,20 @@ class StageRunner(Generic[P]):
                 await self._flush_unflushed(wall)
             else:
                 self._flush_later(wall)
+
+    def _process(self, part: Part[P], produced: dict[str, int], wall: int) -> None:
+        clocked = getattr(part.proc, "produced", None)
+        if clocked is not None:  # idle watermarks count from the producer's clock
+            clocked.clear()
+            clocked.update(produced)
+        self.process(part, wall)
+
+    def _resize_slice(self, messages: int, seconds: float) -> None:
+        """Messages per slice of a batch, so that one takes about LOOP_SLICE_S (the
+        events per message and their cost vary by stage and by input)."""
+        if messages >= self.slice_messages or seconds > LOOP_SLICE_S:
+            fit = messages * LOOP_SLICE_S / max(seconds, 1e-5)
+            self.slice_messages = max(1, min(SLICE_MAX_MESSAGES, int(fit)))
 
     async def _flush_unflushed(self, wall: int) -> None:
         """Flush the partitions batches changed since the last flush (under the lock)."""

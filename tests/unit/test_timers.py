@@ -287,3 +287,51 @@ def test_the_worker_wires_its_stages_to_the_rebalance_flag_and_its_task_starter(
         assert not runner.paused()
     pipe.rebalancing = True
     assert all(runner.paused() for runner in pipe.runners.values())
+
+
+def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch processes a slice of its messages at a time and lets the event loop
+    in between (LOOP_SLICE_S); what it sends downstream is the same as in one go."""
+    from streams.agents import runner as runner_module
+
+    def summed(prod: Any, topic: str) -> dict[tuple[Any, ...], dict[str, int]]:
+        out: dict[tuple[Any, ...], dict[str, int]] = {}
+        for (t, _p), docs in prod.sent.items():
+            for doc in docs if t == topic else ():
+                for family, size, start, dim, comps in doc.get("d", ()):
+                    row = out.setdefault((family, size, start, dim), {})
+                    for comp, value in comps.items():
+                        row[comp] = row.get(comp, 0) + value
+        return {k: {c: v for c, v in row.items() if v} for k, row in out.items()}
+
+    async def run(stage: Any, pv: str) -> int:
+        turns = 0
+
+        async def spin() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        spinner = asyncio.ensure_future(spin())
+        await asyncio.sleep(0)
+        before = turns
+        batch = [_message(pv, 0, i, [_page_view(i, i % 50), _page_view(100 + i, 55)])
+                 for i in range(8)]
+        await stage.handle(batch, _noack)
+        spinner.cancel()
+        return turns - before
+
+    whole, prod_whole, topics, pv = _web_stage()
+    turns_whole = asyncio.run(run(whole, pv))  # the restore's and the flush's awaits
+    assert whole.slice_messages == runner_module.SLICE_MAX_MESSAGES  # quick: no slicing
+    monkeypatch.setattr(runner_module, "LOOP_SLICE_S", 1e-9)  # every message too long
+    sliced, prod_sliced, _, _ = _web_stage()
+    sliced.slice_messages = 1
+    assert asyncio.run(run(sliced, pv)) >= turns_whole + 7  # and between the 8 slices
+    assert sliced.slice_messages == 1
+    whole._resize_slice(8, 0.001)  # a batch that took longer than a slice: it shrinks
+    assert whole.slice_messages == 1
+    want = summed(prod_whole, topics.partials)
+    assert want and summed(prod_sliced, topics.partials) == want
