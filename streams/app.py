@@ -274,11 +274,13 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
 
         async def run(stream: Any) -> None:
             await pipe.start()
+
+            def more() -> bool:  # more messages already fetched: the flush may wait
+                return not stream.channel.queue.empty()
+
             try:
                 async for events in stream.noack_take(settings.take_messages, within=within):
-                    # more messages already fetched: the flush may wait for them
-                    await runner.handle(list(events), stream.ack,
-                                        more=lambda: not stream.channel.queue.empty())
+                    await runner.handle(list(events), stream.ack, more=more)
             except Exception:
                 fatal(f"stage {name}")
 

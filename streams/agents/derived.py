@@ -152,7 +152,9 @@ class FunnelStage(DerivedStage[FunnelPartition]):
                                        fact))
         part.dirty |= out.dirty
         self.accumulate(part, out)
-        self._score(part)
+
+    def finish(self, part: Part[FunnelPartition], wall: int) -> None:
+        self._score(part)  # once per batch: it scans every pending score
 
     def watermark_doc(self, part: Part[FunnelPartition]) -> Watermarks:
         """The lowest of the web sources heard from and of the deal clock."""

@@ -87,7 +87,11 @@ class MergeStage(StageRunner[MergePartition]):
                            self.settings.catchup_lag_ms, CATCHUP_QUIET_MS)
 
     def process(self, part: Part[MergePartition], wall: int) -> None:
-        self._maybe_emit(part, wall)
+        part.dirty |= part.proc.dirty
+        part.proc.dirty.clear()
+
+    def finish(self, part: Part[MergePartition], wall: int) -> None:
+        self._maybe_emit(part, wall)  # once per batch: a round sorts what is pending
         part.dirty |= part.proc.dirty
         part.proc.dirty.clear()
 

@@ -117,8 +117,12 @@ class StageRunner(Generic[P]):
         raise NotImplementedError
 
     def process(self, part: Part[P], wall: int) -> None:
-        """Run the processor over what ``ingest`` collected; queue outputs and dirty keys."""
+        """Run the processor over what ``ingest`` collected; queue outputs and dirty keys.
+        Called once per slice of a batch (see ``handle``)."""
         raise NotImplementedError
+
+    def finish(self, part: Part[P], wall: int) -> None:
+        """Work due once per batch (emission, scoring), after its last slice."""
 
     def tick_part(self, part: Part[P], wall: int) -> None:
         """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
@@ -263,7 +267,7 @@ class StageRunner(Generic[P]):
             for p, evs in groups.items():
                 part = await self.part(p)
                 produced: dict[str, int] = {}
-                n, sliced = 0, False
+                n, sliced, size = 0, False, self.slice_messages
                 begun = time.perf_counter()
                 for ev in evs:
                     msg = ev.message
@@ -278,26 +282,27 @@ class StageRunner(Generic[P]):
                         if ts > produced.get(msg.topic, 0):
                             produced[msg.topic] = ts
                     n += 1
-                    if n >= self.slice_messages:
+                    if n >= size:
                         # a slice's worth: process it and let the event loop in
                         self._process(part, produced, wall)
-                        self._resize_slice(n, time.perf_counter() - begun)
+                        size = self._resize_slice(n, time.perf_counter() - begun)
                         await asyncio.sleep(0)
                         produced, n, sliced, begun = {}, 0, True, time.perf_counter()
                 if n or not sliced:
                     self._process(part, produced, wall)
                     self._resize_slice(n, time.perf_counter() - begun)
+                self.finish(part, wall)
                 part.changed = True
                 self.unflushed[p] = part
                 self.unacked[p].extend(evs)
             self.ack = ack
-            due = wall - self.flushed_at >= self.settings.flush_interval_ms
+            done = now_ms()  # a batch of many slices takes a while
             if self.tick_due and not self.paused():
-                await self._tick(wall)  # the timer's tick, in this batch's flush
-            elif due or not more():
-                await self._flush_unflushed(wall)
+                await self._tick(done)  # the timer's tick, in this batch's flush
+            elif done - self.flushed_at >= self.settings.flush_interval_ms or not more():
+                await self._flush_unflushed(done)
             else:
-                self._flush_later(wall)
+                self._flush_later(done)
 
     def _process(self, part: Part[P], produced: dict[str, int], wall: int) -> None:
         clocked = getattr(part.proc, "produced", None)
@@ -306,12 +311,15 @@ class StageRunner(Generic[P]):
             clocked.update(produced)
         self.process(part, wall)
 
-    def _resize_slice(self, messages: int, seconds: float) -> None:
+    def _resize_slice(self, messages: int, seconds: float) -> int:
         """Messages per slice of a batch, so that one takes about LOOP_SLICE_S (the
-        events per message and their cost vary by stage and by input)."""
-        if messages >= self.slice_messages or seconds > LOOP_SLICE_S:
+        events per message and their cost vary by stage and by input); it at most
+        doubles at a time. Returns the new size."""
+        if messages and (messages >= self.slice_messages or seconds > LOOP_SLICE_S):
             fit = messages * LOOP_SLICE_S / max(seconds, 1e-5)
-            self.slice_messages = max(1, min(SLICE_MAX_MESSAGES, int(fit)))
+            self.slice_messages = max(1, min(SLICE_MAX_MESSAGES, 2 * self.slice_messages,
+                                             int(fit)))
+        return self.slice_messages
 
     async def _flush_unflushed(self, wall: int) -> None:
         """Flush the partitions batches changed since the last flush (under the lock)."""
@@ -379,7 +387,8 @@ class StageRunner(Generic[P]):
             # still learn that the watermark moved, or its buckets never become
             # final: the timer's full flush tells every one, whenever it moved.
             moved = self.watermark_doc(part) != part.reported
-            if part.changed or part.dirty or part.outbox or part.after or stale or moved:
+            if part.changed or part.dirty or part.outbox or part.after or stale or moved \
+                    or part.partition in self.unflushed:  # acknowledged below
                 due.append(part)
         await self._flush_parts(due, wall, full=True)
         await self._acknowledge()  # every changed partition was due

@@ -333,5 +333,9 @@ def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
     assert sliced.slice_messages == 1
     whole._resize_slice(8, 0.001)  # a batch that took longer than a slice: it shrinks
     assert whole.slice_messages == 1
+    whole._resize_slice(0, 0.001)  # every message a duplicate (after a restart): no news
+    assert whole.slice_messages == 1
+    monkeypatch.setattr(runner_module, "LOOP_SLICE_S", 1.0)
+    assert whole._resize_slice(1, 1e-6) == 2  # cheap now: it grows, doubling at most
     want = summed(prod_whole, topics.partials)
     assert want and summed(prod_sliced, topics.partials) == want
