@@ -264,7 +264,10 @@ class StageRunner(Generic[P]):
             groups: dict[int, list[Any]] = defaultdict(list)
             for ev in events:
                 groups[ev.message.partition].append(ev)
+            begun = time.perf_counter()
             for p, evs in groups.items():
+                if time.perf_counter() - begun >= LOOP_SLICE_S:
+                    await asyncio.sleep(0)  # the last partition's slice and finish
                 part = await self.part(p)
                 produced: dict[str, int] = {}
                 n, sliced, size = 0, False, self.slice_messages
@@ -291,6 +294,9 @@ class StageRunner(Generic[P]):
                 if n or not sliced:
                     self._process(part, produced, wall)
                     self._resize_slice(n, time.perf_counter() - begun)
+                if time.perf_counter() - begun >= LOOP_SLICE_S:
+                    await asyncio.sleep(0)
+                    begun = time.perf_counter()
                 self.finish(part, wall)
                 part.changed = True
                 self.unflushed[p] = part

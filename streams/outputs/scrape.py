@@ -1,8 +1,9 @@
 """/metrics off the event loop: a thread answers Prometheus on ``KPI_METRICS_PORT``.
 
-The worker's event loop runs one batch at a time, and a batch of a replay can hold
-it for a second; the web server's ``/metrics`` waits for it. A scrape that waits
-that long looks like a sick worker. So the metrics port is served by a thread,
+The worker's event loop is busy nearly all the time during a replay (in slices of a
+batch, flushes and emission rounds), and the web server's ``/metrics`` waits its
+turn and then evaluates every KPI gauge; a scrape that waits long looks like a sick
+worker. So the metrics port is served by a thread,
 which answers while the loop is busy:
 
 - pipeline counters, gauges and histograms, and the process collector, are
