@@ -99,8 +99,8 @@ class StageRunner(Generic[P]):
         self._flush_timer: asyncio.TimerHandle | None = None
         # input messages a batch processes before it lets the event loop in (adapted)
         self.slice_messages = SLICE_MAX_MESSAGES
-        # batches processed and not flushed yet (see ``handle``), by input partition
-        self.unflushed: dict[int, Part[P]] = {}
+        # events of batches processed and not flushed yet (see ``handle``), by input
+        # partition; those partitions are ``unflushed``
         self.unacked: defaultdict[int, list[Any]] = defaultdict(list)
         self.flushed_at = 0  # wall clock of the last flush of every changed partition
         self.ack: Callable[[Any], Any] = _no_ack
@@ -172,7 +172,6 @@ class StageRunner(Generic[P]):
         async with self.lock:
             for p in partitions:
                 # processed, never flushed: the next owner reads these events again
-                self.unflushed.pop(p, None)
                 self.unacked.pop(p, None)
                 part = self.parts.pop(p, None)
                 if part is not None:
@@ -299,7 +298,6 @@ class StageRunner(Generic[P]):
                     begun = time.perf_counter()
                 self.finish(part, wall)
                 part.changed = True
-                self.unflushed[p] = part
                 self.unacked[p].extend(evs)
             self.ack = ack
             done = now_ms()  # a batch of many slices takes a while
@@ -327,6 +325,11 @@ class StageRunner(Generic[P]):
                                              int(fit)))
         return self.slice_messages
 
+    @property
+    def unflushed(self) -> dict[int, Part[P]]:
+        """The partitions batches changed since the last flush, by partition."""
+        return {p: self.parts[p] for p in self.unacked if p in self.parts}
+
     async def _flush_unflushed(self, wall: int) -> None:
         """Flush the partitions batches changed since the last flush (under the lock)."""
         await self._flush_parts(list(self.unflushed.values()), wall, full=False)
@@ -350,7 +353,7 @@ class StageRunner(Generic[P]):
     async def flush_pending(self) -> None:
         """Flush what batches left unflushed, unless paused (a rebalance under way)."""
         async with self.lock:
-            if self.unflushed and not self.paused():
+            if self.unacked and not self.paused():
                 await self._flush_unflushed(now_ms())
 
     async def _acknowledge(self) -> None:
@@ -359,7 +362,6 @@ class StageRunner(Generic[P]):
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        self.unflushed.clear()
         unacked, self.unacked = self.unacked, defaultdict(list)
         for evs in unacked.values():
             for ev in evs:
@@ -394,7 +396,7 @@ class StageRunner(Generic[P]):
             # final: the timer's full flush tells every one, whenever it moved.
             moved = self.watermark_doc(part) != part.reported
             if part.changed or part.dirty or part.outbox or part.after or stale or moved \
-                    or part.partition in self.unflushed:  # acknowledged below
+                    or part.partition in self.unacked:  # acknowledged below
                 due.append(part)
         await self._flush_parts(due, wall, full=True)
         await self._acknowledge()  # every changed partition was due
