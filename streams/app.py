@@ -26,6 +26,7 @@ from faust.types.auth import SASLMechanism
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 
 from .agents.horizon import InputTails
+from .agents.intake import Intake
 from .agents.runner import StageRunner, now_ms
 from .agents.stages import MergeStage, build_runners
 from .events import Decoder
@@ -274,13 +275,11 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
 
         async def run(stream: Any) -> None:
             await pipe.start()
-
-            def more() -> bool:  # more messages already fetched: the flush may wait
-                return not stream.channel.queue.empty()
-
+            # batches straight from the stream's channel: not a loop turn per message
+            intake = Intake(stream, settings.take_messages, within)
             try:
-                async for events in stream.noack_take(settings.take_messages, within=within):
-                    await runner.handle(list(events), stream.ack, more=more)
+                async for events in intake.batches():
+                    await runner.handle(events, intake.ack, more=intake.more)
             except Exception:
                 fatal(f"stage {name}")
 

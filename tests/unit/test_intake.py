@@ -1,0 +1,175 @@
+"""Intake: a stage's batches straight from its Faust channel (streams/agents/intake.py).
+
+Faust's objects are stood in for by the few attributes the intake reads: the
+channel's queue, the app's flow control and consumer generation, the acking
+topics and the consumer's tracking."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from streams.agents.intake import Intake
+
+
+class FakeMessage:
+    def __init__(self, topic: str, offset: int, generation: int) -> None:
+        self.topic = topic
+        self.offset = offset
+        self.generation_id = generation
+        self.tracked = False
+
+
+class FakeEvent:
+    def __init__(self, message: FakeMessage) -> None:
+        self.message = message
+        self.acked = 0
+
+    def ack(self) -> bool:
+        self.acked += 1
+        return True
+
+
+class FlowControl:
+    def __init__(self) -> None:
+        self.active = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+def make(most: int = 3, within: float = 0.05) -> tuple[Intake, Any, asyncio.Queue[Any]]:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    tracked: list[FakeMessage] = []
+    app = SimpleNamespace(flow_control=FlowControl(), consumer_generation_id=7,
+                          topics=SimpleNamespace(acking_topics={"in"}),
+                          consumer=SimpleNamespace(track_message=tracked.append),
+                          tracked=tracked)
+    stream = SimpleNamespace(app=app, channel=SimpleNamespace(queue=queue))
+    return Intake(stream, most, within), app, queue
+
+
+def event(offset: int, topic: str = "in", generation: int = 7) -> FakeEvent:
+    return FakeEvent(FakeMessage(topic, offset, generation))
+
+
+async def next_batch(intake: Intake) -> list[Any]:
+    it = intake.batches()
+    try:
+        return await asyncio.wait_for(it.__anext__(), 2)
+    finally:
+        await it.aclose()
+
+
+@pytest.mark.asyncio
+async def test_takes_what_is_queued_up_to_most_in_order() -> None:
+    intake, app, queue = make(most=3)
+    evs = [event(i) for i in range(5)]
+    for ev in evs:
+        queue.put_nowait(ev)
+    batch = await next_batch(intake)
+    assert [e.message.offset for e in batch] == [0, 1, 2]
+    assert intake.more()  # two still queued: the flush may wait for them
+    batch = await next_batch(intake)
+    assert [e.message.offset for e in batch] == [3, 4]
+    assert not intake.more()
+    # every message of an acking topic is tracked once, so wait_empty waits for it
+    assert app.tracked == [e.message for e in evs]
+    assert all(e.message.tracked for e in evs)
+
+
+@pytest.mark.asyncio
+async def test_a_short_batch_waits_within_for_more() -> None:
+    intake, _, queue = make(most=3, within=0.5)
+    queue.put_nowait(event(0))
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        queue.put_nowait(event(1))
+
+    task = asyncio.ensure_future(later())
+    batch = await next_batch(intake)
+    await task
+    # the second came within the window: one batch, not two
+    assert [e.message.offset for e in batch] == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_short_batch_goes_when_within_has_passed() -> None:
+    intake, _, queue = make(most=100, within=0.02)
+    queue.put_nowait(event(0))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    batch = await next_batch(intake)
+    assert [e.message.offset for e in batch] == [0]
+    assert loop.time() - began < 1.0  # did not wait for a full batch
+
+
+@pytest.mark.asyncio
+async def test_messages_of_a_past_generation_are_acked_not_processed() -> None:
+    intake, app, queue = make(most=10, within=0.01)
+    stale, fresh = event(0, generation=6), event(1)
+    queue.put_nowait(stale)
+    queue.put_nowait(fresh)
+    batch = await next_batch(intake)
+    assert batch == [fresh]
+    assert stale.acked == 1 and fresh.acked == 0
+    assert intake.skipped == 1
+    assert app.tracked == [fresh.message]
+
+
+@pytest.mark.asyncio
+async def test_nothing_is_processed_while_flow_control_is_off() -> None:
+    intake, app, queue = make(most=10, within=0.01)
+    app.flow_control.active = False
+    held = event(0)
+    queue.put_nowait(held)
+    it = intake.batches()
+    task = asyncio.ensure_future(it.__anext__())
+    await asyncio.sleep(0.05)
+    assert not task.done()  # the skipped message made no batch
+    assert held.acked == 1
+    app.flow_control.active = True
+    queue.put_nowait(event(1))
+    batch = await asyncio.wait_for(task, 2)
+    await it.aclose()
+    assert [e.message.offset for e in batch] == [1]
+
+
+@pytest.mark.asyncio
+async def test_an_untracked_topic_is_not_tracked_and_ack_acks() -> None:
+    intake, app, queue = make(most=1)
+    ev = event(0, topic="not-acking")
+    queue.put_nowait(ev)
+    batch = await next_batch(intake)
+    assert batch == [ev] and app.tracked == []
+    await Intake.ack(ev)
+    assert ev.acked == 1
+
+
+@pytest.mark.asyncio
+async def test_the_end_of_the_channel_ends_the_batches_after_the_one_under_way() -> None:
+    intake, _, queue = make(most=10, within=1.0)
+    it = intake.batches()
+    queue.put_nowait(event(0))
+    task = asyncio.ensure_future(it.__anext__())
+    await asyncio.sleep(0.01)  # the batch is waiting within for more
+    queue._getters[0].set_exception(StopAsyncIteration())  # as Faust's channel throw
+    batch = await asyncio.wait_for(task, 2)
+    assert [e.message.offset for e in batch] == [0]  # what was taken is processed
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(it.__anext__(), 2)
+
+
+@pytest.mark.asyncio
+async def test_an_error_thrown_into_the_channel_is_raised() -> None:
+    intake, _, queue = make()
+    it = intake.batches()
+    task = asyncio.ensure_future(it.__anext__())
+    await asyncio.sleep(0.01)
+    queue._getters[0].set_exception(ValueError("bad"))
+    with pytest.raises(ValueError, match="bad"):
+        await asyncio.wait_for(task, 2)
