@@ -1,7 +1,9 @@
 """KPI gauges for Prometheus, read out of the merge state at scrape time.
 
-Nothing is stored twice: a scrape walks the cells this worker owns and yields
-gauge families. Labels are bounded: ``kpi`` (the catalogue), ``window``
+Nothing is stored twice: a scrape looks up, in the cells this worker owns, the
+current and the newest final cell of each channel and device (the merge partition
+keeps its dims and newest final cells for this), evaluates them and the rolling
+views, and yields gauge families. Labels are bounded: ``kpi`` (the catalogue), ``window``
 (1m, 1h, 1d, 15m, 24h, 7d, 30d), ``period`` (``current``: the bucket holding
 the event-time "now"; ``last_final``: the newest final bucket; ``rolling``:
 the rolling view ending with the current bucket), ``channel`` and ``device``
@@ -121,21 +123,20 @@ class KpiCollector(Collector):
             cost(size, "current", B.bucket_end(start, size))
         for window in ROLLING_WINDOWS:
             cost(window, "rolling", B.view_end_at(window, now))
-        # one pass over the cells: the current cell and the newest final cell per
-        # (dim, size); nothing else is evaluated, so a scrape stays cheap
+        # the current cell and the newest final cell per (dim, size), looked up: the
+        # partition keeps its dims and its newest final cells, so a scrape does not
+        # walk every cell it holds
         current: dict[tuple[str, str], Any] = {}
         last_final: dict[tuple[str, str], tuple[int, Any]] = {}
-        dims: set[str] = set()
-        for (size, start, dim), cell in proc.cells.items():
-            if dim and dim.split("=", 1)[0] not in PROM_DIMS:
-                continue
-            dims.add(dim)
-            if start == currents.get(size):
-                current[(dim, size)] = cell
-            if cell.final:
-                best = last_final.get((dim, size))
-                if best is None or start > best[0]:
-                    last_final[(dim, size)] = (start, cell)
+        dims = [d for d in proc.dims if not d or d.split("=", 1)[0] in PROM_DIMS]
+        for dim in dims:
+            for size, start in currents.items():
+                cell = proc.cells.get((size, start, dim))
+                if cell is not None:
+                    current[(dim, size)] = cell
+                newest = proc.newest_final.get((size, dim))
+                if newest is not None:
+                    last_final[(dim, size)] = (newest, proc.cells[(size, newest, dim)])
         for (dim, size), cell in current.items():
             channel, device = _labels(dim)
             start = currents[size]

@@ -26,6 +26,7 @@ from .state import (
     ViewKey,
     ViewState,
     cell_store_key,
+    note_final,
     present,
     view_store_key,
 )
@@ -53,6 +54,10 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         # built once caught up, or when they become final, whichever is first
         self.deferred: set[CellKey] = set()
         self.open_cells: set[CellKey] = set()  # not final yet
+        # what a scrape of the KPI gauges reads without walking every cell: the dims
+        # cells were made for, and the start of the newest final cell per (size, dim)
+        self.dims: set[str] = set()
+        self.newest_final: dict[tuple[str, str], int] = {}
         self.dirty: set[str] = set()  # store keys to persist
         self._mode_docs = {k.name: cfg.modes.for_kpi(k) for k in KPIS}
         self._lows: dict[str, int] | None = None
@@ -141,6 +146,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                     continue  # past retention: do not bring an expired bucket back
                 cell = self.cells[key] = Cell()
                 self.open_cells.add(key)
+                self.dims.add(dim)
             fam = cell.comps.setdefault(family, {})
             for comp, value in comps.items():
                 fam[comp] = fam.get(comp, 0) + value
@@ -212,6 +218,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                 if self.is_final(B.bucket_end(key[1], key[0]), present(cell.comps)):
                     cell.final = True
                     self.open_cells.discard(key)
+                    note_final(self.newest_final, key)
                     self._touch(key)
             todo = sorted(self.pending, key=lambda k: (k[1], k[0], k[2]))
             if max_cells is not None:
@@ -361,6 +368,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             return low is not None and end < low - keep[size]
 
         out: list[Snapshot] = []
+        lost: set[tuple[str, str]] = set()
         gone = [k for k, c in self.cells.items()
                 if skips(k[0], B.bucket_end(k[1], k[0])) or
                 (c.final and past(k[0], B.bucket_end(k[1], k[0]), present(c.comps)))]
@@ -369,6 +377,8 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             if end > self.expired_to.get((size, dim), -NEVER):
                 self.expired_to[(size, dim)] = end
             cell = self.cells.pop((size, start, dim))
+            if self.newest_final.get((size, dim)) == start:
+                lost.add((size, dim))
             net = self._cust.get(dim, {}).get(size, {}).pop(start, 0)
             if size == "1d" and net:
                 self._cust_base[dim] = self._cust_base.get(dim, 0) + net
@@ -376,6 +386,12 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             self.dirty.add(cell_store_key((size, start, dim)))
             out += [(snapshot_key(n, size, start, dim), None)
                     for n in _names_for_families(dim, tuple(cell.fams))]
+        if lost:  # the newest final cell of a (size, dim) expired: the next one back
+            for size, dim in lost:
+                del self.newest_final[(size, dim)]
+            for (size, start, dim), cell in self.cells.items():
+                if (size, dim) in lost and cell.final:
+                    note_final(self.newest_final, (size, start, dim))
         for vkey in [v for v, s in self.views.items() if s[1]]:
             window, end, dim = vkey
             if past(B.VIEW_BASE[window], end, self.views[vkey][2]):

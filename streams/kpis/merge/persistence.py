@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import buckets as B
-from .state import Cell, CountedByKind, PartitionAttrs, ViewState, parse_store_key
+from .state import (
+    Cell,
+    CountedByKind,
+    PartitionAttrs,
+    ViewState,
+    note_final,
+    parse_store_key,
+)
 
 
 class PersistenceMixin(PartitionAttrs):
@@ -52,8 +59,11 @@ class PersistenceMixin(PartitionAttrs):
             return
         ckey = parse_store_key(key)
         cell = self.cells[ckey] = Cell.from_state(value)
+        self.dims.add(ckey[2])
         if not cell.final:
             self.open_cells.add(ckey)
+        else:
+            note_final(self.newest_final, ckey)
         # an open cell's latest value may still have been waiting for its turn on the
         # KPI topic when the worker stopped (the topic is written at a cadence, not at
         # every change): publish it once more

@@ -133,6 +133,8 @@ class PartitionAttrs:
     applied: dict[str, list[int]]
     pending: set[CellKey]
     open_cells: set[CellKey]
+    dims: set[str]
+    newest_final: dict[tuple[str, str], int]
     dirty: set[str]
     _mode_docs: dict[str, dict[str, str]]
     _lows: dict[str, int] | None
@@ -140,6 +142,13 @@ class PartitionAttrs:
     emitted_views: list[ViewKey]
     _cust: dict[str, dict[str, dict[int, int]]]
     _cust_base: dict[str, int]
+
+
+def note_final(newest_final: dict[tuple[str, str], int], key: CellKey) -> None:
+    """Keep the start of the newest final cell per (size, dim) (a cell became final)."""
+    size, start, dim = key
+    if start > newest_final.get((size, dim), -NEVER):
+        newest_final[(size, dim)] = start
 
 
 def present(comps: Comps) -> Comps:
