@@ -387,7 +387,13 @@ class StageRunner(Generic[P]):
         for p in sorted(self.assigned - set(self.parts)):
             await self.part(p)
         due = []
-        for part in self.parts.values():
+        begun = time.perf_counter()
+        for part in list(self.parts.values()):
+            if time.perf_counter() - begun >= LOOP_SLICE_S:
+                # expiry walks a partition's state and emission builds documents: a
+                # partition's worth at a time, letting the event loop in between
+                await asyncio.sleep(0)
+                begun = time.perf_counter()
             self.tick_part(part, wall)
             stale = wall - part.last_flush_wall > 5_000
             # Flushes of the hot path report the watermark only to the downstream
