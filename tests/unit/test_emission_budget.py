@@ -62,6 +62,36 @@ def test_small_rounds_end_where_one_big_round_ends() -> None:
     assert _latest(rounds) == reference
 
 
+def test_rounds_bounded_in_time_get_somewhere_and_end_where_one_round_ends() -> None:
+    """A round given a time budget (``until``) stops starting cells and views once it
+    is spent, but publishes at least MIN_CELLS_PER_ROUND cells (and views up to
+    MIN_DOCS_PER_ROUND documents), so even rounds whose budget is gone before they
+    begin work off the backlog, views included."""
+    from time import perf_counter
+
+    from streams.kpis.merge.partition import MIN_CELLS_PER_ROUND, MIN_DOCS_PER_ROUND
+
+    whole = _fed().merge[0]
+    reference = _latest([whole.emit(0)])
+    m = _fed().merge[0]
+    pending = len(m.pending)
+    first = m.emit(0, until=perf_counter())  # the budget is spent from the start
+    assert len(m.emitted_cells) == MIN_CELLS_PER_ROUND
+    assert len(m.pending) == pending - MIN_CELLS_PER_ROUND
+    # a view is started past the budget only while the round is short of documents
+    assert m.emitted_views == [] or len(first) < MIN_DOCS_PER_ROUND
+    rounds = [first]
+    for _ in range(10_000):
+        rounds.append(m.emit(0, until=perf_counter()))
+        if not m.pending and not m.views_todo and not m.rolls_todo:
+            break
+    assert len(rounds) > 10
+    assert _latest(rounds) == reference
+    # with time to spare, the budget changes nothing
+    roomy = _fed().merge[0]
+    assert _latest([roomy.emit(0, until=perf_counter() + 3600)]) == reference
+
+
 def test_leftovers_survive_a_crash_between_rounds() -> None:
     whole = _fed().merge[0]
     reference = _latest([whole.emit(0)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
 from datasketches import hll_sketch
@@ -33,6 +34,9 @@ from .state import (
 from .views import ViewsMixin
 
 _NO_CELL = Cell()
+# what a call bounded by ``until`` publishes at least: cells, then views' documents
+MIN_CELLS_PER_ROUND = 100
+MIN_DOCS_PER_ROUND = 1_000
 
 
 class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
@@ -182,7 +186,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
     def emit(self, now_wall_ms: int, max_cells: int | None = None,
              publish: Any = None, max_views: int | None = None,
              max_docs: int | None = None, views: bool = True,
-             finals_only: bool = False) -> list[Snapshot]:
+             finals_only: bool = False, until: float | None = None) -> list[Snapshot]:
         """Snapshots of changed cells, cells that just became final, and their rolling views.
 
         A ``None`` document is a tombstone: the key no longer exists because every
@@ -198,6 +202,10 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         With ``finals_only`` (catching up, and nobody listening live) the documents of
         open cells are not built: those cells wait in ``deferred`` (still marked
         unpublished in the state) until they become final or a call without it.
+        ``until`` (a ``time.perf_counter()`` instant) bounds the call in time as
+        ``max_docs`` does in documents: past it, no further cell (once
+        ``MIN_CELLS_PER_ROUND`` are done) or view (once the call built
+        ``MIN_DOCS_PER_ROUND`` documents) is started, so every call gets somewhere.
         """
         self._publish_windows = publish
         if not finals_only and self.deferred:
@@ -228,6 +236,8 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             for key in todo:
                 if max_docs is not None and len(out) >= max_docs:
                     break
+                if until is not None and done >= MIN_CELLS_PER_ROUND and perf_counter() >= until:
+                    break
                 done += 1
                 self.pending.discard(key)
                 cell = self.cells.get(key)
@@ -242,13 +252,18 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                     if B.VIEW_BASE[window] == key[0]:
                         touched.add((window, key[1], key[2]))
             self.emitted_cells = todo[:done]
-            budget = None if max_docs is None else max(max_docs - len(out), 0)
+            def budget() -> int | None:  # documents this call may still build
+                docs = None if max_docs is None else max(max_docs - len(out), 0)
+                if until is not None and perf_counter() >= until:
+                    floor = max(MIN_DOCS_PER_ROUND - len(out), 0)  # views get somewhere
+                    docs = floor if docs is None else min(docs, floor)
+                return docs
+
             months = {t for t in touched if t[0] not in B.ROLLING}
             self.rolls_todo |= {(w, d) for w, _, d in touched if w in B.ROLLING}
-            out += self._rolling_snapshots(months, computed_at, max_views, budget)
+            out += self._rolling_snapshots(months, computed_at, max_views, budget())
             if views:
-                budget = None if max_docs is None else max(max_docs - len(out), 0)
-                out += self._live_views(computed_at, budget)
+                out += self._live_views(computed_at, budget())
             return out
         finally:
             self._lows = None
