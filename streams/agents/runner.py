@@ -481,7 +481,12 @@ class StageRunner(Generic[P]):
     async def send_outputs(self, items: list[OutItem]) -> None:
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = \
             defaultdict(list)
-        for topic, partition, key, value in items:
+        begun = time.perf_counter()
+        for i, (topic, partition, key, value) in enumerate(items):
+            if i % 256 == 255 and time.perf_counter() - begun >= LOOP_SLICE_S:
+                # a flush of many snapshot documents: serialised a slice at a time
+                await asyncio.sleep(0)
+                begun = time.perf_counter()
             kb = key.encode() if isinstance(key, str) else key
             if partition is None:
                 partition = await self._default_partition(topic, kb)

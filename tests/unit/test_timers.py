@@ -339,3 +339,49 @@ def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
     assert whole._resize_slice(1, 1e-6) == 2  # cheap now: it grows, doubling at most
     want = summed(prod_whole, topics.partials)
     assert want and summed(prod_sliced, topics.partials) == want
+
+
+def test_a_tick_and_a_flush_let_the_loop_in_once_a_slice_is_spent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tick yields between partitions (expiry walks a partition's state) and a
+    flush's send between slices of its outputs (a round's snapshot documents), once
+    LOOP_SLICE_S is spent; what is sent is the same, in the same order."""
+    from streams.agents import runner as runner_module
+    from streams.agents.contracts import OutItem
+
+    async def turns_during(work: Callable[[], Any]) -> int:
+        turns = 0
+
+        async def spin() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        spinner = asyncio.ensure_future(spin())
+        await asyncio.sleep(0)
+        before = turns
+        await work()
+        spinner.cancel()
+        return turns - before
+
+    def run(slice_s: float) -> tuple[int, int, list[Any]]:
+        monkeypatch.setattr(runner_module, "LOOP_SLICE_S", slice_s)
+        stage, prod, _, pv = _web_stage()
+
+        async def scenario() -> tuple[int, int]:
+            for p in range(3):  # three partitions to tick
+                await stage.handle([_message(pv, p, 0, _page_view(p, 5))], _noack)
+            ticked = await turns_during(stage.tick)
+            items = [OutItem("out", 0, f"k{i}", {"i": i}) for i in range(1000)]
+            sent = await turns_during(lambda: stage.send_outputs(items))
+            return ticked, sent
+
+        ticked, sent = asyncio.run(scenario())
+        return ticked, sent, prod.sent[("out", 0)]
+
+    tick_whole, send_whole, out_whole = run(10.0)
+    tick_sliced, send_sliced, out_sliced = run(1e-9)
+    assert tick_sliced >= tick_whole + 2  # before the second and the third partition
+    assert send_sliced >= send_whole + 3  # after each 256 of the 1,000 documents
+    assert out_sliced == out_whole == [{"i": i} for i in range(1000)]
