@@ -289,6 +289,24 @@ def test_the_worker_wires_its_stages_to_the_rebalance_flag_and_its_task_starter(
     assert all(runner.paused() for runner in pipe.runners.values())
 
 
+async def _turns_during(work: Callable[[], Any]) -> int:
+    """How often another task got the event loop while ``work()`` was awaited."""
+    turns = 0
+
+    async def spin() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    spinner = asyncio.ensure_future(spin())
+    await asyncio.sleep(0)
+    before = turns
+    await work()
+    spinner.cancel()
+    return turns - before
+
+
 def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch processes a slice of its messages at a time and lets the event loop
@@ -306,22 +324,9 @@ def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
         return {k: {c: v for c, v in row.items() if v} for k, row in out.items()}
 
     async def run(stage: Any, pv: str) -> int:
-        turns = 0
-
-        async def spin() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        spinner = asyncio.ensure_future(spin())
-        await asyncio.sleep(0)
-        before = turns
         batch = [_message(pv, 0, i, [_page_view(i, i % 50), _page_view(100 + i, 55)])
                  for i in range(8)]
-        await stage.handle(batch, _noack)
-        spinner.cancel()
-        return turns - before
+        return await _turns_during(lambda: stage.handle(batch, _noack))
 
     whole, prod_whole, topics, pv = _web_stage()
     turns_whole = asyncio.run(run(whole, pv))  # the restore's and the flush's awaits
@@ -349,22 +354,6 @@ def test_a_tick_and_a_flush_let_the_loop_in_once_a_slice_is_spent(
     from streams.agents import runner as runner_module
     from streams.agents.contracts import OutItem
 
-    async def turns_during(work: Callable[[], Any]) -> int:
-        turns = 0
-
-        async def spin() -> None:
-            nonlocal turns
-            while True:
-                turns += 1
-                await asyncio.sleep(0)
-
-        spinner = asyncio.ensure_future(spin())
-        await asyncio.sleep(0)
-        before = turns
-        await work()
-        spinner.cancel()
-        return turns - before
-
     def run(slice_s: float) -> tuple[int, int, list[Any]]:
         monkeypatch.setattr(runner_module, "LOOP_SLICE_S", slice_s)
         stage, prod, _, pv = _web_stage()
@@ -372,9 +361,9 @@ def test_a_tick_and_a_flush_let_the_loop_in_once_a_slice_is_spent(
         async def scenario() -> tuple[int, int]:
             for p in range(3):  # three partitions to tick
                 await stage.handle([_message(pv, p, 0, _page_view(p, 5))], _noack)
-            ticked = await turns_during(stage.tick)
+            ticked = await _turns_during(stage.tick)
             items = [OutItem("out", 0, f"k{i}", {"i": i}) for i in range(1000)]
-            sent = await turns_during(lambda: stage.send_outputs(items))
+            sent = await _turns_during(lambda: stage.send_outputs(items))
             return ticked, sent
 
         ticked, sent = asyncio.run(scenario())
