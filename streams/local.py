@@ -58,9 +58,12 @@ class LocalPipeline:
         # by the caller; minute cells past retention from it are not built
         self.input_horizon: int | None = None
         self.skipped_rows = 0  # rows not sent for it (kpi_streams_rows_past_retention)
+        self.sent_rows = 0  # rows of deltas and sketches sent to the merge stage
         self.partitions = partitions
         self.kpi_partitions = kpi_partitions
         web = web or WebConfig(lateness_ms=lateness_ms, session_timeout_ms=session_timeout_ms)
+        if retention is not None and "1m" in retention:
+            web = replace(web, retention_1m_ms=retention["1m"])
         if scoring is not None:
             web = replace(web, scoring=scoring)
             email = replace(email or EmailConfig(lateness_ms=lateness_ms), scoring=scoring)
@@ -161,6 +164,7 @@ class LocalPipeline:
         hz = self.input_horizon
         self.skipped_rows += drop_past_retention(out.deltas, out.sketches,
                                                  skip_horizons(hz, self.merge_cfg.retention))
+        self.sent_rows += len(out.deltas) + len(out.sketches)
         for q, msg in partial_messages(self.kpi_partitions, src, self.seq, wm, out.deltas,
                                        out.sketches, horizon=hz):
             self.merge[q].apply(msg)

@@ -105,7 +105,8 @@ def web_config(s: Settings, name: Naming | None = None) -> WebConfig:
         split_midnight=s.session_split_midnight, split_campaign=s.session_split_campaign,
         engaged_ms=s.engaged_ms, lead_goals=frozenset(s.lead_goals),
         lookback_ms=s.attribution_lookback_ms, half_life_ms=s.time_decay_half_life_ms,
-        visitor_ttl_ms=s.visitor_ttl_ms, scoring=scoring_from_settings(s))
+        visitor_ttl_ms=s.visitor_ttl_ms, scoring=scoring_from_settings(s),
+        retention_1m_ms=s.retention_1m_ms)
 
 
 def email_config(s: Settings, name: Naming) -> EmailConfig:

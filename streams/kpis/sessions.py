@@ -56,6 +56,9 @@ class WebConfig:
     half_life_ms: int = 7 * DAY
     visitor_ttl_ms: int = 400 * DAY
     scoring: ScoringConfig | None = None
+    # minute buckets this far behind the inputs' horizon are past retention in a
+    # replay (KPI_REPLAY_SKIP_EXPIRED): not built (KPI_RETENTION_1M)
+    retention_1m_ms: int = 2 * DAY
 
 
 @dataclass(slots=True)

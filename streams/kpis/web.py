@@ -43,7 +43,14 @@ from .visitors import (
 from .visitors import decode as decode_cold
 from .visitors import encode as encode_cold
 from .watermark import ClockedPartition
-from .webfacts import FAMILY, OTHER_TRAFFIC, traffic_of, visitor_facts, visitor_hash
+from .webfacts import (
+    FAMILY,
+    OTHER_TRAFFIC,
+    first_minute,
+    traffic_of,
+    visitor_facts,
+    visitor_hash,
+)
 
 # the names this module has always had (the rest of the package imports them from here)
 __all__ = ["FAMILY", "FS", "OTHER_TRAFFIC", "PV", "Session", "Visitor", "WebConfig",
@@ -182,7 +189,8 @@ class WebPartition(ColdBacked, ClockedPartition):
         can be seen (and a wrong rule fixed). There is no ``traffic_type=human`` cell:
         it would repeat the total, at ~8 % of the web stage's time."""
         traffic = traffic_of(vid)
-        sessions = visitor_facts(vid, old, new, self.cfg, out.deltas, out.sketches, traffic)
+        sessions = visitor_facts(vid, old, new, self.cfg, out.deltas, out.sketches, traffic,
+                                 first_minute(self.input_horizon, self.cfg))
         if traffic == "human" and new.forms:
             self._lead_candidates(vid, new, sessions, out)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 
-from .buckets import bucket_end, starts
+from .buckets import MINUTE, bucket_end, starts
 from .deltas import AggKey, Deltas, dim
 from .sessions import FS, Bucket, Session, Visitor, WebConfig, sessionize
 
 FAMILY = "web"
+EVERY_MINUTE = -(1 << 62)  # ``first_1m`` when no minute bucket is skipped
 OTHER_TRAFFIC = "\x06"  # visitor key prefix of bot and internal traffic (then type, \x1f, id)
 
 
@@ -42,16 +43,29 @@ def _add(out: Deltas, key: AggKey, component: str, value: int) -> None:
         comps[component] = comps.get(component, 0) + value
 
 
+def first_minute(input_horizon: int | None, cfg: WebConfig) -> int:
+    """The start of the oldest minute bucket still built: in a replay, those ending
+    ``retention_1m_ms`` or more behind the inputs' horizon are past retention (the
+    rows :func:`streams.kpis.messages.drop_past_retention` would drop at the flush,
+    never built; the merge stage refuses them)."""
+    if input_horizon is None:
+        return EVERY_MINUTE
+    return input_horizon - cfg.retention_1m_ms - MINUTE + 1
+
+
 def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
-                  human: bool) -> None:
-    """Add (``sign`` 1) or retract (-1) one session's contribution."""
+                  human: bool, first_1m: int = EVERY_MINUTE) -> None:
+    """Add (``sign`` 1) or retract (-1) one session's contribution (minute buckets
+    from ``first_1m``)."""
     per_bucket = s.per_bucket()
     get = out.get
     if not human:  # bots and internal traffic: sessions and page views by traffic_type
         for size, start in starts(s.start):
-            _add(out, (FAMILY, size, start, tdim), "se", sign)
+            if start >= first_1m or size != "1m":
+                _add(out, (FAMILY, size, start, tdim), "se", sign)
         for (size, start), count in per_bucket.items():
-            _add(out, (FAMILY, size, start, tdim), "pv", sign * count)
+            if start >= first_1m or size != "1m":
+                _add(out, (FAMILY, size, start, tdim), "pv", sign * count)
         return
     dims = s.dims()
     pvs = s.pvs
@@ -66,6 +80,8 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
                                 ("sc", sign * converted)) if v}
     items = comps.items()
     for size, start in starts(s.start):
+        if start < first_1m and size == "1m":
+            continue
         for d in dims:
             key = (FAMILY, size, start, d)
             cur = get(key)
@@ -77,6 +93,8 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
                     cur[comp] = cur_get(comp, 0) + value
     pv_dims = dims[:3]
     for (size, start), count in per_bucket.items():
+        if start < first_1m and size == "1m":
+            continue
         value = sign * count
         for d in pv_dims:
             key = (FAMILY, size, start, d)
@@ -86,21 +104,24 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
             else:
                 cur["pv"] = cur.get("pv", 0) + value
     for f in s.forms:
-        _conversion(f, dims, sign, out)
+        _conversion(f, dims, sign, out, first_1m)
 
 
-def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas) -> None:
+def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas,
+                first_1m: int) -> None:
     goal = dim("goal", f.goal)
     for size, start in starts(f.t):
+        if start < first_1m and size == "1m":
+            continue
         for d in (*dims, goal):
             _add(out, (FAMILY, size, start, d), "cv", sign)
 
 
-def standalone_facts(f: FS, sign: int, out: Deltas) -> None:
+def standalone_facts(f: FS, sign: int, out: Deltas, first_1m: int = EVERY_MINUTE) -> None:
     """A conversion outside any session counts in conversions, not in session rates;
     by device it is unknown (catalogue section 10)."""
     _conversion(f, ("", dim("channel", f.channel or "direct"), dim("device", "unknown")), sign,
-                out)
+                out, first_1m)
 
 
 def _membership(sessions: list[Session], affected: set[Bucket], lo: int, hi: int,
@@ -136,8 +157,10 @@ def _acquisition(sessions: list[Session], first: int | None) -> tuple[str, ...]:
 
 
 def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Deltas,
-                  sketches: dict[AggKey, set[int]], traffic: str) -> list[Session]:
-    """Add a visitor's change of contribution; returns its sessions now."""
+                  sketches: dict[AggKey, set[int]], traffic: str,
+                  first_1m: int = EVERY_MINUTE) -> list[Session]:
+    """Add a visitor's change of contribution (minute buckets from ``first_1m``, see
+    :func:`first_minute`); returns its sessions now."""
     human = traffic == "human"
     tdim = dim("traffic_type", traffic)
     old_sessions, old_alone = sessionize(old.pvs, old.forms, cfg)
@@ -149,24 +172,24 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
         ident = s.identity()
         same = old_ids.get(ident)
         if same is None:
-            session_facts(s, 1, cfg, out, tdim, human)
+            session_facts(s, 1, cfg, out, tdim, human, first_1m)
             changed.append(s)
         else:
             kept.add(ident)
             new_sessions[i] = same  # equal: the same events (reuses its bucket counts)
     for ident, s in old_ids.items():
         if ident not in kept:
-            session_facts(s, -1, cfg, out, tdim, human)
+            session_facts(s, -1, cfg, out, tdim, human, first_1m)
             changed.append(s)
     if human and (old_alone or new_alone):
         old_alone_ids = {f.event_id for f in old_alone}
         new_alone_ids = {f.event_id for f in new_alone}
         for f in old_alone:
             if f.event_id not in new_alone_ids:
-                standalone_facts(f, -1, out)
+                standalone_facts(f, -1, out, first_1m)
         for f in new_alone:
             if f.event_id not in old_alone_ids:
-                standalone_facts(f, 1, out)
+                standalone_facts(f, 1, out, first_1m)
     # users and new users, for every bucket a changed session has page views in
     affected: set[Bucket] = set()
     for s in changed:
@@ -175,6 +198,8 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
         for t in (old.first, new.first):
             if t is not None:
                 affected.update(starts(t))
+    if first_1m != EVERY_MINUTE:
+        affected = {b for b in affected if b[1] >= first_1m or b[0] != "1m"}
     if not affected:
         return new_sessions
     h = visitor_hash(vid)

@@ -83,7 +83,10 @@ class Metrics:
                                    "Aggregate rows not sent to the merge stage because "
                                    "their bucket was past its retention from the inputs' "
                                    "horizon (a replay of history: minute cells of last "
-                                   "month).", ["stage", "bucket"], registry=registry),
+                                   "month). The web and spend stages do not build those "
+                                   "rows at all; this counts what other stages built and "
+                                   "what was built before the horizon moved past it.",
+                                   ["stage", "bucket"], registry=registry),
             input_horizon=Gauge(f"{NS}_input_horizon_seconds",
                                 "Event time every watermark reaches once what the input "
                                 "topics hold now is read, less a margin (Unix seconds; 0: "

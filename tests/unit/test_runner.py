@@ -7,6 +7,7 @@ not Kafka: a fake producer records every record sent to every (topic, partition)
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
@@ -369,14 +370,41 @@ def test_minute_documents_are_built_only_for_someone_watching_live() -> None:
     assert {d["bucket"] for d in unwatched} & cells == {"1h", "1d"}
 
 
+def test_minute_rows_a_horizon_read_after_their_batch_puts_past_retention_are_dropped(
+) -> None:
+    """Rows built before the horizon moved past them (the probe read it between a
+    batch and its flush) are dropped at the flush, and counted."""
+    s = _settings(KPI_RETENTION_1M="2d")
+    topics = Topics(s)
+    stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s), settings=s)
+    pv = topics.input("page_view")
+
+    async def scenario() -> None:
+        # flushed just now, and more input waiting: the batch's flush is deferred
+        stage.flushed_at = int(time.time() * 1000)
+        await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack,
+                           more=lambda: True)
+        stage.input_horizon = parse_rfc3339_ms("2026-11-20T00:00:00Z")
+        await stage.flush_pending()
+
+    asyncio.run(scenario())
+    docs = [doc for (t, _), sent in prod.sent.items() if t == topics.partials for doc in sent]
+    assert {row[1] for doc in docs for row in doc["d"]} == {"1h", "1d"}
+    skipped = {sample.labels["bucket"]: sample.value
+               for metric in stage.metrics.past_retention.collect()
+               for sample in metric.samples if sample.name.endswith("_total")}
+    assert skipped.get("1m", 0) > 0 and "1h" not in skipped
+
+
 @pytest.mark.parametrize("skip, horizon", [
     ("true", "2026-11-20T00:00:00Z"), ("true", None), ("false", "2026-11-20T00:00:00Z")])
 def test_a_replay_skips_minute_cells_past_retention_from_the_inputs_horizon(
         skip: str, horizon: str | None) -> None:
     """With KPI_REPLAY_SKIP_EXPIRED (the default) a replay does not send minute cells
-    the merge stage would delete before the replay reaches the inputs' horizon
-    (counted), and tells the merge stage the horizon; hour and day cells go as before.
-    Without a horizon (unknown), or with the setting off, every minute cell goes."""
+    the merge stage would delete before the replay reaches the inputs' horizon (the
+    web stage does not even build them), and tells the merge stage the horizon; hour
+    and day cells go as before. Without a horizon (unknown), or with the setting off,
+    every minute cell goes."""
     s = _settings(KPI_RETENTION_1M="2d", KPI_REPLAY_SKIP_EXPIRED=skip)
     topics = Topics(s)
     stage, prod = _stage(InputStage, "web", topics, Decoder.from_settings(s), settings=s)
@@ -391,7 +419,7 @@ def test_a_replay_skips_minute_cells_past_retention_from_the_inputs_horizon(
                for sample in metric.samples if sample.name.endswith("_total")}
     if skip == "true" and hz is not None:
         assert sizes == {"1h", "1d"}  # 2026-11-09 10:00 is 11 days before the horizon
-        assert skipped.get("1m", 0) > 0 and "1h" not in skipped
+        assert not skipped  # not built, so nothing to drop
         assert {doc.get("hz") for doc in docs} == {hz}
     else:
         assert sizes == {"1m", "1h", "1d"} and not skipped
