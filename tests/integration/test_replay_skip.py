@@ -53,8 +53,9 @@ def test_a_backfill_skips_old_minutes_and_keeps_hours_and_days(
     # the horizon: the closing events' time less the margin (1 h 40 min by default)
     horizon = w.metric("kpi_streams_input_horizon_seconds") * 1000
     assert end < horizon < end + 3 * HOUR
-    # minute rows of the first days were never sent, and no hour or day rows
-    assert w.metric("kpi_streams_rows_past_retention_total", bucket="1m") > 1000
+    # minute rows of the first days were never sent (the web stage does not build
+    # them; e-mail's are dropped before sending, and counted), and no hour or day rows
+    assert w.metric("kpi_streams_rows_past_retention_total", bucket="1m") > 0
     assert w.metric("kpi_streams_rows_past_retention_total", bucket="1h") == 0
     # the API holds the minutes of the last two days before the horizon, none older
     doc = orjson.loads(w.get("/api/kpis?kpi=pageviews&bucket=1m&dim=total&limit=100000"))
