@@ -1,18 +1,23 @@
-"""The merge partition's index for the KPI gauges: its dims, and the newest final
-cell per (size, dim), kept as cells are made, become final, expire and are restored.
+"""The indexes a merge partition keeps so that it need not walk every cell.
 
-A scrape of ``/metrics`` reads the index instead of walking every cell
-(``streams/outputs/collector.py``). Here the index is checked against a walk over
-the cells (the way the collector found them before) at every step of a replay:
-cells made, made final, expired (a short retention expires whole dims, and so the
-newest final cell of some), and restored from what the changelog would hold."""
+- For the KPI gauges: its dims, and the newest final cell per (size, dim), kept as
+  cells are made, become final, expire and are restored. A scrape of ``/metrics``
+  reads them (``streams/outputs/collector.py``). Checked against a walk over the
+  cells (the way the collector found them before) at every step of a replay: cells
+  made, made final, expired (a short retention expires whole dims, and so the
+  newest final cell of some), and restored from what the changelog would hold.
+- For finality: the open cells by the end of their bucket. After the watermarks
+  moved, an emission round looks only at those ending early enough; every cell
+  that is final by the rule is among them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from streams.events import Decoder
-from streams.kpis.merge import MergePartition, cell_store_key
+from streams.kpis.buckets import bucket_end
+from streams.kpis.merge import MergePartition, cell_store_key, present
 from streams.local import LocalPipeline, decode_all
 from streams.settings import load_settings
 from streams.simulate import DAY, Options, generate
@@ -77,3 +82,48 @@ def test_the_index_follows_the_cells_through_finality_expiry_and_restore() -> No
     assert lost_newest > 0
     restored_index = restored(lp.merge[0])
     assert restored_index.newest_final == lp.merge[0].newest_final
+
+
+def test_the_open_cells_index_holds_every_cell_that_can_be_final() -> None:
+    from streams.kpis.merge.state import OpenCells
+
+    idx = OpenCells()
+    idx.add(("1m", 0, ""), 60)
+    idx.add(("1m", 60, ""), 120)
+    idx.add(("1h", 0, ""), 3600)
+    idx.add(("1m", 60, "channel=email"), 120)
+    idx.add(("1m", 60, ""), 120)  # once
+    assert len(idx) == 4
+    assert sorted(idx.ending_by(119)) == [("1m", 0, "")]
+    assert sorted(idx.ending_by(120)) == [("1m", 0, ""), ("1m", 60, ""),
+                                          ("1m", 60, "channel=email")]
+    idx.discard(("1m", 60, ""))
+    idx.discard(("1m", 60, "channel=email"))
+    idx.discard(("nope", 0, ""))
+    assert idx.ending_by(3599) == [("1m", 0, "")] and ("1h", 0, "") in idx
+    assert sorted(idx) == [("1h", 0, ""), ("1m", 0, "")]
+
+    # in a replay: whatever the rule makes final is among the cells looked at
+    decoder = Decoder.from_settings(load_settings({}))
+    lp = LocalPipeline(partitions=2, kpi_partitions=2)
+    events: list[Any] = [e for b in generate(START, START + DAY, Options(seed=8,
+                                                                         sessions_per_day=300))
+                         for e in b]
+    events.sort(key=lambda e: e["occurred_at"])
+    looked = 0
+    for i in range(8):
+        chunk = events[i * len(events) // 8:(i + 1) * len(events) // 8]
+        lp.feed(decode_all(decoder, chunk, START + 400 * DAY), wall_ms=START + i * HOUR)
+        for m in lp.merge:
+            lows = m._topic_lows()
+            m._lows = lows
+            try:
+                final = {k for k in m.open_cells
+                         if m.is_final(bucket_end(k[1], k[0]), present(m.cells[k].comps))}
+            finally:
+                m._lows = None
+            seen = set(m.open_cells.ending_by(max(lows.values()) - m.cfg.lateness_ms))
+            assert final <= seen
+            looked += len(final)
+        lp.emit(START + i * HOUR)
+    assert looked > 0  # cells did become final on the way

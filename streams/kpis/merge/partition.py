@@ -22,6 +22,7 @@ from .state import (
     CellKey,
     CountedByKind,
     MergeConfig,
+    OpenCells,
     RollKey,
     Snapshot,
     ViewKey,
@@ -57,7 +58,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         # open cells changed while catching up, their documents not built (finals_only):
         # built once caught up, or when they become final, whichever is first
         self.deferred: set[CellKey] = set()
-        self.open_cells: set[CellKey] = set()  # not final yet
+        self.open_cells = OpenCells()  # not final yet, by the end of their bucket
         # what a scrape of the KPI gauges reads without walking every cell: the dims
         # cells were made for, and the start of the newest final cell per (size, dim)
         self.dims: set[str] = set()
@@ -149,7 +150,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                         end <= self.expired_to.get((size, dim), -NEVER):
                     continue  # past retention: do not bring an expired bucket back
                 cell = self.cells[key] = Cell()
-                self.open_cells.add(key)
+                self.open_cells.add(key, end)
                 self.dims.add(dim)
             fam = cell.comps.setdefault(family, {})
             for comp, value in comps.items():
@@ -215,10 +216,15 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         try:
             out: list[Snapshot] = []
             computed_at = _iso_ms(now_wall_ms)
-            candidates = self.open_cells if lows != self._checked_lows else \
-                self.open_cells & self.pending
+            if lows != self._checked_lows:
+                # a cell is final once every input of its families has passed its end
+                # plus the lateness: none ending after the highest of them is
+                candidates = self.open_cells.ending_by(
+                    max(lows.values(), default=NEVER) - self.cfg.lateness_ms)
+            else:
+                candidates = [k for k in self.pending if k in self.open_cells]
             self._checked_lows = lows
-            for key in list(candidates):
+            for key in candidates:
                 cell = self.cells.get(key)
                 if cell is None:
                     self.open_cells.discard(key)

@@ -61,7 +61,7 @@ class PersistenceMixin(PartitionAttrs):
         cell = self.cells[ckey] = Cell.from_state(value)
         self.dims.add(ckey[2])
         if not cell.final:
-            self.open_cells.add(ckey)
+            self.open_cells.add(ckey, B.bucket_end(ckey[1], ckey[0]))
         else:
             note_final(self.newest_final, ckey)
         # an open cell's latest value may still have been waiting for its turn on the

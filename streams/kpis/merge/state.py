@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,7 +134,7 @@ class PartitionAttrs:
     horizon: int | None
     applied: dict[str, list[int]]
     pending: set[CellKey]
-    open_cells: set[CellKey]
+    open_cells: OpenCells
     dims: set[str]
     newest_final: dict[tuple[str, str], int]
     dirty: set[str]
@@ -142,6 +144,54 @@ class PartitionAttrs:
     emitted_views: list[ViewKey]
     _cust: dict[str, dict[str, dict[int, int]]]
     _cust_base: dict[str, int]
+
+
+class OpenCells:
+    """The cells not final yet, by the end of their bucket. A cell can be final only
+    once the low watermark of every input its families come from has passed its end
+    plus the lateness: after the watermarks moved, only the cells ending early enough
+    for the highest of them need a look (``ending_by``), not every open cell."""
+
+    def __init__(self) -> None:
+        self._end: dict[CellKey, int] = {}
+        self._by_end: dict[int, set[CellKey]] = {}
+        self._ends: list[int] = []  # sorted
+
+    def add(self, key: CellKey, end: int) -> None:
+        if key in self._end:
+            return
+        self._end[key] = end
+        keys = self._by_end.get(end)
+        if keys is None:
+            keys = self._by_end[end] = set()
+            bisect.insort(self._ends, end)
+        keys.add(key)
+
+    def discard(self, key: CellKey) -> None:
+        end = self._end.pop(key, None)
+        if end is None:
+            return
+        keys = self._by_end[end]
+        keys.discard(key)
+        if not keys:
+            del self._by_end[end]
+            del self._ends[bisect.bisect_left(self._ends, end)]
+
+    def ending_by(self, end: int) -> list[CellKey]:
+        """The open cells whose bucket ends at or before ``end``, oldest first."""
+        out: list[CellKey] = []
+        for e in self._ends[:bisect.bisect_right(self._ends, end)]:
+            out.extend(self._by_end[e])
+        return out
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._end
+
+    def __iter__(self) -> Iterator[CellKey]:
+        return iter(list(self._end))
+
+    def __len__(self) -> int:
+        return len(self._end)
 
 
 def note_final(newest_final: dict[tuple[str, str], int], key: CellKey) -> None:
