@@ -68,6 +68,7 @@ class Pipeline:
     targets: TargetBoard | None = None  # KPI_TARGETS: goals and their pacing
     tails: InputTails | None = None  # KPI_REPLAY_SKIP_EXPIRED: reads the inputs' horizon
     horizon_read_at: int = 0  # wall clock of the last read
+    input_horizon: int | None = None  # the highest read so far (what the stages use)
     # the gauges read from the merge state: evaluated on the loop for the metrics thread
     evaluated: EvaluatedOnLoop = field(default_factory=EvaluatedOnLoop)
     # the timers' work under way: at most one task per kind (see ``soon``)
@@ -99,6 +100,14 @@ class Pipeline:
             log.debug("horizon: cannot read the inputs' tails (%s)", exc)
             return
         self.horizon_read_at = wall
+        # it only moves on: a late event at a partition's tail, or a read that timed
+        # out, can make a read lower (or unknown), but the stages skipped rows and the
+        # merge stage expired cells by the highest one; a lower one sent with a later
+        # flush would leave a minute the web stage no longer builds counted in part
+        held = self.input_horizon
+        if hz is None or (held is not None and hz < held):
+            hz = held
+        self.input_horizon = hz
         for runner in self.runners.values():
             runner.input_horizon = hz
         self.metrics.input_horizon.set(0 if hz is None else hz / 1000)

@@ -20,8 +20,9 @@ What the stream did per message and a batch must still do is kept:
 - an error thrown into the channel is raised, and the end of the channel (the
   agent stopping) ends the batches.
 
-Only the stream-level sensors (``on_stream_event_in/out``) are not called: nothing
-here reads them.
+Only the sensors of a stream's events (``on_stream_event_in/out``, and
+``on_message_out`` once a message is acknowledged) are not called: they feed
+Faust's own monitor (its web pages, off here); nothing in this project reads them.
 """
 
 from __future__ import annotations

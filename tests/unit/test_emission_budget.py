@@ -78,8 +78,11 @@ def test_rounds_bounded_in_time_get_somewhere_and_end_where_one_round_ends() -> 
     first = m.emit(0, until=perf_counter())  # the budget is spent from the start
     assert len(m.emitted_cells) == MIN_CELLS_PER_ROUND
     assert len(m.pending) == pending - MIN_CELLS_PER_ROUND
-    # a view is started past the budget only while the round is short of documents
-    assert m.emitted_views == [] or len(first) < MIN_DOCS_PER_ROUND
+    # the month views of those cells were published too, up to their own share
+    months = [k for k, _ in first if k.split("|")[1] == "1mo"]
+    assert months and m.emitted_views
+    assert len([k for k, _ in first if k.split("|")[1] not in ("1m", "1h", "1d")]) \
+        <= MIN_DOCS_PER_ROUND + 100  # one view may finish past it
     rounds = [first]
     for _ in range(10_000):
         rounds.append(m.emit(0, until=perf_counter()))

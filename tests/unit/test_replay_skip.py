@@ -85,6 +85,8 @@ def test_the_skipping_replay_sends_far_fewer_rows_and_ends_with_the_same_cells(
     minutes = [k for m in skipping.merge for k in m.cells if k[0] == "1m"]
     assert minutes and min(k[1] for k in minutes) + 60_000 > hz - 2 * DAY
     assert len(minutes) > 1000  # the last two days' minutes are all there
+    # what expired was let go of everywhere, open cells included
+    assert all(k in m.cells for m in skipping.merge for k in m.open_cells)
 
 
 def test_the_published_documents_are_the_same_once_the_replay_is_done(
@@ -191,6 +193,15 @@ def test_the_worker_reads_the_horizon_every_10_s_and_at_once_when_a_backlog_land
         pipe.horizon_read_at -= 10_000  # ten seconds on
         await pipe.read_horizon(every_ms=10_000)
         assert tails.reads == 3
+        # a lower read (a late event at a partition's tail) or none (a read that
+        # timed out) does not take the horizon back: rows were skipped by it
+        for lower in (START + DAY // 2, None):
+            tails.value = lower
+            await pipe.read_horizon()
+            assert {r.input_horizon for r in pipe.runners.values()} == {START + DAY}
+        tails.value = START + 2 * DAY
+        await pipe.read_horizon()
+        assert {r.input_horizon for r in pipe.runners.values()} == {START + 2 * DAY}
 
     asyncio.run(rounds())
     off = build_pipeline(load_settings({"KPI_STATE_STORE": "memory",

@@ -205,7 +205,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         unpublished in the state) until they become final or a call without it.
         ``until`` (a ``time.perf_counter()`` instant) bounds the call in time as
         ``max_docs`` does in documents: past it, no further cell (once
-        ``MIN_CELLS_PER_ROUND`` are done) or view (once the call built
+        ``MIN_CELLS_PER_ROUND`` are done) or view (once views built
         ``MIN_DOCS_PER_ROUND`` documents) is started, so every call gets somewhere.
         """
         self._publish_windows = publish
@@ -258,10 +258,13 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                     if B.VIEW_BASE[window] == key[0]:
                         touched.add((window, key[1], key[2]))
             self.emitted_cells = todo[:done]
+            cells_docs = len(out)
+
             def budget() -> int | None:  # documents this call may still build
                 docs = None if max_docs is None else max(max_docs - len(out), 0)
                 if until is not None and perf_counter() >= until:
-                    floor = max(MIN_DOCS_PER_ROUND - len(out), 0)  # views get somewhere
+                    # views get somewhere too, whatever the cells took
+                    floor = max(MIN_DOCS_PER_ROUND - (len(out) - cells_docs), 0)
                     docs = floor if docs is None else min(docs, floor)
                 return docs
 
@@ -398,6 +401,8 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             if end > self.expired_to.get((size, dim), -NEVER):
                 self.expired_to[(size, dim)] = end
             cell = self.cells.pop((size, start, dim))
+            self.open_cells.discard((size, start, dim))  # one skipped may expire open
+            self.deferred.discard((size, start, dim))
             if self.newest_final.get((size, dim)) == start:
                 lost.add((size, dim))
             net = self._cust.get(dim, {}).get(size, {}).pop(start, 0)
