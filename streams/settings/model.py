@@ -259,7 +259,9 @@ class Settings:
         "crash) before its partitions go to the others; 6s to 90s.", "worker")
     take_messages: int = setting(
         "KPI_TAKE_MESSAGES", "500", v.positive_int,
-        "Kafka messages an agent processes per step.", "worker")
+        "Kafka messages a stage takes from its input at most per batch: what is "
+        "already fetched, waiting up to KPI_FLUSH_INTERVAL for more while short.",
+        "worker")
     live_interval_ms: int = setting(
         "KPI_LIVE_INTERVAL", "1s", v.parse_duration_ms,
         "How often changed KPIs are recomputed for the live wall, the SSE stream and "
