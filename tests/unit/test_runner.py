@@ -424,3 +424,50 @@ def test_a_replay_skips_minute_cells_past_retention_from_the_inputs_horizon(
     else:
         assert sizes == {"1m", "1h", "1d"} and not skipped
         assert all("hz" not in doc for doc in docs)
+
+
+def test_a_change_since_the_last_round_makes_the_topic_when_its_cadence_comes() -> None:
+    """Open cells go on the KPI topic every KPI_SNAPSHOT_INTERVAL, and changes are
+    recomputed at most once per KPI_LIVE_INTERVAL: a change made after the last
+    round would miss the cadence and wait a whole interval more. When the cadence
+    comes round with changes pending, a round runs first."""
+    from streams.agents.stages import MergeStage
+
+    s = _settings(KPI_PUBLISH_WINDOWS="1h,1d", KPI_SNAPSHOT_INTERVAL="5s",
+                  KPI_LIVE_INTERVAL="1s")
+    topics = Topics(s)
+    merge = MergeStage(topics, settings=s, producer=FakeProducer(KPI_PARTS),
+                       consumer_factory=lambda: Changelog([]),
+                       metrics=Metrics.create(CollectorRegistry()))
+    merge.on_assigned({0})
+    part = asyncio.run(merge.part(0))
+    hour = parse_rfc3339_ms("2026-11-09T10:00:00Z")
+    w0 = hour + 600_000  # the wall clock: live, ten minutes into the hour
+    seq = 0
+
+    def page_view_at(wall: int) -> None:
+        nonlocal seq
+        seq += 1
+        marks = {f"{t}/{q}": wall for ts in merge.cfg.feeds.values() for t in ts
+                 for q in range(3)}
+        assert part.proc.apply({"src": "web/0", "seq": seq, "part": 0, "wm": marks,
+                                "d": [["web", "1h", hour, "", {"pv": 1}]], "h": []})
+        merge.last_data[0] = wall
+
+    def on_topic(wall: int) -> list[float]:
+        part.after = []
+        merge._maybe_emit(part, wall)
+        return [item.value["numerator"] for item in part.after
+                if item.key.startswith("pageviews|1h|") and item.key.endswith("|")
+                and item.value is not None]
+
+    page_view_at(w0)
+    assert on_topic(w0) == [1]  # the first goes at once
+    page_view_at(w0 + 4_500)
+    assert on_topic(w0 + 4_500) == []  # built (a live interval passed), held for cadence
+    page_view_at(w0 + 4_600)
+    assert on_topic(w0 + 4_600) == []  # not built yet: within the live interval
+    # the cadence: the third page view is built and goes with it, not 5 s later
+    assert on_topic(w0 + 5_000) == [3]
+    page_view_at(w0 + 5_100)
+    assert on_topic(w0 + 5_100) == []  # the next cadence is 5 s on
