@@ -8,7 +8,8 @@ tracker that sends each page view on its own) that was about a third of the
 worker's time per message (``bench/backfill.py --peer``, single-event). A stage
 processes a batch at once anyway, so :class:`Intake` takes what the channel's
 queue already holds in one go, and waits for more only while the batch is short
-of ``most`` and younger than ``within`` (``Stream.noack_take``'s contract).
+of ``most`` and less than ``within`` has passed since the last batch was done
+(as ``Stream.noack_take``'s timer ran from its last yield).
 
 What the stream did per message and a batch must still do is kept:
 
@@ -40,7 +41,6 @@ class Intake:
         self.queue = stream.channel.queue
         self.most = most
         self.within_s = within_s
-        self.skipped = 0  # messages of a past generation, acknowledged unprocessed
 
     def more(self) -> bool:
         """More input already fetched: a flush may wait for it."""
@@ -53,9 +53,11 @@ class Intake:
         queue = self.queue
         while True:
             batch: list[Any] = []
+            # the window opens when the last batch is done, not at this batch's first
+            # message: a message that waited for the queue does not wait again
+            deadline = loop.time() + self.within_s
             try:
                 self._admit(await queue.get(), batch)
-                deadline = loop.time() + self.within_s
                 while len(batch) < self.most:
                     if not queue.empty():
                         self._admit(queue.get_nowait(), batch)
@@ -80,7 +82,6 @@ class Intake:
         app = self.app
         if not app.flow_control.is_active() or \
                 message.generation_id != app.consumer_generation_id:
-            self.skipped += 1
             event.ack()
             return
         if message.topic in app.topics.acking_topics and not message.tracked:
