@@ -52,7 +52,6 @@ class MergeStage(StageRunner[MergePartition]):
         self.last_views: dict[int, int] = {}  # when rolling views were last evaluated
         self.last_data: dict[int, int] = {}  # when a partial with data last arrived
         self.backlog: dict[int, bool] = {}  # partitions whose last round hit its budget
-        self.cadence_round: dict[int, int] = {}  # when the topic's cadence last forced one
         self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
         self.listeners: Callable[[], int] | None = None  # how many there are
         self.publish_windows = frozenset(s.publish_windows)
@@ -74,7 +73,7 @@ class MergeStage(StageRunner[MergePartition]):
         await super().on_revoked(partitions)
         for p in partitions:
             for buf in (self.publishers, self.last_emit, self.last_views, self.last_data,
-                        self.backlog, self.published, self.cadence_round):
+                        self.backlog, self.published):
                 buf.pop(p, None)
 
     def ingest(self, part: Part[MergePartition], topic: str, offset: int, value: bytes | None,
@@ -109,10 +108,9 @@ class MergeStage(StageRunner[MergePartition]):
         # changes are recomputed at most once per live interval, and when the KPI
         # topic's cadence comes round (else a change made since the last round waits
         # a whole KPI_SNAPSHOT_INTERVAL more to go on the topic)
-        cadence = bool(part.proc.pending) and not behind and publisher.fast_due(wall) \
-            and wall - self.cadence_round.get(p, 0) >= self.settings.snapshot_interval_ms
-        if cadence:
-            self.cadence_round[p] = wall  # at most once a cadence, whatever is drained
+        # (no round since the cadence came due: at most one a cadence)
+        due_at = publisher.fast_due_at()
+        cadence = bool(part.proc.pending) and not behind and last < due_at <= wall
         if wall - last >= self.settings.live_interval_ms or self.backlog.get(p) or \
                 len(part.proc.pending) >= EMIT_MAX_CELLS or cadence:
             self.last_emit[p] = wall

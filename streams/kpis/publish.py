@@ -104,10 +104,10 @@ class TopicPublisher:
             self.last_slow = wall_ms
         return out
 
-    def fast_due(self, wall_ms: int) -> bool:
-        """Whether open 1m and 1h documents may go out now: a change made up to now
-        is worth building first, or it waits a whole cadence more."""
-        return wall_ms - self.last_fast >= self.cfg.fast_ms
+    def fast_due_at(self) -> int:
+        """When open 1m and 1h documents may next go out: a change made up to then is
+        worth building first, or it waits a whole cadence more."""
+        return self.last_fast + self.cfg.fast_ms
 
     def _drain(self, buffer: dict[str, dict[str, Any]]) -> list[Snapshot]:
         out: list[Snapshot] = list(buffer.items())

@@ -426,33 +426,42 @@ def test_a_replay_skips_minute_cells_past_retention_from_the_inputs_horizon(
         assert all("hz" not in doc for doc in docs)
 
 
-def test_a_change_since_the_last_round_makes_the_topic_when_its_cadence_comes() -> None:
-    """Open cells go on the KPI topic every KPI_SNAPSHOT_INTERVAL, and changes are
-    recomputed at most once per KPI_LIVE_INTERVAL: a change made after the last
-    round would miss the cadence and wait a whole interval more. When the cadence
-    comes round with changes pending, a round runs first."""
+def _live_merge(windows: str, live: str = "1s") -> tuple[Any, Any, Any, int]:
+    """A merge stage on live data (KPI_SNAPSHOT_INTERVAL 5 s, KPI_LIVE_INTERVAL
+    ``live``, ``windows`` on the topic), one partition restored, and a way to apply a page view
+    of the hour at a given wall clock; returns it with a wall clock ten minutes
+    into that hour."""
     from streams.agents.stages import MergeStage
 
-    s = _settings(KPI_PUBLISH_WINDOWS="1h,1d", KPI_SNAPSHOT_INTERVAL="5s",
-                  KPI_LIVE_INTERVAL="1s")
-    topics = Topics(s)
-    merge = MergeStage(topics, settings=s, producer=FakeProducer(KPI_PARTS),
+    s = _settings(KPI_PUBLISH_WINDOWS=windows, KPI_SNAPSHOT_INTERVAL="5s",
+                  KPI_LIVE_INTERVAL=live)
+    merge = MergeStage(Topics(s), settings=s, producer=FakeProducer(KPI_PARTS),
                        consumer_factory=lambda: Changelog([]),
                        metrics=Metrics.create(CollectorRegistry()))
     merge.on_assigned({0})
     part = asyncio.run(merge.part(0))
     hour = parse_rfc3339_ms("2026-11-09T10:00:00Z")
-    w0 = hour + 600_000  # the wall clock: live, ten minutes into the hour
-    seq = 0
+    seq = [0]
 
     def page_view_at(wall: int) -> None:
-        nonlocal seq
-        seq += 1
+        seq[0] += 1
         marks = {f"{t}/{q}": wall for ts in merge.cfg.feeds.values() for t in ts
                  for q in range(3)}
-        assert part.proc.apply({"src": "web/0", "seq": seq, "part": 0, "wm": marks,
-                                "d": [["web", "1h", hour, "", {"pv": 1}]], "h": []})
+        assert part.proc.apply({"src": "web/0", "seq": seq[0], "part": 0, "wm": marks,
+                                "d": [["web", "1h", hour, "", {"pv": 1}],
+                                      ["web", "1d", hour - 10 * 3_600_000, "", {"pv": 1}]],
+                                "h": []})
         merge.last_data[0] = wall
+
+    return merge, part, page_view_at, hour + 600_000
+
+
+def test_a_change_since_the_last_round_makes_the_topic_when_its_cadence_comes() -> None:
+    """Open cells go on the KPI topic every KPI_SNAPSHOT_INTERVAL, and changes are
+    recomputed at most once per KPI_LIVE_INTERVAL: a change made after the last
+    round would miss the cadence and wait a whole interval more. When the cadence
+    comes round with changes pending, a round runs first (once a cadence)."""
+    merge, part, page_view_at, w0 = _live_merge("1h,1d")
 
     def on_topic(wall: int) -> list[float]:
         part.after = []
@@ -471,3 +480,19 @@ def test_a_change_since_the_last_round_makes_the_topic_when_its_cadence_comes() 
     assert on_topic(w0 + 5_000) == [3]
     page_view_at(w0 + 5_100)
     assert on_topic(w0 + 5_100) == []  # the next cadence is 5 s on
+
+
+def test_the_cadence_forces_no_round_when_nothing_on_it_is_published() -> None:
+    """With only day cells on the topic (their cadence is the slow one), the fast
+    cadence never comes round: changes wait for the live interval (20 s here)."""
+    merge, part, page_view_at, w0 = _live_merge("1d", live="20s")
+    page_view_at(w0)
+    merge._maybe_emit(part, w0)
+    assert merge.last_emit[0] == w0
+    for dt in (100, 5_000, 10_000, 15_000):
+        page_view_at(w0 + dt)
+        merge._maybe_emit(part, w0 + dt)
+        assert merge.last_emit[0] == w0, dt  # no round forced every 5 s
+    page_view_at(w0 + 20_000)
+    merge._maybe_emit(part, w0 + 20_000)
+    assert merge.last_emit[0] == w0 + 20_000
