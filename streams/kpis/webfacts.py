@@ -15,6 +15,7 @@ import hashlib
 
 from .buckets import MINUTE, bucket_end, starts
 from .deltas import AggKey, Deltas, dim
+from .messages import skip_horizons
 from .sessions import FS, Bucket, Session, Visitor, WebConfig, sessionize
 
 FAMILY = "web"
@@ -48,9 +49,8 @@ def first_minute(input_horizon: int | None, cfg: WebConfig) -> int:
     ``retention_1m_ms`` or more behind the inputs' horizon are past retention (the
     rows :func:`streams.kpis.messages.drop_past_retention` would drop at the flush,
     never built; the merge stage refuses them)."""
-    if input_horizon is None:
-        return EVERY_MINUTE
-    return input_horizon - cfg.retention_1m_ms - MINUTE + 1
+    skip = skip_horizons(input_horizon, {"1m": cfg.retention_1m_ms})
+    return EVERY_MINUTE if "1m" not in skip else skip["1m"] - MINUTE + 1
 
 
 def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
@@ -198,12 +198,15 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
         for t in (old.first, new.first):
             if t is not None:
                 affected.update(starts(t))
-    if first_1m != EVERY_MINUTE:
-        affected = {b for b in affected if b[1] >= first_1m or b[0] != "1m"}
     if not affected:
         return new_sessions
-    h = visitor_hash(vid)
     lo = min(start for _, start in affected)
+    if lo < first_1m:  # a replay: minutes past retention are not built
+        affected = {b for b in affected if b[1] >= first_1m or b[0] != "1m"}
+        if not affected:
+            return new_sessions
+        lo = min(start for _, start in affected)
+    h = visitor_hash(vid)
     # every affected bucket comes with the day it is in: the last day ends the span
     hi = max(bucket_end(start, size) for size, start in affected if size == "1d")
     before = _membership(old_sessions, affected, lo, hi, tdim, human)

@@ -50,7 +50,7 @@ def check(m: MergePartition) -> None:
     assert m.newest_final == newest
     # a dim whose cells all expired may stay known: it then has no cell to show
     assert dims <= m.dims
-    assert all(k in m.cells and not m.cells[k].final for k in m.open_cells)
+    assert set(m.open_cells) == {k for k, c in m.cells.items() if not c.final}
 
 
 def test_the_index_follows_the_cells_through_finality_expiry_and_restore() -> None:

@@ -79,8 +79,9 @@ def test_the_skipping_replay_sends_far_fewer_rows_and_ends_with_the_same_cells(
     # three of five days' minute cells: the web stage does not build them (nor is
     # spend prorated over those minutes), the other stages' rows are dropped before
     # sending
-    assert skipping.sent_rows < 0.6 * full.sent_rows
-    assert skipping.skipped_rows > 0
+    built = skipping.sent_rows + skipping.skipped_rows  # what the stages built
+    assert built < 0.6 * full.sent_rows
+    assert 0 < skipping.skipped_rows < 0.1 * full.sent_rows  # e-mail's, not the web's
     assert _state(skipping, hz) == _state(full, hz)
     minutes = [k for m in skipping.merge for k in m.cells if k[0] == "1m"]
     assert minutes and min(k[1] for k in minutes) + 60_000 > hz - 2 * DAY
