@@ -53,6 +53,32 @@ SLICE_MAX_MESSAGES = 10_000
 _SPAWNED: set[asyncio.Future[None]] = set()
 
 
+class LoopHold:
+    """How long work has held the event loop since it last let it in. Long work (a
+    batch, a tick, a flush's outputs) goes in pieces, and between them lets the loop
+    in once ``LOOP_SLICE_S`` is spent, so timers, the web server and the producer
+    get their turn."""
+
+    __slots__ = ("begun",)
+
+    def __init__(self) -> None:
+        self.begun = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.begun
+
+    def restart(self) -> None:
+        self.begun = time.perf_counter()
+
+    async def let_in(self) -> None:
+        await asyncio.sleep(0)
+        self.begun = time.perf_counter()
+
+    async def let_in_if_spent(self) -> None:
+        if time.perf_counter() - self.begun >= LOOP_SLICE_S:
+            await self.let_in()
+
+
 def _spawn(what: str, work: Callable[[], Awaitable[None]]) -> None:
     """A runner on its own (tests): the task is kept until it is done."""
     task = asyncio.ensure_future(work())
@@ -263,14 +289,13 @@ class StageRunner(Generic[P]):
             groups: dict[int, list[Any]] = defaultdict(list)
             for ev in events:
                 groups[ev.message.partition].append(ev)
-            begun = time.perf_counter()
+            held = LoopHold()
             for p, evs in groups.items():
-                if time.perf_counter() - begun >= LOOP_SLICE_S:
-                    await asyncio.sleep(0)  # the last partition's slice and finish
+                await held.let_in_if_spent()  # after the last partition's finish
                 part = await self.part(p)
                 produced: dict[str, int] = {}
                 n, sliced, size = 0, False, self.slice_messages
-                begun = time.perf_counter()
+                held.restart()  # a slice's time, to size the next, counts from here
                 for ev in evs:
                     msg = ev.message
                     name = f"{msg.topic}/{p}"
@@ -287,15 +312,13 @@ class StageRunner(Generic[P]):
                     if n >= size:
                         # a slice's worth: process it and let the event loop in
                         self._process(part, produced, wall)
-                        size = self._resize_slice(n, time.perf_counter() - begun)
-                        await asyncio.sleep(0)
-                        produced, n, sliced, begun = {}, 0, True, time.perf_counter()
+                        size = self._resize_slice(n, held.elapsed())
+                        await held.let_in()
+                        produced, n, sliced = {}, 0, True
                 if n or not sliced:
                     self._process(part, produced, wall)
-                    self._resize_slice(n, time.perf_counter() - begun)
-                if time.perf_counter() - begun >= LOOP_SLICE_S:
-                    await asyncio.sleep(0)
-                    begun = time.perf_counter()
+                    self._resize_slice(n, held.elapsed())
+                await held.let_in_if_spent()
                 self.finish(part, wall)
                 part.changed = True
                 self.unacked[p].extend(evs)
@@ -387,13 +410,11 @@ class StageRunner(Generic[P]):
         for p in sorted(self.assigned - set(self.parts)):
             await self.part(p)
         due = []
-        begun = time.perf_counter()
+        held = LoopHold()
         for part in list(self.parts.values()):
-            if time.perf_counter() - begun >= LOOP_SLICE_S:
-                # expiry walks a partition's state and emission builds documents: a
-                # partition's worth at a time, letting the event loop in between
-                await asyncio.sleep(0)
-                begun = time.perf_counter()
+            # expiry walks a partition's state and emission builds documents: a
+            # partition's worth at a time, letting the event loop in between
+            await held.let_in_if_spent()
             self.tick_part(part, wall)
             stale = wall - part.last_flush_wall > 5_000
             # Flushes of the hot path report the watermark only to the downstream
@@ -481,12 +502,11 @@ class StageRunner(Generic[P]):
     async def send_outputs(self, items: list[OutItem]) -> None:
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = \
             defaultdict(list)
-        begun = time.perf_counter()
+        held = LoopHold()
         for i, (topic, partition, key, value) in enumerate(items):
-            if i % 256 == 255 and time.perf_counter() - begun >= LOOP_SLICE_S:
+            if i % 256 == 255:
                 # a flush of many snapshot documents: serialised a slice at a time
-                await asyncio.sleep(0)
-                begun = time.perf_counter()
+                await held.let_in_if_spent()
             kb = key.encode() if isinstance(key, str) else key
             if partition is None:
                 partition = await self._default_partition(topic, kb)
