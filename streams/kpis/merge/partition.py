@@ -28,7 +28,6 @@ from .state import (
     ViewKey,
     ViewState,
     cell_store_key,
-    note_final,
     present,
     view_store_key,
 )
@@ -149,9 +148,7 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                 if (size in expiry and end < expiry[size]) or \
                         end <= self.expired_to.get((size, dim), -NEVER):
                     continue  # past retention: do not bring an expired bucket back
-                cell = self.cells[key] = Cell()
-                self.open_cells.add(key, end)
-                self.dims.add(dim)
+                cell = self._add_cell(key, Cell())
             fam = cell.comps.setdefault(family, {})
             for comp, value in comps.items():
                 fam[comp] = fam.get(comp, 0) + value
@@ -225,14 +222,9 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
                 candidates = [k for k in self.pending if k in self.open_cells]
             self._checked_lows = lows
             for key in candidates:
-                cell = self.cells.get(key)
-                if cell is None:
-                    self.open_cells.discard(key)
-                    continue
-                if self.is_final(B.bucket_end(key[1], key[0]), present(cell.comps)):
-                    cell.final = True
-                    self.open_cells.discard(key)
-                    note_final(self.newest_final, key)
+                candidate = self.cells[key]
+                if self.is_final(B.bucket_end(key[1], key[0]), present(candidate.comps)):
+                    self._finalise(key, candidate)
                     self._touch(key)
             todo = sorted(self.pending, key=lambda k: (k[1], k[0], k[2]))
             if max_cells is not None:
@@ -392,32 +384,19 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
             return low is not None and end < low - keep[size]
 
         out: list[Snapshot] = []
-        lost: set[tuple[str, str]] = set()
         gone = [k for k, c in self.cells.items()
                 if skips(k[0], B.bucket_end(k[1], k[0])) or
                 (c.final and past(k[0], B.bucket_end(k[1], k[0]), present(c.comps)))]
-        for size, start, dim in gone:
+        for (size, start, dim), cell in zip(gone, self._drop_cells(gone), strict=True):
             end = B.bucket_end(start, size)
             if end > self.expired_to.get((size, dim), -NEVER):
                 self.expired_to[(size, dim)] = end
-            cell = self.cells.pop((size, start, dim))
-            self.open_cells.discard((size, start, dim))  # one skipped may expire open
-            self.deferred.discard((size, start, dim))
-            if self.newest_final.get((size, dim)) == start:
-                lost.add((size, dim))
             net = self._cust.get(dim, {}).get(size, {}).pop(start, 0)
             if size == "1d" and net:
                 self._cust_base[dim] = self._cust_base.get(dim, 0) + net
-            self.pending.discard((size, start, dim))
             self.dirty.add(cell_store_key((size, start, dim)))
             out += [(snapshot_key(n, size, start, dim), None)
                     for n in _names_for_families(dim, tuple(cell.fams))]
-        if lost:  # the newest final cell of a (size, dim) expired: the next one back
-            for size, dim in lost:
-                del self.newest_final[(size, dim)]
-            for (size, start, dim), cell in self.cells.items():
-                if (size, dim) in lost and cell.final:
-                    note_final(self.newest_final, (size, start, dim))
         for vkey in [v for v, s in self.views.items() if s[1]]:
             window, end, dim = vkey
             if past(B.VIEW_BASE[window], end, self.views[vkey][2]):

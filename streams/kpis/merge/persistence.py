@@ -7,15 +7,14 @@ from typing import Any
 from .. import buckets as B
 from .state import (
     Cell,
+    CellIndexMixin,
     CountedByKind,
-    PartitionAttrs,
     ViewState,
-    note_final,
     parse_store_key,
 )
 
 
-class PersistenceMixin(PartitionAttrs):
+class PersistenceMixin(CellIndexMixin):
     """Dumping and loading the state of a ``MergePartition`` (keys from ``state``)."""
 
     # -- persistence ------------------------------------------------------------
@@ -58,12 +57,7 @@ class PersistenceMixin(PartitionAttrs):
                 self.views_todo.add((window, end, dim))
             return
         ckey = parse_store_key(key)
-        cell = self.cells[ckey] = Cell.from_state(value)
-        self.dims.add(ckey[2])
-        if not cell.final:
-            self.open_cells.add(ckey, B.bucket_end(ckey[1], ckey[0]))
-        else:
-            note_final(self.newest_final, ckey)
+        cell = self._add_cell(ckey, Cell.from_state(value))
         # an open cell's latest value may still have been waiting for its turn on the
         # KPI topic when the worker stopped (the topic is written at a cadence, not at
         # every change): publish it once more

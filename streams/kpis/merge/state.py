@@ -134,6 +134,7 @@ class PartitionAttrs:
     horizon: int | None
     applied: dict[str, list[int]]
     pending: set[CellKey]
+    deferred: set[CellKey]
     open_cells: OpenCells
     dims: set[str]
     newest_final: dict[tuple[str, str], int]
@@ -194,11 +195,52 @@ class OpenCells:
         return len(self._end)
 
 
-def note_final(newest_final: dict[tuple[str, str], int], key: CellKey) -> None:
-    """Keep the start of the newest final cell per (size, dim) (a cell became final)."""
-    size, start, dim = key
-    if start > newest_final.get((size, dim), -NEVER):
-        newest_final[(size, dim)] = start
+class CellIndexMixin(PartitionAttrs):
+    """A partition's cells and what indexes them: ``open_cells``, ``dims``,
+    ``newest_final``, and the emission's ``pending`` and ``deferred``. A cell comes in
+    through ``_add_cell``, becomes final through ``_finalise`` and leaves through
+    ``_drop_cells``, so the indexes cannot drift from the cells."""
+
+    def _add_cell(self, key: CellKey, cell: Cell) -> Cell:
+        self.cells[key] = cell
+        self.dims.add(key[2])
+        if cell.final:
+            self._note_final(key)
+        else:
+            self.open_cells.add(key, B.bucket_end(key[1], key[0]))
+        return cell
+
+    def _finalise(self, key: CellKey, cell: Cell) -> None:
+        cell.final = True
+        self.open_cells.discard(key)
+        self._note_final(key)
+
+    def _drop_cells(self, keys: list[CellKey]) -> list[Cell]:
+        """Remove these cells (expired) from the partition and every index; the cells,
+        in the same order. ``dims`` keeps a dim whose cells are all gone: a scrape
+        reads it as no final cell."""
+        lost: set[tuple[str, str]] = set()
+        cells = []
+        for key in keys:
+            size, start, dim = key
+            cells.append(self.cells.pop(key))
+            self.open_cells.discard(key)  # one its sources skip may expire open
+            self.deferred.discard(key)
+            self.pending.discard(key)
+            if self.newest_final.get((size, dim)) == start:
+                lost.add((size, dim))
+        if lost:  # the newest final cell of a (size, dim) expired: the next one back
+            for size, dim in lost:
+                del self.newest_final[(size, dim)]
+            for key, cell in self.cells.items():
+                if (key[0], key[2]) in lost and cell.final:
+                    self._note_final(key)
+        return cells
+
+    def _note_final(self, key: CellKey) -> None:
+        size, start, dim = key
+        if start > self.newest_final.get((size, dim), -NEVER):
+            self.newest_final[(size, dim)] = start
 
 
 def present(comps: Comps) -> Comps:
