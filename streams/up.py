@@ -38,9 +38,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run(s: Settings, demo: Demo, show: Say, say: Say) -> int:
+def run(s: Settings, demo: Demo, show: Say, say: Say,
+        env: dict[str, str] | None = None) -> int:
     """Start the local broker, then the worker, the collector and the simulator as child
-    processes; ``show`` where to look, and supervise them until Ctrl-C or SIGTERM (0) or
+    processes with ``env`` (the settings' environment; default this process's);
+    ``show`` where to look, and supervise them until Ctrl-C or SIGTERM (0) or
     until one exits (1, ``say``-ing which). The broker keeps running."""
     from .kafka import ensure_topics
 
@@ -55,7 +57,7 @@ def run(s: Settings, demo: Demo, show: Say, say: Say) -> int:
     logdir.mkdir(parents=True, exist_ok=True)
     worker_log = (logdir / "worker.log").open("ab")
     sim_log = (logdir / "simulator.log").open("ab")
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     if not s.collect_tokens:  # a demo's own tokens, new each run (they are printed below)
         import secrets
 

@@ -23,14 +23,20 @@ def env_help(env: str, text: str) -> str:
     return f"{text} [env {env}, default {default or 'empty'}]"
 
 
-def settings_of(args: argparse.Namespace) -> Settings:
-    """The settings from the environment, with --namespace and --bootstrap over them."""
+def environment_of(args: argparse.Namespace) -> dict[str, str]:
+    """The environment, with --namespace and --bootstrap over it: what settings are
+    loaded from, and what a command's child processes get."""
     env = dict(os.environ)
     for attr, envname in (("namespace", "KPI_NAMESPACE"), ("bootstrap", "KAFKA_BOOTSTRAP")):
         value = getattr(args, attr, None)
         if value is not None:
             env[envname] = value
-    return load_settings(env)
+    return env
+
+
+def settings_of(args: argparse.Namespace) -> Settings:
+    """The settings from the environment, with --namespace and --bootstrap over them."""
+    return load_settings(environment_of(args))
 
 
 def setup_logging(level: str) -> None:

@@ -8,7 +8,15 @@ import logging
 import signal
 
 from ..up import DEMO_RATE
-from .common import Add, ensure_topics, env_help, progress, settings_of, setup_logging
+from .common import (
+    Add,
+    ensure_topics,
+    env_help,
+    environment_of,
+    progress,
+    settings_of,
+    setup_logging,
+)
 from .data import world_options
 
 
@@ -16,7 +24,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from ..up import Demo, run
 
     demo = Demo(args.rate, args.warmup_hours, args.seed, args.incident, args.incident_after)
-    return run(settings_of(args), demo, show=_show, say=progress)
+    # the children (worker, collector, simulator) get --namespace and --bootstrap too
+    return run(settings_of(args), demo, show=_show, say=progress, env=environment_of(args))
 
 
 def _show(text: str) -> None:

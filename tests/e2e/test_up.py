@@ -39,8 +39,12 @@ def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
     env = {**os.environ, **kafka_env, "KPI_WEB_PORT": str(port), "KPI_HOME": str(tmp_path),
            "KPI_COLLECT_PORT": str(cport), "PYTHONUNBUFFERED": "1"}
     env.pop("KPI_COLLECT_TOKENS", None)
+    # the broker and namespace as flags, not in the environment: the worker, collector
+    # and simulator that `up` starts must get them too
+    bootstrap, namespace = env.pop("KAFKA_BOOTSTRAP"), env.pop("KPI_NAMESPACE")
     with (tmp_path / "up.out").open("wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "streams.cli", "up", "--rate", "20",
+        up = subprocess.Popen([sys.executable, "-m", "streams.cli", "--bootstrap", bootstrap,
+                               "--namespace", namespace, "up", "--rate", "20",
                                "--warmup-hours", "0.5"], env=env, stdout=out,
                               stderr=subprocess.STDOUT, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
@@ -116,3 +120,4 @@ def test_up_runs_the_demo_and_stops_cleanly(kafka_env: dict[str, str],
     log = (tmp_path / "logs" / "worker.log").read_text(errors="replace")
     assert "Unclosed AIOKafka" not in log  # the worker closed its clients on the way out
     assert "Traceback" not in log, log[-3000:]
+    assert f"group {namespace}" in log and f"on {bootstrap}" in log, log[-3000:]
