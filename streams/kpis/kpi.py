@@ -136,7 +136,3 @@ def _clean(x: float) -> float:
     r = round(x, 6)
     return int(r) if r == int(r) else r
 
-
-def applies(kpi: KPI, dim_key: str, comps: Comps) -> bool:
-    """Whether a snapshot of ``kpi`` exists for a cell with these components."""
-    return dim_name(dim_key) in kpi.dims and not kpi.families.isdisjoint(comps)
