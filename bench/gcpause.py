@@ -36,7 +36,7 @@ def one(days: int, sessions: int, tuned: bool) -> dict[str, Any]:
     from streams.local import LocalPipeline, decode_all
     from streams.settings import load_settings
     from streams.simulate import DAY, Options, generate
-    from streams.worker import tune_collector
+    from streams.worker import tune_interpreter
 
     settings = load_settings({})
     decoder = Decoder.from_settings(settings)
@@ -46,7 +46,7 @@ def one(days: int, sessions: int, tuned: bool) -> dict[str, Any]:
                                       Options(seed=11, sessions_per_day=sessions)) for e in b]
         batches.append(decode_all(decoder, events, START_MS + 400 * DAY))
     if tuned:
-        tune_collector()
+        tune_interpreter()
     spent, worst, started = [0.0], [0.0], [0.0]
 
     def timed(phase: str, info: dict[str, Any]) -> None:

@@ -14,6 +14,9 @@ which answers while the loop is busy:
   one scrape interval old. Formatting them is most of a scrape's work (about
   20 ms for 3,000 samples), so the thread holds the interpreter only briefly.
 
+The thread still waits for the interpreter at each turn of an answer (accept,
+read, write); the worker hands it over within ``streams.worker.SWITCH_INTERVAL_S``.
+
 The web server's ``/metrics`` evaluates them afresh, on the loop.
 """
 
