@@ -18,7 +18,10 @@ shared and noisy):
 
 kpi-streams is timed from its first event accounted to the last page view in the
 merged ``1d`` totals (stage 3), the peer from its first message to its last
-processed (its own count). Results: bench/results/backfill-<ts>.json and a table.
+processed (its own count). Over that time the workers' and the broker's cores are
+sampled from /proc (``cpu`` in the results): one worker uses one core at most (its
+interpreter), so a run whose machine is not busy was bound by the worker, not the
+machine. Results: bench/results/backfill-<ts>.json and a table.
 """
 
 from __future__ import annotations
@@ -175,15 +178,19 @@ def main() -> int:
     results["ratios"] = ratios
     out = ROOT / "bench" / "results" / f"backfill-{stamp}.json"
     out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(f"\n{'run':22} {'events':>9} {'seconds':>8} {'events/s':>10}")
+    print(f"\n{'run':22} {'events':>9} {'seconds':>8} {'events/s':>10} "
+          f"{'worker cores':>13} {'broker':>7} {'machine busy':>13}")
     for name, r in results.items():
         if name == "peer_quix":
             for k in ("batched", "single"):
                 print(f"{'quix ' + k:22} {r[k]['events']:>9} {r[k]['seconds']:>8.1f} "
                       f"{r[k]['events_per_s']:>10,.0f}")
         elif isinstance(r, dict) and "events_per_s" in r:
+            cpu = r.get("cpu") or {}
             print(f"{name:22} {r['events']:>9} {r['seconds']:>8.1f} "
-                  f"{r['events_per_s']:>10,.0f}")
+                  f"{r['events_per_s']:>10,.0f} {cpu.get('worker_cores_mean', ''):>13} "
+                  f"{cpu.get('broker_cores_mean', ''):>7} "
+                  f"{cpu.get('machine_busy_mean', ''):>13}")
     for name, ratio in ratios.items():
         print(f"{name:22} {ratio:>8.2f}")
     print(f"\nwritten to {out}")

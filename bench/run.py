@@ -216,8 +216,59 @@ def _quantiles_ms(seconds: list[float]) -> dict[str, Any]:
             "max": round(1000 * seconds[-1], 1)}
 
 
+class CpuMeter:
+    """Cores used by the workers and the broker, and the machine's busy share, from
+    /proc between two ``sample`` calls: whether a run was bound by the machine's
+    cores or by each worker's interpreter (one core at most)."""
+
+    def __init__(self, workers: list[int], broker_pid: int | None) -> None:
+        self.pids = {"worker": workers, "broker": [broker_pid] if broker_pid else []}
+        self.samples: list[dict[str, float]] = []
+        self._last = self._read()
+
+    @staticmethod
+    def _ticks(pid: int) -> int:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def _read(self) -> tuple[float, dict[str, int], int, int]:
+        cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle, total = cpu[3] + cpu[4], sum(cpu)
+        return (time.monotonic(), {k: sum(self._ticks(p) for p in pids)
+                                   for k, pids in self.pids.items()}, idle, total)
+
+    def reset(self) -> None:
+        """Measure from now on."""
+        self.samples.clear()
+        self._last = self._read()
+
+    def sample(self) -> None:
+        now = self._read()
+        (t0, used0, idle0, total0), (t1, used1, idle1, total1) = self._last, now
+        self._last = now
+        if t1 - t0 < 0.2:
+            return
+        hz = os.sysconf("SC_CLK_TCK")
+        row = {f"{k}_cores": round((used1[k] - used0[k]) / hz / (t1 - t0), 2) for k in used1}
+        row["machine_busy"] = round(1 - (idle1 - idle0) / max(total1 - total0, 1), 2)
+        self.samples.append(row)
+
+    def summary(self) -> dict[str, Any]:
+        if not self.samples:
+            return {}
+        out: dict[str, Any] = {f"{k}_mean": round(sum(r[k] for r in self.samples)
+                                                  / len(self.samples), 2)
+                               for k in self.samples[0]}
+        out["cores"] = os.cpu_count()
+        out["worker_cores_timeline"] = [r["worker_cores"] for r in self.samples]
+        return out
+
+
 def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int,
-             log: Path, workers: int = 1) -> dict[str, float]:
+             log: Path, workers: int = 1) -> dict[str, Any]:
     """(c) the worker(s), from the first event to the last, through stage 3."""
     import tempfile
 
@@ -240,6 +291,7 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
         scrape: list[float] = []  # seconds per /metrics answer, under the run's load
         thread_scrape: list[float] = []  # the same from the metrics thread
         polls = 0
+        meter = CpuMeter([p.pid for p in procs], broker.recorded_pid(settings))
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"worker exited; see {log}")
@@ -263,8 +315,11 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
                 thread_scrape.append((thread_done - asked) / len(ports))
                 if web:
                     scrape.append((now - thread_done) / len(ports))
-            if first is None and accounted > 0:
+            if first is not None:
+                meter.sample()  # each poll, from the first event to the last
+            elif accounted > 0:
                 first = now
+                meter.reset()
             if last_in is None and accounted >= n_events:
                 last_in = now
             if last_in is not None and \
@@ -291,6 +346,7 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
                 "timer_overlaps_logged": text.count("is overlapping"),
                 "timer_overlaps_beyond_flush_interval": _overlaps(text, flush_s),
                 "event_loop_lag": lag if workers > 1 else lag[0],
+                "cpu": meter.summary(),
                 "producer_timeouts_logged": text.count("KafkaTimeoutError")}
     finally:
         for proc in procs:
