@@ -8,6 +8,7 @@ the publisher that decides what goes on the topic, and keeps the topic bounded.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections.abc import Callable
@@ -75,6 +76,9 @@ class MergeStage(StageRunner[MergePartition]):
             for buf in (self.publishers, self.last_emit, self.last_views, self.last_data,
                         self.backlog, self.published):
                 buf.pop(p, None)
+            for gauge in (self.metrics.snapshots_waiting, self.metrics.emission_backlog):
+                with contextlib.suppress(KeyError):  # its new owner reports it now
+                    gauge.remove(str(p))
 
     def ingest(self, part: Part[MergePartition], topic: str, offset: int, value: bytes | None,
                wall: int) -> None:
@@ -150,6 +154,8 @@ class MergeStage(StageRunner[MergePartition]):
             self._send(part, publisher.offer(snapshots))
         self._send(part, publisher.due(wall, behind))
         self.metrics.snapshots_waiting.labels(str(p)).set(publisher.waiting())
+        self.metrics.emission_backlog.labels(str(p)).set(
+            len(part.proc.pending) + len(part.proc.views_todo))
 
     def _send(self, part: Part[MergePartition], snapshots: list[Any]) -> None:
         topic, n = self.topics.snapshots, self.settings.kpi_partitions

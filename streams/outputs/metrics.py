@@ -29,6 +29,7 @@ class Metrics:
     partitions_owned: Gauge
     snapshots: Counter
     snapshots_waiting: Gauge
+    emission_backlog: Gauge
     replayed_partials: Counter
     past_retention: Counter
     input_horizon: Gauge
@@ -75,6 +76,12 @@ class Metrics:
                                     "Open KPI keys whose latest value waits for its cadence "
                                     "(or for the end of a catch-up) before the KPI topic.",
                                     ["partition"], registry=registry),
+            emission_backlog=Gauge(f"{NS}_emission_backlog",
+                                   "Changed KPI cells and rolling views whose snapshot "
+                                   "documents are not built yet: a replay's publishing "
+                                   "backlog, 0 once the KPI topic has caught up (open "
+                                   "cells held back while catching up not counted).",
+                                   ["partition"], registry=registry),
             replayed_partials=Counter(f"{NS}_replayed_partials",
                                       "Partial aggregates ignored because they were "
                                       "already applied (replays after a restart).",

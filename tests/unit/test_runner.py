@@ -496,3 +496,25 @@ def test_the_cadence_forces_no_round_when_nothing_on_it_is_published() -> None:
     page_view_at(w0 + 20_000)
     merge._maybe_emit(part, w0 + 20_000)
     assert merge.last_emit[0] == w0 + 20_000
+
+
+def _backlog(merge: Any) -> dict[str, float]:
+    return {s.labels["partition"]: s.value
+            for s in next(iter(merge.metrics.emission_backlog.collect())).samples}
+
+
+def test_the_emission_backlog_gauge_counts_what_waits_for_a_round_and_leaves_with_a_partition(
+) -> None:
+    """kpi_streams_emission_backlog: the changed cells (and rolling views) whose
+    documents are not built yet, which is how a replay shows it has reached the
+    topic; a revoked partition's value goes with it (its new owner reports it)."""
+    merge, part, page_view_at, w0 = _live_merge("1h,1d")
+    page_view_at(w0)
+    merge._maybe_emit(part, w0)  # a round builds both cells
+    assert _backlog(merge) == {"0": 0}
+    page_view_at(w0 + 100)  # within the live interval: no round yet
+    merge._maybe_emit(part, w0 + 100)
+    assert _backlog(merge) == {"0": len(part.proc.pending) + len(part.proc.views_todo)}
+    assert len(part.proc.pending) == 2  # the page view's 1h and 1d cells
+    asyncio.run(merge.on_revoked({0}))
+    assert _backlog(merge) == {}
