@@ -128,8 +128,8 @@ def _server_properties(settings: Settings, p: BrokerPaths) -> str:
         "transaction.state.log.min.isr=1",
         "share.coordinator.state.topic.replication.factor=1",
         "share.coordinator.state.topic.min.isr=1",
-        # single node: no reason to wait for more members before the first rebalance
-        "group.initial.rebalance.delay.ms=0",
+        # 0 by default: a single worker need not wait for more members
+        f"group.initial.rebalance.delay.ms={settings.broker_group_delay_ms}",
         "auto.create.topics.enable=true",
         "log.retention.hours=168",
         "log.cleaner.backoff.ms=5000",

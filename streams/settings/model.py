@@ -39,6 +39,13 @@ class Settings:
     broker_heap: str = setting(
         "KPI_BROKER_HEAP", "768m", str,
         "Java heap of the local broker.", "kafka")
+    broker_group_delay_ms: int = setting(
+        "KPI_BROKER_GROUP_DELAY", "0s", v.parse_duration_ms,
+        "How long the local broker lets a new consumer group wait for more members "
+        "before its first assignment (group.initial.rebalance.delay.ms; from the "
+        "broker's next start). 0: one worker starts at once. Kafka's default, 3s: "
+        "workers started together share the first assignment, instead of the later "
+        "ones joining by a rebalance mid-run.", "kafka")
     home: Path = setting(
         "KPI_HOME", DEFAULT_HOME, v.expanded_path,
         "Where Kafka jars, broker data and logs are kept (outside the work tree).", "kafka")
