@@ -11,17 +11,22 @@ shared and noisy):
   backfill   ``--days`` of simulated history at the simulator's default density
              (all six inputs, ``--batch`` events per message), through 1 and/or 2
              workers (``--workers``); two workers on one machine share its cores
-             with each other and with the broker
+             with each other and with the broker. They are started together; on
+             the local broker's default (KPI_BROKER_GROUP_DELAY=0) the second
+             joins by a rebalance after the first has begun, as a worker added to
+             a running group would; with Kafka's default 3s they share the first
+             assignment (restart the broker with the setting to measure that)
   peer       (``--peer``) the backfill file's page views only, through kpi-streams
              and through ``../shared/peers/quix/bench.sh``, batched and single-event,
              on the same broker with the same partitions (4)
 
 kpi-streams is timed from its first event accounted to the last page view in the
-merged ``1d`` totals (stage 3), the peer from its first message to its last
-processed (its own count). Over that time the workers' and the broker's cores are
-sampled from /proc (``cpu`` in the results): one worker uses one core at most (its
-interpreter), so a run whose machine is not busy was bound by the worker, not the
-machine. Results: bench/results/backfill-<ts>.json and a table.
+merged ``1d`` totals (stage 3; ``topic_seconds``: until no document is left to
+build), the peer from its first message to its last processed (its own count).
+Over that time the workers' and the broker's cores are sampled from /proc
+(``cpu`` in the results): one worker uses one core at most (its interpreter),
+so a run whose machine is not busy was bound by the worker, not the machine.
+Results: bench/results/backfill-<ts>.json and a table.
 """
 
 from __future__ import annotations
@@ -125,6 +130,17 @@ def quix_run(path: Path, batch: int) -> dict[str, Any]:
             for k, r in by.items()} | {"version": version.group(1) if version else None}
 
 
+def group_delay_ms(settings: Any) -> int | None:
+    """The running local broker's group.initial.rebalance.delay.ms (None: a cluster
+    of KAFKA_BOOTSTRAP). With 0, a second worker started with the first joins by a
+    rebalance once the first is at work (KPI_BROKER_GROUP_DELAY)."""
+    if settings.kafka_bootstrap:
+        return None
+    props = broker.paths(settings).config.read_text()
+    m = re.search(r"^group\.initial\.rebalance\.delay\.ms=(\d+)$", props, re.M)
+    return int(m.group(1)) if m else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,7 +162,8 @@ def main() -> int:
     events = load(path)
     results: dict[str, Any] = {"meta": {
         "timestamp": stamp, "days": args.days, "file": str(path), "events": len(events),
-        "cpus": os.cpu_count(), "batch": args.batch}}
+        "cpus": os.cpu_count(), "batch": args.batch,
+        "group_initial_rebalance_delay_ms": group_delay_ms(base)}}
     if args.burst:
         results["burst"] = kpi_run("burst", simulated(args.burst, 7), args.batch, stamp, {})
     for n in (int(x) for x in args.workers.split(",")):
@@ -169,6 +186,9 @@ def main() -> int:
     if "backfill_1w" in results and "backfill_2w" in results:
         ratios["backfill_2w/1w"] = (results["backfill_2w"]["events_per_s"]
                                     / results["backfill_1w"]["events_per_s"])
+        one, two = (results[f"backfill_{n}w"]["topic_events_per_s"] for n in (1, 2))
+        if one and two:
+            ratios["backfill_2w/1w to the topic"] = two / one
     if args.peer:
         q = results["peer_quix"]
         ratios["kpi/quix batched"] = (results["peer_kpi_batched"]["events_per_s"]
@@ -178,7 +198,7 @@ def main() -> int:
     results["ratios"] = ratios
     out = ROOT / "bench" / "results" / f"backfill-{stamp}.json"
     out.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(f"\n{'run':22} {'events':>9} {'seconds':>8} {'events/s':>10} "
+    print(f"\n{'run':22} {'events':>9} {'seconds':>8} {'events/s':>10} {'topic s':>8} "
           f"{'worker cores':>13} {'broker':>7} {'machine busy':>13}")
     for name, r in results.items():
         if name == "peer_quix":
@@ -187,8 +207,10 @@ def main() -> int:
                       f"{r[k]['events_per_s']:>10,.0f}")
         elif isinstance(r, dict) and "events_per_s" in r:
             cpu = r.get("cpu") or {}
+            topic = r.get("topic_seconds")
             print(f"{name:22} {r['events']:>9} {r['seconds']:>8.1f} "
-                  f"{r['events_per_s']:>10,.0f} {cpu.get('worker_cores_mean', ''):>13} "
+                  f"{r['events_per_s']:>10,.0f} {'' if topic is None else f'{topic:.1f}':>8} "
+                  f"{cpu.get('worker_cores_mean', ''):>13} "
                   f"{cpu.get('broker_cores_mean', ''):>7} "
                   f"{cpu.get('machine_busy_mean', ''):>13}")
     for name, ratio in ratios.items():
