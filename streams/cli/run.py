@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 
+from ..settings import load_settings
 from ..up import DEMO_RATE
 from .common import (
     Add,
@@ -25,7 +26,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     demo = Demo(args.rate, args.warmup_hours, args.seed, args.incident, args.incident_after)
     # the children (worker, collector, simulator) get --namespace and --bootstrap too
-    return run(settings_of(args), demo, show=_show, say=progress, env=environment_of(args))
+    env = environment_of(args)
+    return run(load_settings(env), demo, show=_show, say=progress, env=env)
 
 
 def _show(text: str) -> None:
