@@ -40,6 +40,16 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+def _free_state(pipe: Any) -> None:
+    """Once the worker has stopped: drop its partitions' state and collect it. Left
+    to the interpreter's shutdown, the cells' sketches (a C++ extension's objects)
+    outlived their module, and nanobind printed a leak report of hundreds of lines
+    at every stop, though nothing had leaked."""
+    for runner in pipe.runners.values():
+        runner.parts.clear()
+    gc.collect()
+
+
 def _give_up(grace_s: float) -> None:
     logging.getLogger("kpi_streams").error(
         "the worker did not stop within KPI_SHUTDOWN_GRACE=%gs (is Kafka reachable?); "
@@ -100,16 +110,17 @@ def run(s: Settings) -> int:
     worker = Worker(app, grace_s=s.shutdown_grace_ms / 1000, loglevel=s.log_level.upper(),
                     quiet=True, redirect_stdouts=False, override_logging=False)
     profile_to = os.environ.get("KPI_PROFILE")  # for bench/: where the time goes
-    if not profile_to:
-        worker.execute_from_commandline()
-        return 0
-    import cProfile
+    prof = None
+    if profile_to:
+        import cProfile
 
-    prof = cProfile.Profile()
-    prof.enable()
+        prof = cProfile.Profile()
+        prof.enable()
     try:
         worker.execute_from_commandline()
     finally:
-        prof.disable()
-        prof.dump_stats(profile_to)
+        if prof is not None and profile_to:
+            prof.disable()
+            prof.dump_stats(profile_to)
+        _free_state(pipe)
     return 0
