@@ -140,7 +140,7 @@ class MergeStage(StageRunner[MergePartition]):
                                        until=time.perf_counter() + EMIT_ROUND_S)
             # what a budgeted round left over is published by the next one, not after
             # an interval
-            self.backlog[p] = bool(part.proc.pending or part.proc.views_todo)
+            self.backlog[p] = part.proc.unbuilt() > 0
             if self.backlog[p]:
                 part.changed = True  # more to publish: the next tick continues
             if snapshots:
@@ -154,8 +154,7 @@ class MergeStage(StageRunner[MergePartition]):
             self._send(part, publisher.offer(snapshots))
         self._send(part, publisher.due(wall, behind))
         self.metrics.snapshots_waiting.labels(str(p)).set(publisher.waiting())
-        self.metrics.emission_backlog.labels(str(p)).set(
-            len(part.proc.pending) + len(part.proc.views_todo))
+        self.metrics.emission_backlog.labels(str(p)).set(part.proc.unbuilt())
 
     def _send(self, part: Part[MergePartition], snapshots: list[Any]) -> None:
         topic, n = self.topics.snapshots, self.settings.kpi_partitions

@@ -120,6 +120,11 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         marks = [w for w in self.src_wm.values() if w is not None]
         return max(marks) if marks else None
 
+    def unbuilt(self) -> int:
+        """Changed cells and rolling views whose documents are not built yet (open
+        cells held back while catching up are in ``deferred``, not counted)."""
+        return len(self.pending) + len(self.views_todo)
+
     def low_watermark(self) -> int | None:
         marks = [w for w in self.src_wm.values() if w is not None]
         return min(marks) if marks else None
