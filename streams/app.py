@@ -26,7 +26,7 @@ from faust.types.auth import SASLMechanism
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 
 from .agents.horizon import InputTails
-from .agents.intake import Intake
+from .agents.intake import Intake, use_lean_consumer
 from .agents.runner import StageRunner, now_ms
 from .agents.stages import MergeStage, build_runners
 from .events import Decoder
@@ -276,6 +276,8 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
         datadir=str(_datadir(settings)),
         logging_config=None,
     )
+    # messages reach the channels without Faust's per-message race (see LeanConsumer)
+    use_lean_consumer(app)
 
     def agent_for(name: str, runner: StageRunner[Any]) -> None:
         channel = app.topic(*runner.input_topics, key_serializer="raw",

@@ -30,7 +30,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
+
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+YIELD_EVERY = 100  # messages the fetcher hands on before it lets the event loop in
 
 
 class Intake:
@@ -96,4 +101,84 @@ class Intake:
         event.ack()
 
 
-__all__ = ["Intake"]
+class LeanConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, handing each fetched message to the channels without
+    a race per message while nothing can hold it up.
+
+    Faust's fetcher hands every message on through ``wait_first(callback(message),
+    suspend_flow.wait())``: four tasks, an ``asyncio.wait`` and three cancellations
+    per message, so that a rebalance starting while a message waits (flow control
+    suspended, a full channel queue) abandons it. That race is most of the
+    framework's per-message floor (``bench/run.py``'s Faust floor, single-event).
+    While the flow is on, the conductor's callback only queues the event, so it is
+    awaited directly; when the flow is off, the race is run as before. A full channel
+    queue still makes the callback wait, as it does in the race; the intake drains
+    its queue through a rebalance (it acknowledges stale messages as skipped), so the
+    wait ends. Read offsets, gaps and commits are kept as Faust keeps them.
+    """
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # the fetcher's task
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        flow_suspended = self.suspend_flow.is_set
+        flow_control_active = self.app.flow_control.is_active
+        read_offsets = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        commit_every = self._commit_every
+        sleep = asyncio.sleep
+        since_yield = 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
+                batch = cast(AsyncIterator[Any], getmany(timeout=1.0))
+                await sleep(0)
+                if not self.should_stop:
+                    async for tp, message in batch:
+                        since_yield += 1
+                        if since_yield > YIELD_EVERY:
+                            await sleep(0)
+                            since_yield = 0
+                        offset = message.offset
+                        read = read_offsets.get(tp)
+                        if read is not None and offset < read:
+                            continue  # read already (a seek back): Faust drops it too
+                        if read and offset - read > 1 and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, read + 1, offset)  # compacted away
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        if flow_control_active() and not flow_suspended():
+                            await callback(message)
+                        else:
+                            await self.wait_first(callback(message), self.suspend_flow.wait())
+                        read_offsets[tp] = offset
+                    self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        finally:
+            self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
+
+
+def use_lean_consumer(app: Any) -> None:
+    """Make ``app``'s transport create a :class:`LeanConsumer` (before its consumer
+    exists). Faust's aiokafka transport only: anything else is refused loudly, as the
+    override leans on that consumer's internals."""
+    transport = app.transport
+    if not isinstance(transport, faust_aiokafka.Transport) or \
+            transport.Consumer is not faust_aiokafka.Consumer:
+        raise RuntimeError(f"unexpected Faust transport {type(transport).__name__}: "
+                           "the lean consumer expects faust's aiokafka driver")
+    transport.Consumer = LeanConsumer  # type: ignore[misc]  # its own, not the class's
+
+
+__all__ = ["Intake", "LeanConsumer", "use_lean_consumer"]
