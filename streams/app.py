@@ -26,7 +26,7 @@ from faust.types.auth import SASLMechanism
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 
 from .agents.horizon import InputTails
-from .agents.intake import Intake, use_lean_consumer
+from .agents.intake import BUFFER_TAKES_LEAST, Intake, use_lean_consumer
 from .agents.runner import StageRunner, now_ms
 from .agents.stages import MergeStage, build_runners
 from .events import Decoder
@@ -266,7 +266,8 @@ def create_app(settings: Settings, pipe: Pipeline) -> faust.App:
         topic_partitions=settings.input_partitions,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=4 * settings.take_messages,
+        # resized by each stage to its messages' size (Intake.fit)
+        stream_buffer_maxsize=BUFFER_TAKES_LEAST * settings.take_messages,
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         # a crashed worker's partitions move after this; heartbeats well inside it

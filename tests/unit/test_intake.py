@@ -7,17 +7,20 @@ topics and the consumer's tracking."""
 from __future__ import annotations
 
 import asyncio
+from functools import cached_property
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from streams.agents.intake import Intake
+from streams.agents.intake import BUFFER_BYTES, BUFFER_TAKES_LEAST, BUFFER_TAKES_MOST, Intake
 
 
 class FakeMessage:
-    def __init__(self, topic: str, offset: int, generation: int) -> None:
+    def __init__(self, topic: str, offset: int, generation: int,
+                 value: bytes = b"{}") -> None:
         self.topic = topic
+        self.value = value
         self.offset = offset
         self.generation_id = generation
         self.tracked = False
@@ -52,8 +55,9 @@ def make(most: int = 3, within: float = 0.05) -> tuple[Intake, Any, asyncio.Queu
     return Intake(stream, most, within), app, queue
 
 
-def event(offset: int, topic: str = "in", generation: int = 7) -> FakeEvent:
-    return FakeEvent(FakeMessage(topic, offset, generation))
+def event(offset: int, topic: str = "in", generation: int = 7,
+          value: bytes = b"{}") -> FakeEvent:
+    return FakeEvent(FakeMessage(topic, offset, generation, value))
 
 
 async def next_batch(intake: Intake) -> list[Any]:
@@ -191,3 +195,33 @@ async def test_an_error_thrown_into_the_channel_is_raised() -> None:
     queue._getters[0].set_exception(ValueError("bad"))
     with pytest.raises(ValueError, match="bad"):
         await asyncio.wait_for(task, 2)
+
+
+class PressureQueue(asyncio.Queue[Any]):
+    """A channel queue with mode's cached pause and resume levels."""
+
+    @cached_property
+    def pressure_high_size(self) -> int:
+        return int(self.maxsize / 1.25)
+
+
+@pytest.mark.asyncio
+async def test_the_buffer_holds_more_small_messages_than_large_ones() -> None:
+    most = 10
+    queue = PressureQueue(maxsize=BUFFER_TAKES_LEAST * most)
+    app = SimpleNamespace(flow_control=FlowControl(), consumer_generation_id=7,
+                          topics=SimpleNamespace(acking_topics=set()))
+    intake = Intake(SimpleNamespace(app=app, channel=SimpleNamespace(queue=queue)), most, 0.01)
+    assert queue.pressure_high_size == 32
+    # single events of a few hundred bytes: as many batches as the buffer may hold
+    intake.fit([event(i, value=b"x" * 400) for i in range(most)])
+    assert queue.maxsize == BUFFER_TAKES_MOST * most
+    assert queue.pressure_high_size == 128  # the pause level follows the size
+    # messages of a megabyte: no fewer batches than before
+    intake.fit([event(i, value=b"x" * (1 << 20)) for i in range(most)])
+    assert queue.maxsize == BUFFER_TAKES_LEAST * most
+    # 150 KB messages fit 55 (BUFFER_BYTES / 150 KB), within a factor 2 of the 40 held:
+    # not resized back and forth for a small change
+    assert BUFFER_TAKES_LEAST * most < BUFFER_BYTES // 150_000 < 2 * BUFFER_TAKES_LEAST * most
+    intake.fit([event(i, value=b"x" * 150_000) for i in range(most)])
+    assert queue.maxsize == BUFFER_TAKES_LEAST * most
