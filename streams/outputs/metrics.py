@@ -78,9 +78,9 @@ class Metrics:
                                     ["partition"], registry=registry),
             emission_backlog=Gauge(f"{NS}_emission_backlog",
                                    "Changed KPI cells and rolling views whose snapshot "
-                                   "documents are not built yet: a replay's publishing "
-                                   "backlog, 0 once the KPI topic has caught up (open "
-                                   "cells held back while catching up not counted).",
+                                   "documents are not built yet, with the open cells a "
+                                   "catch-up holds back: a replay's publishing backlog, "
+                                   "0 once the KPI topic has caught up.",
                                    ["partition"], registry=registry),
             replayed_partials=Counter(f"{NS}_replayed_partials",
                                       "Partial aggregates ignored because they were "

@@ -518,3 +518,18 @@ def test_the_emission_backlog_gauge_counts_what_waits_for_a_round_and_leaves_wit
     assert len(part.proc.pending) == 2  # the page view's 1h and 1d cells
     asyncio.run(merge.on_revoked({0}))
     assert _backlog(merge) == {}
+
+
+def test_the_emission_backlog_gauge_counts_open_cells_a_catch_up_holds_back() -> None:
+    """Catching up with nobody listening live, a round builds finals only and holds
+    the open cells back until the catch-up ends: the KPI topic has not caught up
+    until then, so the gauge counts them, though no round is due for them."""
+    merge, part, page_view_at, w0 = _live_merge("1h,1d")
+    later = w0 + 3_600_000  # an hour behind the wall clock (KPI_CATCHUP_LAG 15m)...
+    page_view_at(w0)
+    merge.last_data[0] = later  # ...with data arriving: a replay
+    assert merge.catching_up(part, later)
+    merge._maybe_emit(part, later)
+    assert part.proc.unbuilt() == 0 and not merge.backlog[0]  # nothing to build now
+    assert len(part.proc.deferred) == 2  # the page view's open 1h and 1d cells
+    assert _backlog(merge) == {"0": 2}
