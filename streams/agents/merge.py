@@ -8,6 +8,7 @@ the publisher that decides what goes on the topic, and keeps the topic bounded.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import zlib
@@ -35,6 +36,9 @@ EMIT_ROUND_S = LOOP_SLICE_S
 # built for the SSE stream whatever goes on the topic (the wall reads 1h and 24h)
 LIVE_WINDOWS = frozenset({"1m", "1h", "24h"})
 CATCHUP_QUIET_MS = 10_000  # no data for this long: a replay or backlog has ended
+# no data for this long, and a round left documents to build: rounds follow each other
+# as the loop allows instead of one a tick (see MergeStage._tick)
+BACKLOG_QUIET_MS = 1_000
 
 
 def snapshot_partition(key: str, partitions: int) -> int:
@@ -168,6 +172,21 @@ class MergeStage(StageRunner[MergePartition]):
         if snapshots:
             self.metrics.snapshots.labels("true").inc(finals)
             self.metrics.snapshots.labels("false").inc(len(snapshots) - finals)
+
+    async def _tick(self, wall: int) -> None:
+        """The tick; then, if a round left documents to build on a partition no data
+        has reached for ``BACKLOG_QUIET_MS``, another tick as soon as the loop has
+        had its turn. While partials arrive, every batch runs a round; once they
+        stop (the end of a replay) only ticks did, one round (``EMIT_ROUND_S``) a
+        partition a second: the 16-day backfill's last finals took 13 s at a fifth
+        of a core. Data still arriving is not slowed by rounds of its own."""
+        await super()._tick(wall)
+        quiet = [p for p, left in self.backlog.items()
+                 if left and wall - self.last_data.get(p, 0) >= BACKLOG_QUIET_MS]
+        if quiet and not self.paused():
+            # after this tick's task has ended: the pipeline runs one of a kind at once
+            asyncio.get_running_loop().call_soon(
+                self.spawn, f"the backlog of stage {self.stage}", self.tick)
 
     def tick_part(self, part: Part[MergePartition], wall: int) -> None:
         if wall - part.last_prune_wall >= PRUNE_EVERY_MS:

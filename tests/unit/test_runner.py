@@ -520,6 +520,43 @@ def test_the_emission_backlog_gauge_counts_what_waits_for_a_round_and_leaves_wit
     assert _backlog(merge) == {}
 
 
+def test_once_partials_stop_a_round_that_left_documents_is_followed_by_another_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While partials arrive, each batch runs a round; once they stop for
+    BACKLOG_QUIET_MS (the end of a replay), a tick whose round left documents to
+    build starts the next tick as soon as the loop has had its turn, instead of the
+    timer's next (one round a partition a second)."""
+    from streams.agents import merge as merge_module
+
+    monkeypatch.setattr(merge_module, "EMIT_MAX_CELLS", 1)  # one cell a round
+    merge, part, page_view_at, w0 = _live_merge("1h,1d")
+    page_view_at(w0)
+    hour = w0 - 600_000
+    assert part.proc.apply({"src": "web/1", "seq": 1, "part": 0, "wm": {},
+                            "d": [["web", "1h", hour - k * 3_600_000, "", {"pv": 1}]
+                                  for k in range(1, 5)], "h": []})
+    spawned: list[Any] = []
+    merge.spawn = lambda what, work: spawned.append((what, work))
+
+    async def tick(wall: int) -> None:
+        await merge._tick(wall)
+        await asyncio.sleep(0)  # the loop's turn, then the next tick is started
+
+    left = merge_module.MergePartition.unbuilt(part.proc)
+    asyncio.run(tick(w0 + 200))  # partials 200 ms ago: more may come with a batch
+    assert merge.backlog[0] and spawned == []
+    assert merge_module.MergePartition.unbuilt(part.proc) == left - 1
+    asyncio.run(tick(w0 + merge_module.BACKLOG_QUIET_MS))
+    assert spawned == [("the backlog of stage merge", merge.tick)]
+    rounds = 2
+    while spawned:  # each started tick runs a round, and starts the next while any is left
+        _, work = spawned.pop()
+        asyncio.run(work())
+        rounds += 1
+    assert merge_module.MergePartition.unbuilt(part.proc) == 0 and not merge.backlog[0]
+    assert rounds == left  # one cell a round, and no round more
+
+
 def test_the_emission_backlog_gauge_counts_open_cells_a_catch_up_holds_back() -> None:
     """Catching up with nobody listening live, a round builds finals only and holds
     the open cells back until the catch-up ends: the KPI topic has not caught up
