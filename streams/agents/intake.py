@@ -24,6 +24,11 @@ What the stream did per message and a batch must still do is kept:
 Only the sensors of a stream's events (``on_stream_event_in/out``, and
 ``on_message_out`` once a message is acknowledged) are not called: they feed
 Faust's own monitor (its web pages, off here); nothing in this project reads them.
+
+Below the channel, :class:`LeanConsumer` is the worker's Faust consumer: the same
+fetching, offsets and commits, without a race of tasks per message, and with short
+waits, so a stage whose channel filled up is fed again as soon as it has room; the
+channel's size is fitted to the messages' (``Intake.fit``).
 """
 
 from __future__ import annotations

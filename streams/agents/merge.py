@@ -181,8 +181,8 @@ class MergeStage(StageRunner[MergePartition]):
         partition a second: the 16-day backfill's last finals took 13 s at a fifth
         of a core. Data still arriving is not slowed by rounds of its own."""
         await super()._tick(wall)
-        quiet = [p for p, left in self.backlog.items()
-                 if left and wall - self.last_data.get(p, 0) >= BACKLOG_QUIET_MS]
+        quiet = any(left and wall - self.last_data.get(p, 0) >= BACKLOG_QUIET_MS
+                    for p, left in self.backlog.items())
         if quiet and not self.paused():
             # after this tick's task has ended: the pipeline runs one of a kind at once
             asyncio.get_running_loop().call_soon(
