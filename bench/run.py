@@ -39,12 +39,13 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streams import broker  # noqa: E402
-from streams.kafka import consumer, ensure_topics, producer  # noqa: E402
+from streams.kafka import client_kwargs, consumer, ensure_topics, producer  # noqa: E402
 from streams.produce import BatchProducer  # noqa: E402
 from streams.schemas import parse_rfc3339_ms  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
@@ -146,10 +147,6 @@ async def drop_namespace(settings: Any) -> int:
     its data across restarts, and its start-up grows with its partitions: the topics
     of a few dozen runs (some 19,000 partitions, 40 GB) kept it from answering within
     ``broker start``'s 90 s. Returns how many were deleted."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from streams.kafka import client_kwargs
-
     prefix = f"{settings.namespace}."
     if prefix == ".":
         return 0  # no namespace: these are not a bench run's own topics

@@ -158,10 +158,7 @@ class MergeStage(StageRunner[MergePartition]):
             self._send(part, publisher.offer(snapshots))
         self._send(part, publisher.due(wall, behind))
         self.metrics.snapshots_waiting.labels(str(p)).set(publisher.waiting())
-        # with the open cells a catch-up holds back: their latest values go on the
-        # topic when it ends, so until then the topic has not caught up
-        self.metrics.emission_backlog.labels(str(p)).set(
-            part.proc.unbuilt() + len(part.proc.deferred))
+        self.metrics.emission_backlog.labels(str(p)).set(part.proc.unpublished())
 
     def _send(self, part: Part[MergePartition], snapshots: list[Any]) -> None:
         topic, n = self.topics.snapshots, self.settings.kpi_partitions

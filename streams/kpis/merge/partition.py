@@ -121,9 +121,14 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         return max(marks) if marks else None
 
     def unbuilt(self) -> int:
-        """Changed cells and rolling views whose documents are not built yet (open
+        """Changed cells and rolling views whose documents a round can build now (open
         cells held back while catching up are in ``deferred``, not counted)."""
         return len(self.pending) + len(self.views_todo)
+
+    def unpublished(self) -> int:
+        """What the KPI topic still waits for: ``unbuilt`` and the open cells a
+        catch-up holds back, whose latest values go when it ends."""
+        return self.unbuilt() + len(self.deferred)
 
     def low_watermark(self) -> int | None:
         marks = [w for w in self.src_wm.values() if w is not None]
