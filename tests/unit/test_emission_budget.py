@@ -133,6 +133,43 @@ def test_catching_up_builds_only_finals_and_the_rest_once_caught_up() -> None:
     assert built_behind < len(reference)  # the open cells were not built twice
 
 
+def test_a_round_catching_up_spends_its_budget_on_finals_alone() -> None:
+    """Catching up, the open cells leave a round's queue before it starts: each round
+    of ``max_cells`` builds that many finals, however many open cells changed since
+    the last. (Every round used to sort every changed cell, open or not, and spend its
+    budget holding open ones back.)"""
+    m = _fed().merge[0]
+    m.emit(0, max_cells=50, finals_only=True)
+    open_cells = {k for k, c in m.cells.items() if not c.final}
+    finals = len(m.cells) - len(open_cells)
+    assert open_cells and finals > 500
+    assert m.deferred == open_cells and not m.pending & open_cells
+    assert len(m.emitted_cells) == 50 and all(m.cells[k].final for k in m.emitted_cells)
+    rounds = 1
+    while m.pending:
+        m.emit(0, max_cells=50, finals_only=True)
+        assert all(m.cells[k].final for k in m.emitted_cells)
+        rounds += 1
+    assert rounds == -(-finals // 50)  # no round goes on anything but finals
+    assert m.deferred == open_cells
+
+
+def test_open_cells_a_live_round_left_queued_are_held_back_once_catching_up() -> None:
+    """A live round that hit its budget leaves open cells queued; if catching up
+    starts (a backlog lands), the rounds that follow still build no open cell's
+    document, and hold those cells back with the rest."""
+    m = _fed().merge[0]
+    m.emit(0, max_cells=50)  # live: open cells too, 50 of them
+    queued_open = {k for k in m.pending if not m.cells[k].final}
+    assert queued_open
+    built: list[tuple[str, Any]] = []
+    while m.pending:
+        built += m.emit(0, max_cells=500, finals_only=True)
+    assert queued_open <= m.deferred
+    assert all(doc is None or doc["final"] or key.split("|")[1] not in ("1m", "1h", "1d")
+               for key, doc in built)
+
+
 def test_a_cell_whose_families_change_becomes_final_though_the_watermarks_stand() -> None:
     """Finality follows the input watermarks and the cell's own families. While the
     watermarks stand, a round checks only cells changed since the last one: a cell

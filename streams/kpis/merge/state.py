@@ -185,6 +185,11 @@ class OpenCells:
             out.extend(self._by_end[e])
         return out
 
+    def among(self, keys: set[CellKey]) -> set[CellKey]:
+        """Those of ``keys`` that are open (a set operation: a replay's rounds ask it
+        of tens of thousands of pending cells)."""
+        return keys & self._end.keys()
+
     def __contains__(self, key: object) -> bool:
         return key in self._end
 
