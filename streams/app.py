@@ -214,6 +214,8 @@ def build_pipeline(settings: Settings, registry: CollectorRegistry | None = None
     merge = pipe.merge
     merge.publish = pipe.hub.publish
     merge.listeners = lambda: len(pipe.hub.subs)
+    merge.others_working = lambda: any(r.working() for r in pipe.runners.values()
+                                       if r is not merge)
     pipe.evaluated.add(KpiCollector(merge.procs, modes(settings), settings.reporting_currency))
     if settings.targets_file is not None:
         pipe.targets = TargetBoard(load_targets(settings.targets_file),

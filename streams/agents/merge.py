@@ -25,7 +25,7 @@ from ..topics import Topics
 from ..topology import BY_NAME
 from .contracts import OutItem, Part
 from .inputs import PRUNE_EVERY_MS
-from .runner import LOOP_SLICE_S, StageRunner
+from .runner import LOOP_SLICE_S, LoopHold, StageRunner
 
 EMIT_MAX_CELLS = 2_000  # cells published per emission round (bounds flush size and latency)
 EMIT_MAX_VIEWS = 1_000  # rolling views published per emission round (same reason)
@@ -59,6 +59,8 @@ class MergeStage(StageRunner[MergePartition]):
         self.backlog: dict[int, bool] = {}  # partitions whose last round hit its budget
         self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
         self.listeners: Callable[[], int] | None = None  # how many there are
+        # set by the worker: another stage has a batch under way or input waiting
+        self.others_working: Callable[[], bool] = lambda: False
         self.publish_windows = frozenset(s.publish_windows)
         # documents are built for the live side (SSE, the wall: 1h cells, 24h views)
         # and for the topic
@@ -103,9 +105,23 @@ class MergeStage(StageRunner[MergePartition]):
         part.proc.dirty.clear()
 
     def finish(self, part: Part[MergePartition], wall: int) -> None:
-        self._maybe_emit(part, wall)  # once per batch: a round sorts what is pending
         part.dirty |= part.proc.dirty
         part.proc.dirty.clear()
+
+    async def finish_batch(self, parts: list[Part[MergePartition]], wall: int) -> None:
+        """A round per partition of the batch (a round sorts what is pending), once all
+        of the batch is applied: what the API reads is current before documents are
+        built. While a partition catches up and another stage of this worker has work
+        under way or waiting, its round is left to the tick (one a second): the
+        partials and events of the replay come first, its finals follow."""
+        held = LoopHold()
+        for part in parts:
+            if self.catching_up(part, wall) and self.others_working():
+                continue
+            await held.let_in_if_spent()
+            self._maybe_emit(part, wall)
+            part.dirty |= part.proc.dirty
+            part.proc.dirty.clear()
 
     def _maybe_emit(self, part: Part[MergePartition], wall: int) -> None:
         p = part.partition
@@ -172,15 +188,18 @@ class MergeStage(StageRunner[MergePartition]):
 
     async def _tick(self, wall: int) -> None:
         """The tick; then, if a round left documents to build on a partition no data
-        has reached for ``BACKLOG_QUIET_MS``, another tick as soon as the loop has
-        had its turn. While partials arrive, every batch runs a round; once they
-        stop (the end of a replay) only ticks did, one round (``EMIT_ROUND_S``) a
-        partition a second: the 16-day backfill's last finals took 13 s at a fifth
-        of a core. Data still arriving is not slowed by rounds of its own."""
+        has reached for ``BACKLOG_QUIET_MS``, and no other stage of this worker has
+        work under way or waiting, another tick as soon as the loop has had its turn.
+        Once partials stop (the end of a replay) only ticks ran rounds, one
+        (``EMIT_ROUND_S``) a partition a second: the 16-day backfill's last finals
+        took 13 s at a fifth of a core. The other stages come first: a stage-1 batch
+        of a replay holds a merge partition's partials back for a second or two, and
+        in a traced backfill rounds followed each other in that gap while the web
+        stage still had events to read."""
         await super()._tick(wall)
         quiet = any(left and wall - self.last_data.get(p, 0) >= BACKLOG_QUIET_MS
                     for p, left in self.backlog.items())
-        if quiet and not self.paused():
+        if quiet and not self.paused() and not self.others_working():
             # after this tick's task has ended: the pipeline runs one of a kind at once
             asyncio.get_running_loop().call_soon(
                 self.spawn, f"the backlog of stage {self.stage}", self.tick)

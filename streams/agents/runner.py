@@ -130,6 +130,7 @@ class StageRunner(Generic[P]):
         self.unacked: defaultdict[int, list[Any]] = defaultdict(list)
         self.flushed_at = 0  # wall clock of the last flush of every changed partition
         self.ack: Callable[[Any], Any] = _no_ack
+        self.more_input: Callable[[], bool] = lambda: False  # the intake's (see handle)
 
     # -- hooks for subclasses ------------------------------------------------------
     def new_processor(self, partition: int, store: MemoryStore) -> P:
@@ -149,6 +150,9 @@ class StageRunner(Generic[P]):
 
     def finish(self, part: Part[P], wall: int) -> None:
         """Work due once per batch (emission, scoring), after its last slice."""
+
+    async def finish_batch(self, parts: list[Part[P]], wall: int) -> None:
+        """Work due once per batch after every partition's ``finish``."""
 
     def tick_part(self, part: Part[P], wall: int) -> None:
         """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
@@ -284,12 +288,14 @@ class StageRunner(Generic[P]):
         then writes each cell it keeps touching once per interval rather than once
         per batch or slice. What is processed and not yet flushed is not
         acknowledged: a crash re-reads it, as it would the batch under way."""
+        self.more_input = more
         async with self.lock:
             wall = now_ms()
             groups: dict[int, list[Any]] = defaultdict(list)
             for ev in events:
                 groups[ev.message.partition].append(ev)
             held = LoopHold()
+            batch_parts: list[Part[P]] = []
             for p, evs in groups.items():
                 await held.let_in_if_spent()  # after the last partition's finish
                 part = await self.part(p)
@@ -322,6 +328,8 @@ class StageRunner(Generic[P]):
                 self.finish(part, wall)
                 part.changed = True
                 self.unacked[p].extend(evs)
+                batch_parts.append(part)
+            await self.finish_batch(batch_parts, wall)
             self.ack = ack
             done = now_ms()  # a batch of many slices takes a while
             if self.tick_due and not self.paused():
@@ -330,6 +338,10 @@ class StageRunner(Generic[P]):
                 await self._flush_unflushed(done)
             else:
                 self._flush_later(done)
+
+    def working(self) -> bool:
+        """A batch, flush or tick under way, or input fetched and waiting for one."""
+        return self.lock.locked() or self.more_input()
 
     def _process(self, part: Part[P], produced: dict[str, int], wall: int) -> None:
         clocked = getattr(part.proc, "produced", None)

@@ -546,15 +546,44 @@ def test_once_partials_stop_a_round_that_left_documents_is_followed_by_another_a
     asyncio.run(tick(w0 + 200))  # partials 200 ms ago: more may come with a batch
     assert merge.backlog[0] and spawned == []
     assert merge_module.MergePartition.unbuilt(part.proc) == left - 1
+    # another stage of the worker has a batch under way: it comes first
+    merge.others_working = lambda: True
+    asyncio.run(tick(w0 + merge_module.BACKLOG_QUIET_MS))
+    assert spawned == []
+    merge.others_working = lambda: False
     asyncio.run(tick(w0 + merge_module.BACKLOG_QUIET_MS))
     assert spawned == [("the backlog of stage merge", merge.tick)]
-    rounds = 2
+    rounds = 3
     while spawned:  # each started tick runs a round, and starts the next while any is left
         _, work = spawned.pop()
         asyncio.run(work())
         rounds += 1
     assert merge_module.MergePartition.unbuilt(part.proc) == 0 and not merge.backlog[0]
     assert rounds == left  # one cell a round, and no round more
+
+
+def test_a_catching_up_merge_batch_leaves_its_round_to_the_tick_while_another_stage_works(
+) -> None:
+    """A merge batch runs its rounds once every partition of it is applied. Catching
+    up, it leaves them to the tick while another stage of the worker has work under
+    way or waiting (the replay's events and partials come first); live, or with the
+    other stages idle, the batch runs them."""
+    merge, part, page_view_at, w0 = _live_merge("1h,1d")
+    later = w0 + 3_600_000  # an hour behind the wall clock, data arriving: a replay
+    page_view_at(w0)
+    merge.last_data[0] = later
+    merge.others_working = lambda: True
+    asyncio.run(merge.finish_batch([part], later))
+    assert 0 not in merge.last_emit and len(part.proc.pending) == 2
+    merge.others_working = lambda: False
+    asyncio.run(merge.finish_batch([part], later))
+    assert merge.last_emit[0] == later and not part.proc.pending
+    # live (not catching up), another stage's work does not hold the round back
+    merge2, part2, page_view_at2, w2 = _live_merge("1h,1d")
+    page_view_at2(w2)
+    merge2.others_working = lambda: True
+    asyncio.run(merge2.finish_batch([part2], w2))
+    assert merge2.last_emit[0] == w2 and not part2.proc.pending
 
 
 def test_the_emission_backlog_gauge_counts_open_cells_a_catch_up_holds_back() -> None:
