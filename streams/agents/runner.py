@@ -315,8 +315,11 @@ class StageRunner(Generic[P]):
                         if ts > produced.get(msg.topic, 0):
                             produced[msg.topic] = ts
                     n += 1
-                    if n >= size:
-                        # a slice's worth: process it and let the event loop in
+                    # a slice's worth (by count: stage 1's cost is in ``process``), or
+                    # a slice's time gone on ingesting (the merge's cost is there, and
+                    # its messages run from a heartbeat to thousands of rows): process
+                    # it and let the event loop in
+                    if n >= size or held.elapsed() >= LOOP_SLICE_S:
                         self._process(part, produced, wall)
                         size = self._resize_slice(n, held.elapsed())
                         await held.let_in()
@@ -456,7 +459,13 @@ class StageRunner(Generic[P]):
         part.seq += 1
         reported = self.watermark_doc(part)
         items = part.outbox + self.heartbeat(part, full, wall, reported)
-        updates = {key: part.proc.dump(key) for key in part.dirty}
+        # a replay's flush dumps thousands of keys a partition: a slice's time at once
+        updates: dict[str, Any] = {}
+        held = LoopHold()
+        for i, key in enumerate(list(part.dirty)):
+            if i % 256 == 255:
+                await held.let_in_if_spent()
+            updates[key] = part.proc.dump(key)
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
         cold_counts = getattr(getattr(part.proc, "cold", None), "counts", None)

@@ -346,15 +346,36 @@ def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
     assert want and summed(prod_sliced, topics.partials) == want
 
 
+def test_a_slice_ends_when_its_time_is_spent_whatever_its_count(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The messages per slice adapt to what the last slices cost, but messages vary
+    (the merge's partials run from a heartbeat to thousands of rows): a slice also
+    ends once LOOP_SLICE_S is spent taking its messages in."""
+    from streams.agents import runner as runner_module
+
+    async def run(stage: Any, pv: str) -> int:
+        batch = [_message(pv, 0, i, [_page_view(i, i % 50)]) for i in range(8)]
+        return await _turns_during(lambda: stage.handle(batch, _noack))
+
+    whole, _, _, pv = _web_stage()
+    turns_whole = asyncio.run(run(whole, pv))
+    monkeypatch.setattr(runner_module, "LOOP_SLICE_S", 1e-9)
+    timed, _, _, _ = _web_stage()
+    assert timed.slice_messages == runner_module.SLICE_MAX_MESSAGES  # the count allows all 8
+    assert asyncio.run(run(timed, pv)) >= turns_whole + 7
+
+
 def test_a_tick_and_a_flush_let_the_loop_in_once_a_slice_is_spent(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tick yields between partitions (expiry walks a partition's state) and a
-    flush's send between slices of its outputs (a round's snapshot documents), once
-    LOOP_SLICE_S is spent; what is sent is the same, in the same order."""
+    """The tick yields between partitions (expiry walks a partition's state), a
+    flush's send between slices of its outputs (a round's snapshot documents) and
+    its state dump between slices of its keys, once LOOP_SLICE_S is spent; what is
+    sent is the same, in the same order."""
     from streams.agents import runner as runner_module
     from streams.agents.contracts import OutItem
+    from streams.kpis.visitors import hot_name
 
-    def run(slice_s: float) -> tuple[int, int, list[Any]]:
+    def run(slice_s: float) -> tuple[int, int, int, list[Any]]:
         monkeypatch.setattr(runner_module, "LOOP_SLICE_S", slice_s)
         stage, prod, _, pv = _web_stage()
 
@@ -364,13 +385,17 @@ def test_a_tick_and_a_flush_let_the_loop_in_once_a_slice_is_spent(
             ticked = await _turns_during(stage.tick)
             items = [OutItem("out", 0, f"k{i}", {"i": i}) for i in range(1000)]
             sent = await _turns_during(lambda: stage.send_outputs(items))
-            return ticked, sent
+            part = stage.parts[0]  # a flush of 1,000 changed keys (gone: tombstones)
+            part.dirty |= {hot_name(f"gone-{i}") for i in range(1000)}
+            dumped = await _turns_during(lambda: stage._flush(part, 0, full=False))
+            return ticked, sent, dumped
 
-        ticked, sent = asyncio.run(scenario())
-        return ticked, sent, prod.sent[("out", 0)]
+        ticked, sent, dumped = asyncio.run(scenario())
+        return ticked, sent, dumped, prod.sent[("out", 0)]
 
-    tick_whole, send_whole, out_whole = run(10.0)
-    tick_sliced, send_sliced, out_sliced = run(1e-9)
+    tick_whole, send_whole, dump_whole, out_whole = run(10.0)
+    tick_sliced, send_sliced, dump_sliced, out_sliced = run(1e-9)
     assert tick_sliced >= tick_whole + 2  # before the second and the third partition
     assert send_sliced >= send_whole + 3  # after each 256 of the 1,000 documents
+    assert dump_sliced >= dump_whole + 3  # after each 256 of the 1,000 keys dumped
     assert out_sliced == out_whole == [{"i": i} for i in range(1000)]
