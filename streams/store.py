@@ -165,14 +165,14 @@ class StateWriter:
         self.topic = topic
         self.partition = partition
 
-    async def write(self, updates: dict[str, Any], outbox: Sequence[Sequence[Any]],
-                    meta: dict[str, Any]) -> Written:
-        """Write one flush; returns once everything is acknowledged. ``outbox``: the
+    async def write(self, state: list[tuple[bytes, bytes | None]],
+                    outbox: Sequence[Sequence[Any]], meta: dict[str, Any]) -> Written:
+        """Write one flush; returns once everything is acknowledged. ``state``: the
+        changed keys' records (``state_record``; None a tombstone); ``outbox``: the
         flush's messages as ``(topic, partition, key, value)``, sent again after a
         restore if the flush's own sending may not have happened."""
         flush = uuid.uuid4().hex
         headers = [("f", flush.encode())]
-        state = [(key.encode(), statecodec.encode(value)) for key, value in updates.items()]
         records: list[tuple[bytes | None, bytes | None]] = list(state)
         chunks = _chunks([list(item) for item in outbox])
         for i, items in enumerate(chunks):
@@ -183,6 +183,11 @@ class StateWriter:
         offset = await send_records(self.producer, self.topic, self.partition, records,
                                     headers)
         return Written(flush, offset, state, meta)
+
+
+def state_record(key: str, value: Any) -> tuple[bytes, bytes | None]:
+    """The changelog record of one state key's value (None: a tombstone)."""
+    return key.encode(), statecodec.encode(value)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from ..kpis.visitors import RAW_KEY_PREFIXES
 from ..outputs.metrics import Metrics
 from ..settings import Settings
 from ..statestore import MemoryStore, StoreMemory, open_store
-from ..store import StateWriter, restore, send_records
+from ..store import StateWriter, restore, send_records, state_record
 from ..topics import Topics
 from ..topology import StageDecl, retention
 from .contracts import OutItem, P, Part
@@ -459,13 +459,14 @@ class StageRunner(Generic[P]):
         part.seq += 1
         reported = self.watermark_doc(part)
         items = part.outbox + self.heartbeat(part, full, wall, reported)
-        # a replay's flush dumps thousands of keys a partition: a slice's time at once
-        updates: dict[str, Any] = {}
+        # a replay's flush dumps and encodes thousands of keys a partition: a slice's
+        # time at once
+        state: list[tuple[bytes, bytes | None]] = []
         held = LoopHold()
         for i, key in enumerate(list(part.dirty)):
             if i % 256 == 255:
                 await held.let_in_if_spent()
-            updates[key] = part.proc.dump(key)
+            state.append(state_record(key, part.proc.dump(key)))
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
         cold_counts = getattr(getattr(part.proc, "cold", None), "counts", None)
@@ -474,8 +475,8 @@ class StageRunner(Generic[P]):
             # the count from here instead of reading every cold key back
             meta["cold"] = cold_counts()
         written = await self._retrying("write state",
-                                       lambda: part.writer.write(updates, items, meta))
-        fault = self.fault if (updates or items) else None
+                                       lambda: part.writer.write(state, items, meta))
+        fault = self.fault if (state or items) else None
         if fault is not None:
             fault.reached("after-changelog")
         if written.offset is not None:
@@ -492,7 +493,7 @@ class StageRunner(Generic[P]):
             fault.reached("after-store")
         sendable = items + part.after
         await self._retrying("send outputs", lambda: self.send_outputs(sendable))
-        self.metrics.flushed_keys.labels(self.stage).inc(len(updates))
+        self.metrics.flushed_keys.labels(self.stage).inc(len(state))
         part.dirty.clear()
         part.outbox = []
         part.after = []
