@@ -109,7 +109,7 @@ class MergeStage(StageRunner[MergePartition]):
         part.proc.dirty.clear()
 
     async def finish_batch(self, parts: list[Part[MergePartition]], wall: int) -> None:
-        """A round per partition of the batch (a round sorts what is pending), once all
+        """A round per partition of the batch (a round builds what is pending), once all
         of the batch is applied: what the API reads is current before documents are
         built. While a partition catches up and another stage of this worker has work
         under way or waiting, its round is left to the tick (one a second): the

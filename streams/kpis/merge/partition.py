@@ -56,9 +56,10 @@ class MergePartition(LedgerMixin, DocumentsMixin, ViewsMixin, PersistenceMixin):
         self.applied: dict[str, list[int]] = {}  # source -> last [sequence, piece] applied
         self.pending: set[CellKey] = set()  # changed since the last emission
         # the pending keys oldest first, as (start, size, dim): a heap that a round
-        # takes from and pushes only the keys new since the last round to (sorting all
-        # of pending every round was 40 % of a replay's emission time). ``_queued``:
-        # the keys it holds; one no longer pending is skipped when it comes out
+        # takes from and pushes only the keys new since the last round to (sorting and
+        # walking all of pending every round was about a third of a replay's emission
+        # time in the last release's profile). ``_queued``: the keys it holds; one no
+        # longer pending is skipped when it comes out
         self._order: list[tuple[int, str, str]] = []
         self._queued: set[CellKey] = set()
         # open cells changed while catching up, their documents not built (finals_only):
