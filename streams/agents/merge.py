@@ -101,12 +101,21 @@ class MergeStage(StageRunner[MergePartition]):
                            self.settings.catchup_lag_ms, CATCHUP_QUIET_MS)
 
     def process(self, part: Part[MergePartition], wall: int) -> None:
-        part.dirty |= part.proc.dirty
-        part.proc.dirty.clear()
+        self._take_dirty(part)
 
     def finish(self, part: Part[MergePartition], wall: int) -> None:
-        part.dirty |= part.proc.dirty
-        part.proc.dirty.clear()
+        self._take_dirty(part)
+
+    @staticmethod
+    def _take_dirty(part: Part[MergePartition]) -> bool:
+        """Move the keys the processor changed to the partition's next flush; whether
+        there were any."""
+        dirty = part.proc.dirty
+        if not dirty:
+            return False
+        part.dirty |= dirty
+        dirty.clear()
+        return True
 
     async def finish_batch(self, parts: list[Part[MergePartition]], wall: int) -> None:
         """A round per partition of the batch (a round builds what is pending), once all
@@ -116,17 +125,19 @@ class MergeStage(StageRunner[MergePartition]):
         partials and events of the replay come first, its finals follow."""
         held = LoopHold()
         for part in parts:
-            if self.catching_up(part, wall) and self.others_working():
+            behind = self.catching_up(part, wall)
+            if behind and self.others_working():
                 continue
             await held.let_in_if_spent()
-            self._maybe_emit(part, wall)
-            part.dirty |= part.proc.dirty
-            part.proc.dirty.clear()
+            self._maybe_emit(part, wall, behind)
+            self._take_dirty(part)
 
-    def _maybe_emit(self, part: Part[MergePartition], wall: int) -> None:
+    def _maybe_emit(self, part: Part[MergePartition], wall: int,
+                    behind: bool | None = None) -> None:
         p = part.partition
         publisher = self.publishers[p]
-        behind = self.catching_up(part, wall)
+        if behind is None:
+            behind = self.catching_up(part, wall)
         last = self.last_emit.get(p, 0)
         # a backlog (a replay of history) is worked off round after round; live
         # changes are recomputed at most once per live interval, and when the KPI
@@ -212,9 +223,7 @@ class MergeStage(StageRunner[MergePartition]):
                 if key.split("|", 2)[1] in self.publish_windows:
                     part.outbox.append(OutItem(topic, snapshot_partition(key, n), key, doc))
         self._maybe_emit(part, wall)
-        if part.proc.dirty:
-            part.dirty |= part.proc.dirty
-            part.proc.dirty.clear()
+        if self._take_dirty(part):
             part.changed = True
 
     def meta_extra(self, part: Part[MergePartition]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ async def _no_ack(event: Any) -> None:
 
 LOOP_SLICE_S = 0.05  # about the longest a batch holds the event loop at a time
 SLICE_MAX_MESSAGES = 10_000
+PACE_EVERY = 256  # items between looks at the clock in LoopHold.pace
 
 _SPAWNED: set[asyncio.Future[None]] = set()
 
@@ -77,6 +78,12 @@ class LoopHold:
     async def let_in_if_spent(self) -> None:
         if time.perf_counter() - self.begun >= LOOP_SLICE_S:
             await self.let_in()
+
+    async def pace(self, i: int) -> None:
+        """In a loop over many small items (the ``i``-th now): every ``PACE_EVERY``
+        items, let the loop in if the slice is spent (the clock is not read per item)."""
+        if i % PACE_EVERY == PACE_EVERY - 1:
+            await self.let_in_if_spent()
 
 
 def _spawn(what: str, work: Callable[[], Awaitable[None]]) -> None:
@@ -464,8 +471,7 @@ class StageRunner(Generic[P]):
         state: list[tuple[bytes, bytes | None]] = []
         held = LoopHold()
         for i, key in enumerate(list(part.dirty)):
-            if i % 256 == 255:
-                await held.let_in_if_spent()
+            await held.pace(i)
             state.append(state_record(key, part.proc.dump(key)))
         meta = {"seq": part.seq, "offsets": part.offsets, "wall": wall,
                 **self.meta_extra(part)}
@@ -526,9 +532,8 @@ class StageRunner(Generic[P]):
             defaultdict(list)
         held = LoopHold()
         for i, (topic, partition, key, value) in enumerate(items):
-            if i % 256 == 255:
-                # a flush of many snapshot documents: serialised a slice at a time
-                await held.let_in_if_spent()
+            # a flush of many snapshot documents: serialised a slice at a time
+            await held.pace(i)
             kb = key.encode() if isinstance(key, str) else key
             if partition is None:
                 partition = await self._default_partition(topic, kb)
