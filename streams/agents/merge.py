@@ -117,13 +117,13 @@ class MergeStage(StageRunner[MergePartition]):
         dirty.clear()
         return True
 
-    async def finish_batch(self, parts: list[Part[MergePartition]], wall: int) -> None:
+    async def finish_batch(self, parts: list[Part[MergePartition]], wall: int,
+                           held: LoopHold) -> None:
         """A round per partition of the batch (a round builds what is pending), once all
         of the batch is applied: what the API reads is current before documents are
         built. While a partition catches up and another stage of this worker has work
         under way or waiting, its round is left to the tick (one a second): the
         partials and events of the replay come first, its finals follow."""
-        held = LoopHold()
         for part in parts:
             behind = self.catching_up(part, wall)
             if behind and self.others_working():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
@@ -54,16 +55,44 @@ PACE_EVERY = 256  # items between looks at the clock in LoopHold.pace
 _SPAWNED: set[asyncio.Future[None]] = set()
 
 
+# The loop's turn for long work (see take_turn): a lock per event loop (tests run
+# many loops; a lock belongs to the loop it was first used on).
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = \
+    weakref.WeakKeyDictionary()
+
+
+async def take_turn() -> None:
+    """Wait until no other long work has held the event loop in this turn of it, then
+    hold it for the rest of the turn.
+
+    Each long piece of work (a stage's batch, a tick, a large flush) lets the loop in
+    once ``LOOP_SLICE_S`` is spent, but the loop runs one step of every ready task in
+    a turn: with seven stages and a flush per partition ready together, one turn ran
+    a slice of each, and a timer, a request or the producer waited for all of them. A
+    slice takes the turn, and the lock comes free at the next turn (``call_soon``): a
+    second slice waits while the loop serves what else is ready, and the stages take
+    turns in the order they asked. It is never held past the turn, whatever its
+    holder awaits, so no work waits on another for longer than a turn each."""
+    loop = asyncio.get_running_loop()
+    lock = _TURNS.get(loop)
+    if lock is None:
+        lock = _TURNS[loop] = asyncio.Lock()
+    await lock.acquire()
+    loop.call_soon(lock.release)
+
+
 class LoopHold:
     """How long work has held the event loop since it last let it in. Long work (a
     batch, a tick, a flush's outputs) goes in pieces, and between them lets the loop
     in once ``LOOP_SLICE_S`` is spent, so timers, the web server and the producer
-    get their turn."""
+    get their turn; each piece takes the loop's turn for long work (``take_turn``),
+    so no two pieces run in one turn of the loop."""
 
-    __slots__ = ("begun",)
+    __slots__ = ("begun", "turned")
 
     def __init__(self) -> None:
         self.begun = time.perf_counter()
+        self.turned = False  # whether it has taken a turn yet
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.begun
@@ -71,9 +100,15 @@ class LoopHold:
     def restart(self) -> None:
         self.begun = time.perf_counter()
 
+    async def take(self) -> None:
+        """Start (or go on with) long work: wait for the loop's turn for it."""
+        await take_turn()
+        self.turned = True
+        self.begun = time.perf_counter()
+
     async def let_in(self) -> None:
         await asyncio.sleep(0)
-        self.begun = time.perf_counter()
+        await self.take()
 
     async def let_in_if_spent(self) -> None:
         if time.perf_counter() - self.begun >= LOOP_SLICE_S:
@@ -81,9 +116,14 @@ class LoopHold:
 
     async def pace(self, i: int) -> None:
         """In a loop over many small items (the ``i``-th now): every ``PACE_EVERY``
-        items, let the loop in if the slice is spent (the clock is not read per item)."""
+        items, let the loop in if the slice is spent (the clock is not read per item).
+        Work that turns out long takes the loop's turn then; short work never waits
+        for it."""
         if i % PACE_EVERY == PACE_EVERY - 1:
-            await self.let_in_if_spent()
+            if time.perf_counter() - self.begun >= LOOP_SLICE_S:
+                await self.let_in()
+            elif not self.turned:
+                await self.take()
 
 
 def _spawn(what: str, work: Callable[[], Awaitable[None]]) -> None:
@@ -158,8 +198,9 @@ class StageRunner(Generic[P]):
     def finish(self, part: Part[P], wall: int) -> None:
         """Work due once per batch (emission, scoring), after its last slice."""
 
-    async def finish_batch(self, parts: list[Part[P]], wall: int) -> None:
-        """Work due once per batch after every partition's ``finish``."""
+    async def finish_batch(self, parts: list[Part[P]], wall: int, held: LoopHold) -> None:
+        """Work due once per batch after every partition's ``finish``; ``held``: the
+        batch's hold on the event loop so far (long work lets it in when spent)."""
 
     def tick_part(self, part: Part[P], wall: int) -> None:
         """Periodic work (idle watermarks, expiry); mark ``part.changed`` to flush."""
@@ -302,6 +343,7 @@ class StageRunner(Generic[P]):
             for ev in events:
                 groups[ev.message.partition].append(ev)
             held = LoopHold()
+            await held.take()
             batch_parts: list[Part[P]] = []
             for p, evs in groups.items():
                 await held.let_in_if_spent()  # after the last partition's finish
@@ -339,7 +381,7 @@ class StageRunner(Generic[P]):
                 part.changed = True
                 self.unacked[p].extend(evs)
                 batch_parts.append(part)
-            await self.finish_batch(batch_parts, wall)
+            await self.finish_batch(batch_parts, wall, held)
             self.ack = ack
             done = now_ms()  # a batch of many slices takes a while
             if self.tick_due and not self.paused():
@@ -433,6 +475,7 @@ class StageRunner(Generic[P]):
             await self.part(p)
         due = []
         held = LoopHold()
+        await held.take()
         for part in list(self.parts.values()):
             # expiry walks a partition's state and emission builds documents: a
             # partition's worth at a time, letting the event loop in between

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from streams import statecodec
+from streams.agents.runner import LoopHold
 from streams.agents.stages import FunnelStage, InputStage
 from streams.events import Decoder
 from streams.outputs.metrics import Metrics
@@ -573,16 +574,16 @@ def test_a_catching_up_merge_batch_leaves_its_round_to_the_tick_while_another_st
     page_view_at(w0)
     merge.last_data[0] = later
     merge.others_working = lambda: True
-    asyncio.run(merge.finish_batch([part], later))
+    asyncio.run(merge.finish_batch([part], later, LoopHold()))
     assert 0 not in merge.last_emit and len(part.proc.pending) == 2
     merge.others_working = lambda: False
-    asyncio.run(merge.finish_batch([part], later))
+    asyncio.run(merge.finish_batch([part], later, LoopHold()))
     assert merge.last_emit[0] == later and not part.proc.pending
     # live (not catching up), another stage's work does not hold the round back
     merge2, part2, page_view_at2, w2 = _live_merge("1h,1d")
     page_view_at2(w2)
     merge2.others_working = lambda: True
-    asyncio.run(merge2.finish_batch([part2], w2))
+    asyncio.run(merge2.finish_batch([part2], w2, LoopHold()))
     assert merge2.last_emit[0] == w2 and not part2.proc.pending
 
 

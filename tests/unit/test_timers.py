@@ -307,21 +307,24 @@ async def _turns_during(work: Callable[[], Any]) -> int:
     return turns - before
 
 
+def _summed(prod: Any, topic: str) -> dict[tuple[Any, ...], dict[str, int]]:
+    """The partial rows a stage sent to ``topic``, summed per cell (slicing a batch
+    changes how they are split between messages, not their sum)."""
+    out: dict[tuple[Any, ...], dict[str, int]] = {}
+    for (t, _p), docs in prod.sent.items():
+        for doc in docs if t == topic else ():
+            for family, size, start, dim, comps in doc.get("d", ()):
+                row = out.setdefault((family, size, start, dim), {})
+                for comp, value in comps.items():
+                    row[comp] = row.get(comp, 0) + value
+    return {k: {c: v for c, v in row.items() if v} for k, row in out.items()}
+
+
 def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch processes a slice of its messages at a time and lets the event loop
     in between (LOOP_SLICE_S); what it sends downstream is the same as in one go."""
     from streams.agents import runner as runner_module
-
-    def summed(prod: Any, topic: str) -> dict[tuple[Any, ...], dict[str, int]]:
-        out: dict[tuple[Any, ...], dict[str, int]] = {}
-        for (t, _p), docs in prod.sent.items():
-            for doc in docs if t == topic else ():
-                for family, size, start, dim, comps in doc.get("d", ()):
-                    row = out.setdefault((family, size, start, dim), {})
-                    for comp, value in comps.items():
-                        row[comp] = row.get(comp, 0) + value
-        return {k: {c: v for c, v in row.items() if v} for k, row in out.items()}
 
     async def run(stage: Any, pv: str) -> int:
         batch = [_message(pv, 0, i, [_page_view(i, i % 50), _page_view(100 + i, 55)])
@@ -342,8 +345,8 @@ def test_a_batch_lets_the_loop_in_between_slices_and_computes_the_same(
     assert whole.slice_messages == 1
     monkeypatch.setattr(runner_module, "LOOP_SLICE_S", 1.0)
     assert whole._resize_slice(1, 1e-6) == 2  # cheap now: it grows, doubling at most
-    want = summed(prod_whole, topics.partials)
-    assert want and summed(prod_sliced, topics.partials) == want
+    want = _summed(prod_whole, topics.partials)
+    assert want and _summed(prod_sliced, topics.partials) == want
 
 
 def test_a_slice_ends_when_its_time_is_spent_whatever_its_count(
@@ -399,3 +402,91 @@ def test_a_tick_and_a_flush_let_the_loop_in_once_a_slice_is_spent(
     assert send_sliced >= send_whole + 3  # after each 256 of the 1,000 documents
     assert dump_sliced >= dump_whole + 3  # after each 256 of the 1,000 keys dumped
     assert out_sliced == out_whole == [{"i": i} for i in range(1000)]
+
+
+class _TurnCounter:
+    """Counts the event loop's turns: a callback that schedules itself again runs
+    exactly once a turn (a turn runs what was ready when it began)."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_soon(self._count)
+
+    def _count(self) -> None:
+        self.turn += 1
+        self._handle = self._loop.call_soon(self._count)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
+def test_long_work_of_two_tasks_takes_turns_of_the_loop() -> None:
+    """Two long pieces of work (two stages' batches) that both let the loop in after
+    each slice: the loop runs one step of every ready task a turn, so before, each
+    turn ran a slice of both. Now a slice takes the loop's turn for long work
+    (streams.agents.runner.take_turn): no turn runs two, and both get their turns."""
+    from streams.agents.runner import LoopHold
+
+    async def scenario() -> dict[int, list[str]]:
+        counter = _TurnCounter()
+        slices: dict[int, list[str]] = {}
+
+        async def work(name: str) -> None:
+            held = LoopHold()
+            await held.take()
+            for _ in range(5):
+                slices.setdefault(counter.turn, []).append(name)
+                await held.let_in()
+
+        await asyncio.gather(work("a"), work("b"), work("c"))
+        counter.stop()
+        return slices
+
+    slices = asyncio.run(scenario())
+    assert all(len(names) == 1 for names in slices.values()), slices
+    assert sorted(n for names in slices.values() for n in names) == \
+        ["a"] * 5 + ["b"] * 5 + ["c"] * 5
+    order = [names[0] for _, names in sorted(slices.items())]
+    assert order[:6] == ["a", "b", "c", "a", "b", "c"]  # in the order they asked
+
+
+def test_two_stages_batches_run_their_slices_in_turns_and_compute_the_same(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two stages handed a batch each at once, every message a slice: never two
+    slices in one turn of the loop, and each sends what it sends alone."""
+    from streams.agents import runner as runner_module
+
+    def batch(pv: str, base: int) -> list[Any]:
+        return [_message(pv, 0, i, [_page_view(base + i, i % 50)]) for i in range(6)]
+
+    alone_a, prod_alone_a, topics, pv = _web_stage()
+    alone_b, prod_alone_b, _, _ = _web_stage()
+    asyncio.run(alone_a.handle(batch(pv, 0), _noack))
+    asyncio.run(alone_b.handle(batch(pv, 100), _noack))
+
+    monkeypatch.setattr(runner_module, "LOOP_SLICE_S", 1e-9)  # every message a slice
+    a, prod_a, _, _ = _web_stage()
+    b, prod_b, _, _ = _web_stage()
+    a.slice_messages = b.slice_messages = 1
+    turns: dict[int, list[str]] = {}
+
+    async def scenario() -> None:
+        counter = _TurnCounter()
+        def noted(name: str, process: Callable[[Any, int], None]) -> Callable[[Any, int], None]:
+            def processed(part: Any, wall: int) -> None:
+                turns.setdefault(counter.turn, []).append(name)
+                process(part, wall)
+            return processed
+
+        a.process = noted("a", a.process)  # type: ignore[method-assign]
+        b.process = noted("b", b.process)  # type: ignore[method-assign]
+        await asyncio.gather(a.handle(batch(pv, 0), _noack), b.handle(batch(pv, 100), _noack))
+        counter.stop()
+
+    asyncio.run(scenario())
+    assert sum(len(names) for names in turns.values()) == 12
+    assert all(len(names) == 1 for names in turns.values()), turns
+    for prod, alone in ((prod_a, prod_alone_a), (prod_b, prod_alone_b)):
+        want = _summed(alone, topics.partials)
+        assert want and _summed(prod, topics.partials) == want
