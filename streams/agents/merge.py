@@ -96,9 +96,15 @@ class MergeStage(StageRunner[MergePartition]):
                 self.metrics.replayed_partials.inc()
 
     def catching_up(self, part: Part[MergePartition], wall: int) -> bool:
+        """Whether the partition is working off a replay or a backlog (see
+        :func:`catching_up`). It has ended once no data has come for
+        ``CATCHUP_QUIET_MS``, or for ``BACKLOG_QUIET_MS`` while no other stage of this
+        worker has work under way or waiting: then nothing here can send more, and a
+        16-day backfill's open cells waited 9 s longer for nothing."""
+        quiet = CATCHUP_QUIET_MS if self.others_working() else BACKLOG_QUIET_MS
         return catching_up(wall, part.proc.event_time_now(),
                            self.last_data.get(part.partition, 0),
-                           self.settings.catchup_lag_ms, CATCHUP_QUIET_MS)
+                           self.settings.catchup_lag_ms, quiet)
 
     def process(self, part: Part[MergePartition], wall: int) -> None:
         self._take_dirty(part)

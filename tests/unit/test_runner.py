@@ -587,6 +587,23 @@ def test_a_catching_up_merge_batch_leaves_its_round_to_the_tick_while_another_st
     assert merge2.last_emit[0] == w2 and not part2.proc.pending
 
 
+def test_a_catch_up_ends_a_second_after_its_last_data_once_the_other_stages_are_idle(
+) -> None:
+    """A replay has ended for a merge partition once no data has come for 10 s; or
+    for a second, when no other stage of the worker has work under way or waiting
+    (nothing in this worker can send it more), so its open cells go out sooner."""
+    merge, part, page_view_at, w0 = _live_merge("1h,1d")
+    later = w0 + 3_600_000  # an hour behind the wall clock: history
+    page_view_at(w0)
+    merge.last_data[0] = later
+    merge.others_working = lambda: True  # stage 1 still reading: a lull of the replay
+    assert merge.catching_up(part, later + 5_000)
+    assert not merge.catching_up(part, later + 10_000)
+    merge.others_working = lambda: False
+    assert merge.catching_up(part, later + 500)
+    assert not merge.catching_up(part, later + 1_000)
+
+
 def test_the_emission_backlog_gauge_counts_open_cells_a_catch_up_holds_back() -> None:
     """Catching up with nobody listening live, a round builds finals only and holds
     the open cells back until the catch-up ends: the KPI topic has not caught up
