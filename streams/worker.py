@@ -4,6 +4,7 @@ worker that stops within KPI_SHUTDOWN_GRACE even when Kafka is away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -31,12 +32,28 @@ GC_THRESHOLDS = (50_000, 50, 100)
 SWITCH_INTERVAL_S = 0.001
 
 
+def _freeze_survivors(phase: str, info: dict[str, Any]) -> None:
+    """After a collection of the middle generation: what survived it is the worker's
+    state (cells, visitors, ledgers), which lives on, and is frozen so that no
+    collection walks it again. The collector runs a full collection whenever a
+    quarter of what it walked last time is new, and that walked all of the state:
+    240 ms after a 16-day replay in process, 9 ms with this (bench/gcpause.py).
+    Frozen objects are still freed by reference counting; only a cycle among them
+    stays, and there are few: the stopped worker's collection after a 60-day
+    backfill found ~1,000 more than without freezing."""
+    if phase == "stop" and info["generation"] >= 1:
+        gc.freeze()
+
+
 def tune_interpreter() -> None:
-    """Collect cycles less often, and never walk what was loaded at start (modules,
-    settings, the app): the worker's garbage is nearly all acyclic. Hand the
-    interpreter between threads sooner (``SWITCH_INTERVAL_S``)."""
+    """Collect cycles less often, and never walk again what was loaded at start
+    (modules, settings, the app) or what survived the young generations (the state):
+    the worker's garbage is nearly all acyclic. Hand the interpreter between threads
+    sooner (``SWITCH_INTERVAL_S``)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    if _freeze_survivors not in gc.callbacks:
+        gc.callbacks.append(_freeze_survivors)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
@@ -44,9 +61,12 @@ def _free_state(pipe: Any) -> None:
     """Once the worker has stopped: drop its partitions' state and collect it. Left
     to the interpreter's shutdown, the cells' sketches (a C++ extension's objects)
     outlived their module, and nanobind printed a leak report of hundreds of lines
-    at every stop, though nothing had leaked."""
+    at every stop, though nothing had leaked. What was frozen is collected too."""
     for runner in pipe.runners.values():
         runner.parts.clear()
+    with contextlib.suppress(ValueError):
+        gc.callbacks.remove(_freeze_survivors)
+    gc.unfreeze()
     gc.collect()
 
 
