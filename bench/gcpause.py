@@ -8,8 +8,9 @@ pipeline (every stage, the merge included, as ``streams.local`` builds it; a day
 batch, then emission and expiry, with the inputs' horizon a worker would read) under
 one setting of the collector, timing the whole replay and every collection
 (``gc.callbacks``). Reported: the best of ``--repeat`` rounds per setting, the share
-of time in the collector, its longest pause, the peak resident memory, and the
-ratio default / tuned.
+of time in the collector, its longest pause, what one full collection costs at the
+end (over the objects it tracks and has not frozen), the peak resident memory, and
+the ratio default / tuned.
 Results: bench/results/gcpause-<ts>.json.
 """
 
@@ -68,11 +69,20 @@ def one(days: int, sessions: int, tuned: bool) -> dict[str, Any]:
         lp.expire()
     total = time.perf_counter() - t0
     gc.callbacks.remove(timed)
+    # what one full collection costs now, with the replay's state on the heap: the
+    # collector runs one whenever a quarter of what it walked last time is new, over
+    # everything it tracks and has not frozen
+    tracked = len(gc.get_objects())
+    t1 = time.perf_counter()
+    gc.collect()
+    full = time.perf_counter() - t1
     import resource
 
     return {"events": sum(len(b) for b in batches), "seconds": total,
             "gc_seconds": spent[0], "gc_share": spent[0] / total,
             "longest_pause_ms": 1000 * worst[0],
+            "full_collection_ms": 1000 * full, "tracked_objects": tracked,
+            "frozen_objects": gc.get_freeze_count(),
             # peak resident memory: cycles the collector now finds later cost this
             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -98,7 +108,8 @@ def main() -> int:
             runs[mode].append(res)
             print(f"[{i + 1}/{args.repeat}] {mode:8} {res['seconds']:6.2f} s, collector "
                   f"{100 * res['gc_share']:4.1f} %, longest pause "
-                  f"{res['longest_pause_ms']:5.0f} ms, peak RSS {res['max_rss_mb']:.0f} MB",
+                  f"{res['longest_pause_ms']:5.0f} ms, a full collection "
+                  f"{res['full_collection_ms']:5.0f} ms, peak RSS {res['max_rss_mb']:.0f} MB",
                   file=sys.stderr, flush=True)
     best = {mode: min(rs, key=lambda r: r["seconds"]) for mode, rs in runs.items()}
     result = {"days": args.days, "sessions_per_day": args.sessions, "runs": runs,
