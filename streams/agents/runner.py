@@ -126,6 +126,15 @@ class LoopHold:
                 await self.take()
 
 
+def serialised(value: Any) -> Any:
+    """An output's JSON value serialised once, as a fragment ``orjson.dumps`` copies
+    into whatever holds it (the changelog's outbox records, the message sent) as
+    it is; a string (sent as its text) and None (a tombstone) stay as they are."""
+    if value is None or isinstance(value, (str, orjson.Fragment)):
+        return value
+    return orjson.Fragment(orjson.dumps(value))
+
+
 def _spawn(what: str, work: Callable[[], Awaitable[None]]) -> None:
     """A runner on its own (tests): the task is kept until it is done."""
     task = asyncio.ensure_future(work())
@@ -508,11 +517,16 @@ class StageRunner(Generic[P]):
         started = time.perf_counter()
         part.seq += 1
         reported = self.watermark_doc(part)
-        items = part.outbox + self.heartbeat(part, full, wall, reported)
-        # a replay's flush dumps and encodes thousands of keys a partition: a slice's
-        # time at once
-        state: list[tuple[bytes, bytes | None]] = []
+        # a replay's flush dumps and encodes thousands of keys a partition and
+        # serialises as many outputs: a slice's time at once. Each output is
+        # serialised once, here: the changelog's copy of the outbox (sized, then
+        # written) and the send take the same bytes
         held = LoopHold()
+        items: list[OutItem] = []
+        for i, item in enumerate(part.outbox + self.heartbeat(part, full, wall, reported)):
+            await held.pace(i)
+            items.append(item._replace(value=serialised(item.value)))
+        state: list[tuple[bytes, bytes | None]] = []
         for i, key in enumerate(list(part.dirty)):
             await held.pace(i)
             state.append(state_record(key, part.proc.dump(key)))
@@ -580,6 +594,7 @@ class StageRunner(Generic[P]):
             kb = key.encode() if isinstance(key, str) else key
             if partition is None:
                 partition = await self._default_partition(topic, kb)
+            # a fragment (``serialised``) is copied as it is
             vb = value.encode() if isinstance(value, str) else (
                 None if value is None else orjson.dumps(value))
             groups[(topic, partition)].append((kb, vb))

@@ -617,3 +617,51 @@ def test_the_emission_backlog_gauge_counts_open_cells_a_catch_up_holds_back() ->
     assert part.proc.unbuilt() == 0 and not merge.backlog[0]  # nothing to build now
     assert len(part.proc.deferred) == 2  # the page view's open 1h and 1d cells
     assert _backlog(merge) == {"0": 2}
+
+
+def test_a_flush_serialises_each_output_once_for_the_changelog_and_the_send(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush's outputs go twice: into the changelog's outbox records (sized, then
+    written, so a restore can send them again) and to their topics. Each value is
+    serialised once (it was three times: twice for the changelog, once to send),
+    and both copies are that JSON."""
+    from streams import store as store_module
+    from streams.agents import runner as runner_module
+    from streams.agents.contracts import OutItem
+
+    stage, prod, _, pv = _web_stage()
+    asyncio.run(stage.handle([_message(pv, 0, 0, _page_view(0, 5))], _noack))
+    part = stage.parts[0]
+    values = [{"doc": i, "rows": [[i, "x"]]} for i in range(3)]
+    part.outbox = [OutItem("out", 0, f"k{i}", v) for i, v in enumerate(values)]
+
+    def holds(obj: Any, value: Any) -> bool:
+        if obj is value:
+            return True
+        if isinstance(obj, dict):
+            return any(holds(v, value) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return any(holds(v, value) for v in obj)
+        return False
+
+    calls = {i: 0 for i in range(len(values))}
+    real = orjson.dumps
+
+    class Counting:
+        Fragment = orjson.Fragment
+
+        @staticmethod
+        def dumps(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+            for i, v in enumerate(values):
+                calls[i] += holds(obj, v)
+            return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "orjson", Counting)
+    monkeypatch.setattr(store_module, "orjson", Counting)
+    prod.clear()
+    asyncio.run(stage._flush(part, 0, full=False))
+    assert calls == {0: 1, 1: 1, 2: 1}
+    assert prod.sent[("out", 0)] == values  # as sent
+    logged = [doc for (t, _p), docs in prod.sent.items() if t == stage.state_topic
+              for doc in docs if isinstance(doc, dict) and "items" in doc]
+    assert [item[3] for doc in logged for item in doc["items"]] == values  # as kept
