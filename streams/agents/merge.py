@@ -98,10 +98,15 @@ class MergeStage(StageRunner[MergePartition]):
     def catching_up(self, part: Part[MergePartition], wall: int) -> bool:
         """Whether the partition is working off a replay or a backlog (see
         :func:`catching_up`). It has ended once no data has come for
-        ``CATCHUP_QUIET_MS``, or for ``BACKLOG_QUIET_MS`` while no other stage of this
-        worker has work under way or waiting: then nothing here can send more, and a
-        16-day backfill's open cells waited 9 s longer for nothing."""
-        quiet = CATCHUP_QUIET_MS if self.others_working() else BACKLOG_QUIET_MS
+        ``CATCHUP_QUIET_MS``; or for ``BACKLOG_QUIET_MS``, once its rounds have built
+        every final (while catching up, ``pending`` holds finals only: open cells
+        wait in ``deferred``) and no other stage of this worker has work under way
+        or waiting (nothing here can send more): a 16-day backfill's open cells
+        waited 7 s longer for nothing. While finals are left to build, rounds stay
+        on them (caught up, rounds build open cells and rolling views every second
+        too, and a 60-day backfill's KPI topic then caught up 10-18 s later)."""
+        idle = not part.proc.pending and not self.others_working()
+        quiet = BACKLOG_QUIET_MS if idle else CATCHUP_QUIET_MS
         return catching_up(wall, part.proc.event_time_now(),
                            self.last_data.get(part.partition, 0),
                            self.settings.catchup_lag_ms, quiet)

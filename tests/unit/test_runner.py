@@ -590,8 +590,9 @@ def test_a_catching_up_merge_batch_leaves_its_round_to_the_tick_while_another_st
 def test_a_catch_up_ends_a_second_after_its_last_data_once_the_other_stages_are_idle(
 ) -> None:
     """A replay has ended for a merge partition once no data has come for 10 s; or
-    for a second, when no other stage of the worker has work under way or waiting
-    (nothing in this worker can send it more), so its open cells go out sooner."""
+    for a second, once its rounds have built every final and no other stage of the
+    worker has work under way or waiting (nothing in this worker can send it more),
+    so its open cells go out sooner."""
     merge, part, page_view_at, w0 = _live_merge("1h,1d")
     later = w0 + 3_600_000  # an hour behind the wall clock: history
     page_view_at(w0)
@@ -600,6 +601,10 @@ def test_a_catch_up_ends_a_second_after_its_last_data_once_the_other_stages_are_
     assert merge.catching_up(part, later + 5_000)
     assert not merge.catching_up(part, later + 10_000)
     merge.others_working = lambda: False
+    assert part.proc.pending  # no round yet: what changed may hold finals
+    assert merge.catching_up(part, later + 5_000)
+    merge._maybe_emit(part, later)  # a round catching up: the open cells wait aside
+    assert not part.proc.pending and part.proc.deferred
     assert merge.catching_up(part, later + 500)
     assert not merge.catching_up(part, later + 1_000)
 
