@@ -120,9 +120,9 @@ class LoopHold:
         Work that turns out long takes the loop's turn then; short work never waits
         for it."""
         if i % PACE_EVERY == PACE_EVERY - 1:
-            if time.perf_counter() - self.begun >= LOOP_SLICE_S:
-                await self.let_in()
-            elif not self.turned:
+            if self.turned or self.elapsed() >= LOOP_SLICE_S:
+                await self.let_in_if_spent()
+            else:
                 await self.take()
 
 
