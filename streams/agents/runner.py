@@ -352,7 +352,11 @@ class StageRunner(Generic[P]):
             for ev in events:
                 groups[ev.message.partition].append(ev)
             held = LoopHold()
-            await held.take()
+            if len(events) > self.slice_messages:
+                # long work: it takes the loop's turn from the start; a batch of one
+                # slice runs in the turn it came in, as a short flush does (live
+                # single-event input hands over many small batches a second)
+                await held.take()
             batch_parts: list[Part[P]] = []
             for p, evs in groups.items():
                 await held.let_in_if_spent()  # after the last partition's finish

@@ -490,3 +490,34 @@ def test_two_stages_batches_run_their_slices_in_turns_and_compute_the_same(
     for prod, alone in ((prod_a, prod_alone_a), (prod_b, prod_alone_b)):
         want = _summed(alone, topics.partials)
         assert want and _summed(prod, topics.partials) == want
+
+
+def test_a_batch_of_one_slice_does_not_wait_for_the_loops_turn() -> None:
+    """Short work runs in the turn it comes in, though another piece of long work
+    has taken that turn: a batch that fits in one slice (live input, many small
+    batches a second) is processed at once; a longer one waits for its turn."""
+    from streams.agents.runner import take_turn
+
+    async def scenario(stage: Any, batch: list[Any]) -> int:
+        counter = _TurnCounter()
+        seen: list[int] = []
+        process = stage.process
+
+        def processed(part: Any, wall: int) -> None:
+            seen.append(counter.turn)
+            process(part, wall)
+
+        stage.process = processed
+        await take_turn()  # long work holds this turn
+        asked = counter.turn
+        await stage.handle(batch, _noack)
+        counter.stop()
+        return seen[0] - asked
+
+    short, _, _, pv = _web_stage()
+    batch = [_message(pv, 0, i, [_page_view(i, i % 50)]) for i in range(3)]
+    assert short.slice_messages >= len(batch)
+    assert asyncio.run(scenario(short, batch)) == 0
+    long, _, _, _ = _web_stage()
+    long.slice_messages = 1  # three slices' worth: it waits for the next turn free
+    assert asyncio.run(scenario(long, batch)) >= 1
