@@ -14,7 +14,8 @@ is accounted for (accepted, duplicate, late or rejected) *and* every page view
 has reached the merged 1d total in stage 3 (the API). ``topic_seconds`` goes on
 until no changed cell or view waits for its documents
 (``kpi_streams_emission_backlog`` 0: the KPI topic has caught up, which takes
-the end of a catch-up, 10 s without data, and the views' cadence).
+the end of a catch-up, 10 s without data, or 1 s once the finals are built and
+the worker's other stages are idle, and the views' cadence).
 Figures are ratios against (a) and
 (b) from the same run, because these machines are shared and noisy. Results go
 to bench/results/<timestamp>.json. Set KAFKA_BOOTSTRAP to use another cluster;
