@@ -95,7 +95,8 @@ class MergeStage(StageRunner[MergePartition]):
             if not part.proc.apply(doc):
                 self.metrics.replayed_partials.inc()
 
-    def catching_up(self, part: Part[MergePartition], wall: int) -> bool:
+    def catching_up(self, part: Part[MergePartition], wall: int,
+                    others: bool | None = None) -> bool:
         """Whether the partition is working off a replay or a backlog (see
         :func:`catching_up`). It has ended once no data has come for
         ``CATCHUP_QUIET_MS``; or for ``BACKLOG_QUIET_MS``, once its rounds have built
@@ -104,8 +105,11 @@ class MergeStage(StageRunner[MergePartition]):
         or waiting (nothing here can send more): a 16-day backfill's open cells
         waited 7 s longer for nothing. While finals are left to build, rounds stay
         on them (caught up, rounds build open cells and rolling views every second
-        too, and a 60-day backfill's KPI topic then caught up 10-18 s later)."""
-        idle = not part.proc.pending and not self.others_working()
+        too, and a 60-day backfill's KPI topic then caught up 10-18 s later).
+        ``others``: ``others_working()`` if the caller has just asked it."""
+        if others is None:
+            others = self.others_working()
+        idle = not part.proc.pending and not others
         quiet = BACKLOG_QUIET_MS if idle else CATCHUP_QUIET_MS
         return catching_up(wall, part.proc.event_time_now(),
                            self.last_data.get(part.partition, 0),
@@ -136,8 +140,9 @@ class MergeStage(StageRunner[MergePartition]):
         under way or waiting, its round is left to the tick (one a second): the
         partials and events of the replay come first, its finals follow."""
         for part in parts:
-            behind = self.catching_up(part, wall)
-            if behind and self.others_working():
+            others = self.others_working()  # asked once: every stage's lock and input
+            behind = self.catching_up(part, wall, others)
+            if behind and others:
                 continue
             await held.let_in_if_spent()
             self._maybe_emit(part, wall, behind)
