@@ -16,7 +16,7 @@ import hashlib
 from .buckets import MINUTE, bucket_end, starts
 from .deltas import AggKey, Deltas, dim
 from .messages import skip_horizons
-from .sessions import FS, Bucket, Session, Visitor, WebConfig, sessionize
+from .sessions import FS, PV, Bucket, Session, Visitor, WebConfig, sessionize
 
 FAMILY = "web"
 EVERY_MINUTE = -(1 << 62)  # ``first_1m`` when no minute bucket is skipped
@@ -53,21 +53,8 @@ def first_minute(input_horizon: int | None, cfg: WebConfig) -> int:
     return EVERY_MINUTE if "1m" not in skip else skip["1m"] - MINUTE + 1
 
 
-def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
-                  human: bool, first_1m: int = EVERY_MINUTE) -> None:
-    """Add (``sign`` 1) or retract (-1) one session's contribution (minute buckets
-    from ``first_1m``)."""
-    per_bucket = s.per_bucket()
-    get = out.get
-    if not human:  # bots and internal traffic: sessions and page views by traffic_type
-        for size, start in starts(s.start):
-            if start >= first_1m or size != "1m":
-                _add(out, (FAMILY, size, start, tdim), "se", sign)
-        for (size, start), count in per_bucket.items():
-            if start >= first_1m or size != "1m":
-                _add(out, (FAMILY, size, start, tdim), "pv", sign * count)
-        return
-    dims = s.dims()
+def _session_comps(s: Session, cfg: WebConfig) -> dict[str, int]:
+    """A human session's own components (counted in its start's buckets), zeros left out."""
     pvs = s.pvs
     n = len(pvs)
     converted = 1 if s.forms else 0
@@ -75,11 +62,16 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
     engaged_time = max(duration, sum(p.engaged_ms for p in pvs))
     engaged = 1 if (engaged_time >= cfg.engaged_ms or n >= 2 or converted) else 0
     bounced = 1 if (n == 1 and not converted) else 0
-    comps = {c: v for c, v in (("se", sign), ("sp", sign * n), ("bo", sign * bounced),
-                                ("en", sign * engaged), ("du", sign * duration),
-                                ("sc", sign * converted)) if v}
+    return {c: v for c, v in (("se", 1), ("sp", n), ("bo", bounced), ("en", engaged),
+                              ("du", duration), ("sc", converted)) if v}
+
+
+def _at_start(comps: dict[str, int], t: int, dims: tuple[str, ...], out: Deltas,
+              first_1m: int) -> None:
+    """Add ``comps`` in every dim of the 1m, 1h and 1d buckets of ``t``."""
+    get = out.get
     items = comps.items()
-    for size, start in starts(s.start):
+    for size, start in starts(t):
         if start < first_1m and size == "1m":
             continue
         for d in dims:
@@ -91,20 +83,70 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
                 cur_get = cur.get
                 for comp, value in items:
                     cur[comp] = cur_get(comp, 0) + value
-    pv_dims = dims[:3]
-    for (size, start), count in per_bucket.items():
+
+
+def _page_views(counts: dict[Bucket, int], sign: int, dims: tuple[str, ...], out: Deltas,
+                first_1m: int) -> None:
+    """Add ``sign`` times the page views per bucket in every dim of ``dims``."""
+    get = out.get
+    for (size, start), count in counts.items():
         if start < first_1m and size == "1m":
             continue
         value = sign * count
-        for d in pv_dims:
+        for d in dims:
             key = (FAMILY, size, start, d)
             cur = get(key)
             if cur is None:
                 out[key] = {"pv": value}
             else:
                 cur["pv"] = cur.get("pv", 0) + value
+
+
+def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
+                  human: bool, first_1m: int = EVERY_MINUTE) -> None:
+    """Add (``sign`` 1) or retract (-1) one session's contribution (minute buckets
+    from ``first_1m``)."""
+    if not human:  # bots and internal traffic: sessions and page views by traffic_type
+        _at_start({"se": sign}, s.start, (tdim,), out, first_1m)
+        _page_views(s.per_bucket(), sign, (tdim,), out, first_1m)
+        return
+    dims = s.dims()
+    comps = _session_comps(s, cfg)
+    if sign != 1:
+        comps = {c: sign * v for c, v in comps.items()}
+    _at_start(comps, s.start, dims, out, first_1m)
+    _page_views(s.per_bucket(), sign, dims[:3], out, first_1m)
     for f in s.forms:
         _conversion(f, dims, sign, out, first_1m)
+
+
+def session_change(old: Session, new: Session, cfg: WebConfig, out: Deltas, tdim: str,
+                   human: bool, first_1m: int = EVERY_MINUTE) -> None:
+    """Add what changed from ``old`` to ``new``, one session that kept its first page
+    view (so its start and dims): what :func:`session_facts` would retract and add
+    back, without the parts that cancel (page views of the buckets it did not grow
+    in, the session itself when only its page views changed)."""
+    ob, nb = old.per_bucket(), new.per_bucket()
+    grown = {b: nb.get(b, 0) - ob.get(b, 0) for b in ob.keys() | nb.keys()}
+    grown = {b: v for b, v in grown.items() if v}
+    if not human:  # the session's start is the same: only page views move
+        _page_views(grown, 1, (tdim,), out, first_1m)
+        return
+    dims = new.dims()
+    was, now = _session_comps(old, cfg), _session_comps(new, cfg)
+    change = {c: now.get(c, 0) - was.get(c, 0) for c in was.keys() | now.keys()}
+    change = {c: v for c, v in change.items() if v}
+    if change:
+        _at_start(change, new.start, dims, out, first_1m)
+    _page_views(grown, 1, dims[:3], out, first_1m)
+    if old.forms or new.forms:
+        old_forms, new_forms = set(old.forms), set(new.forms)
+        for f in old.forms:
+            if f not in new_forms:
+                _conversion(f, dims, -1, out, first_1m)
+        for f in new.forms:
+            if f not in old_forms:
+                _conversion(f, dims, 1, out, first_1m)
 
 
 def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas,
@@ -165,22 +207,38 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
     tdim = dim("traffic_type", traffic)
     old_sessions, old_alone = sessionize(old.pvs, old.forms, cfg)
     new_sessions, new_alone = sessionize(new.pvs, new.forms, cfg)
-    old_ids = {s.identity(): s for s in old_sessions}
-    changed: list[Session] = []
-    kept: set[tuple[object, ...]] = set()
-    for i, s in enumerate(new_sessions):
-        ident = s.identity()
-        same = old_ids.get(ident)
-        if same is None:
+    added: list[Session] = new_sessions  # (a visitor without kept sessions: all of them)
+    gone: dict[PV, Session] = {}
+    if old_sessions:
+        old_ids = {s.identity(): s for s in old_sessions}
+        added = []
+        kept: set[tuple[object, ...]] = set()
+        for i, s in enumerate(new_sessions):
+            ident = s.identity()
+            same = old_ids.get(ident)
+            if same is None:
+                added.append(s)
+            else:
+                kept.add(ident)
+                new_sessions[i] = same  # equal: the same events (reuses its bucket counts)
+        # a session that kept its first page view (the common case: it grew) changes by
+        # its difference; the others are retracted or added whole. A page view belongs
+        # to one session, so at most one old session starts with it.
+        gone = {s.pvs[0]: s for ident, s in old_ids.items() if ident not in kept}
+    # the buckets whose users may have changed: those of a session added or retracted
+    # whole, and those a grown session's page views entered or left
+    affected: set[Bucket] = set()
+    for s in added:
+        prior = gone.pop(s.pvs[0], None) if gone else None
+        if prior is None:
             session_facts(s, 1, cfg, out, tdim, human, first_1m)
-            changed.append(s)
+            affected.update(s.per_bucket())
         else:
-            kept.add(ident)
-            new_sessions[i] = same  # equal: the same events (reuses its bucket counts)
-    for ident, s in old_ids.items():
-        if ident not in kept:
-            session_facts(s, -1, cfg, out, tdim, human, first_1m)
-            changed.append(s)
+            session_change(prior, s, cfg, out, tdim, human, first_1m)
+            affected.update(prior.per_bucket().keys() ^ s.per_bucket().keys())
+    for s in gone.values():
+        session_facts(s, -1, cfg, out, tdim, human, first_1m)
+        affected.update(s.per_bucket())
     if human and (old_alone or new_alone):
         old_alone_ids = {f.event_id for f in old_alone}
         new_alone_ids = {f.event_id for f in new_alone}
@@ -190,10 +248,7 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
         for f in new_alone:
             if f.event_id not in old_alone_ids:
                 standalone_facts(f, 1, out, first_1m)
-    # users and new users, for every bucket a changed session has page views in
-    affected: set[Bucket] = set()
-    for s in changed:
-        affected.update(s.per_bucket())
+    # users and new users, in the affected buckets and those of the first page view
     if old.first != new.first:
         for t in (old.first, new.first):
             if t is not None:
@@ -207,9 +262,8 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
             return new_sessions
         lo = min(start for _, start in affected)
     h = visitor_hash(vid)
-    # every affected bucket comes with the day it is in: the last day ends the span
-    hi = max(bucket_end(start, size) for size, start in affected if size == "1d")
-    before = _membership(old_sessions, affected, lo, hi, tdim, human)
+    hi = max(bucket_end(start, size) for size, start in affected)
+    before = _membership(old_sessions, affected, lo, hi, tdim, human) if old_sessions else {}
     after = _membership(new_sessions, affected, lo, hi, tdim, human)
     # a new visitor counts once, in the channel and device of its first session
     # ever (acquisition, as GA4 does), whatever its other sessions in the bucket
@@ -223,17 +277,24 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
     none: set[Bucket] = set()
     old_first = set(starts(old.first)) if human and old.first is not None else none
     new_first = set(starts(new.first)) if human and new.first is not None else none
+    get, sketch = out.get, sketches.get
     for b in affected:
         size, start = b
         was = before.get(b, empty)
         now = after.get(b, empty)
         if was != now:
-            for d in was - now:
-                _add(out, (FAMILY, size, start, d), "us", -1)
-            for d in now - was:
+            if was:
+                for d in was - now:
+                    _add(out, (FAMILY, size, start, d), "us", -1)
+                now = now - was
+            for d in now:  # (the hottest loop of the web stage: _add inlined)
                 key = (FAMILY, size, start, d)
-                _add(out, key, "us", 1)
-                got = sketches.get(key)
+                comps = get(key)
+                if comps is None:
+                    out[key] = {"us": 1}
+                else:
+                    comps["us"] = comps.get("us", 0) + 1
+                got = sketch(key)
                 if got is None:
                     sketches[key] = {h}
                 else:
