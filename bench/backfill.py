@@ -156,7 +156,7 @@ def main() -> int:
     ap.add_argument("--burst", type=int, default=100_000,
                     help="events of the dense burst baseline (default 100000; 0: skip)")
     ap.add_argument("--workers", default="1", help="worker counts to run the backfill "
-                    "with, comma-separated (default 1; e.g. 1,2)")
+                    "with, comma-separated (default 1; e.g. 1,2; 0: skip the backfill)")
     ap.add_argument("--batch", type=int, default=100, help="events per message (default 100)")
     ap.add_argument("--peer", action="store_true",
                     help="also the page views side by side with the Quix Streams peer")
@@ -174,7 +174,7 @@ def main() -> int:
         "group_initial_rebalance_delay_ms": group_delay_ms(base)}}
     if args.burst:
         results["burst"] = kpi_run("burst", simulated(args.burst, 7), args.batch, stamp, {})
-    for n in (int(x) for x in args.workers.split(",")):
+    for n in (int(x) for x in args.workers.split(",") if int(x) > 0):
         results[f"backfill_{n}w"] = kpi_run(f"backfill{n}w", events, args.batch, stamp, {},
                                             workers=n)
     if args.peer:
