@@ -110,8 +110,9 @@ def test_only_metrics_is_served_there() -> None:
     port = _free_port()
     server = serve_metrics(CollectorRegistry(), EvaluatedOnLoop(), "127.0.0.1", port)
     try:
-        with pytest.raises(urllib.error.HTTPError, match="404"):
+        with pytest.raises(urllib.error.HTTPError, match="404") as info:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kpis", timeout=10)
+        info.value.close()  # the error holds the response and its socket
     finally:
         server.shutdown()
         server.server_close()
