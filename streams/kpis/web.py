@@ -67,6 +67,7 @@ class WebPartition(ColdBacked, ClockedPartition):
         self.cold: ColdStore = cold if cold is not None else MemoryColdStore()
         self._sweep_after: bytes | None = None  # where the cold TTL sweep goes on
         self._hits: dict[tuple[Any, ...], Any] = {}  # scoring rules' hits per field values
+        self._credit: dict[tuple[Any, ...], Any] = {}  # a lead's credit per (time, touches)
 
     def _visitor(self, vid: str) -> Visitor | None:
         """A hot visitor, or a cold one taken back into the heap (its record stays in
@@ -208,7 +209,14 @@ class WebPartition(ColdBacked, ClockedPartition):
             t, eid, contact = f.t, f.event_id, f.contact_id
             touches = attribution.touches_for(session_touches, t, f.channel, cfg.lookback_ms,
                                               f.campaign)
-            credit, campaigns = attribution.all_models(touches, t, cfg.half_life_ms)
+            # the same touches (a lead's visitor touched again by a page view that
+            # changes none of them) give the same credit: worked out once
+            memo_key = (t, *touches)
+            got = self._credit.get(memo_key)
+            if got is None:
+                got = attribution.all_models(touches, t, cfg.half_life_ms)
+                _remember(self._credit, memo_key, got)
+            credit, campaigns = got
             page_type = landing_of.get(eid)
             # the device of the session the form belongs to, else unknown (the rule
             # conversions by device follow)

@@ -92,3 +92,36 @@ def test_linear_lead_credit_through_the_pipeline(decoder: Decoder) -> None:
     assert value(snaps, "leads", "1h", h) == 1
     first = run_pipeline(decoder, evs)
     assert value(first, "leads", "1h", h, "channel=organic_search") == 1
+
+
+def test_a_leads_credit_is_worked_out_once_for_the_same_touches(
+        decoder: Decoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.kpis import attribution
+    from streams.kpis.web import WebConfig, WebPartition
+    from tests.unit.kpitables import FAR, records
+
+    calls: list[int] = []
+    real = attribution.all_models
+
+    def counted(touches: list, lead_t: int, half_life_ms: int) -> tuple:
+        calls.append(lead_t)
+        return real(touches, lead_t, half_life_ms)
+
+    monkeypatch.setattr(attribution, "all_models", counted)
+    web = WebPartition(WebConfig())
+    topic = "page_views"
+
+    def step(events: list) -> list:
+        return web.process([(topic, r) for r in records(decoder, events)], FAR).leads
+
+    first = step([pv("A", "2026-11-23T10:00:00Z", utm_medium="cpc", utm_source="g"),
+                  form("A", "cA", "2026-11-23T10:01:00Z")])
+    assert len(first) == 1 and len(calls) == 1
+    # the same session grows: the lead's touches are the same, nothing is sent again
+    assert step([pv("A", "2026-11-23T10:02:00Z")]) == [] and len(calls) == 1
+    # a late page view from a search engine now starts the session: the touch changes,
+    # so the credit is worked out again and a new candidate goes out
+    again = step([pv("A", "2026-11-23T09:55:00Z", referrer="https://www.google.com/")])
+    assert len(calls) == 2 and len(again) == 1
+    assert again[0]["credit"]["first_touch"] == [["organic_search", 1_000_000]]
+    assert first[0]["credit"]["first_touch"] == [["paid_search", 1_000_000]]
