@@ -94,7 +94,15 @@ class Session:
         return max(self.last_pv, self.forms[-1].t) if self.forms else self.last_pv
 
     def identity(self) -> tuple[Any, ...]:
-        return (tuple(p.event_id for p in self.pvs), tuple(f.event_id for f in self.forms))
+        """Tells this session from another of the same visitor's sessionized with
+        fewer events (a batch only adds events; :func:`.webfacts.visitor_facts`):
+        its first and last page views, their number, its last form and the forms'
+        number. Sessions are runs of the sorted page views, so with the same first
+        and last, more page views are events added between them; with the same page
+        views, forms differ by forms added (more of them) or taken by a session
+        started after its last page view (the latest: the last form differs)."""
+        pvs, forms = self.pvs, self.forms
+        return (pvs[0], pvs[-1], len(pvs), forms[-1] if forms else None, len(forms))
 
     def dims(self) -> tuple[str, str, str, str]:
         """The dims a human session counts in: total, channel, device, landing page."""

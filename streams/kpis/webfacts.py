@@ -121,17 +121,35 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
 
 
 def session_change(old: Session, new: Session, cfg: WebConfig, out: Deltas, tdim: str,
-                   human: bool, first_1m: int = EVERY_MINUTE) -> None:
+                   human: bool, first_1m: int = EVERY_MINUTE) -> set[Bucket] | list[Bucket]:
     """Add what changed from ``old`` to ``new``, one session that kept its first page
     view (so its start and dims): what :func:`session_facts` would retract and add
     back, without the parts that cancel (page views of the buckets it did not grow
-    in, the session itself when only its page views changed)."""
-    ob, nb = old.per_bucket(), new.per_bucket()
-    grown = {b: nb.get(b, 0) - ob.get(b, 0) for b in ob.keys() | nb.keys()}
-    grown = {b: v for b, v in grown.items() if v}
+    in, the session itself when only its page views changed). Returns the buckets
+    it has page views in now and had none in before, or the other way round."""
+    ob = old.per_bucket()
+    n_old = len(old.pvs)
+    if len(new.pvs) > n_old and new.pvs[n_old - 1] == old.pvs[-1]:
+        # grown at the end (live traffic, nearly always): only the new page views are
+        # counted, and the new session's buckets follow from the old one's
+        grown: dict[Bucket, int] = {}
+        get = grown.get
+        for p in new.pvs[n_old:]:
+            for b in starts(p.t):
+                grown[b] = get(b, 0) + 1
+        nb = dict(ob)
+        for b, count in grown.items():
+            nb[b] = nb.get(b, 0) + count
+        new._per_bucket = nb
+        moved: set[Bucket] | list[Bucket] = [b for b in grown if b not in ob]
+    else:
+        nb = new.per_bucket()
+        grown = {b: nb.get(b, 0) - ob.get(b, 0) for b in ob.keys() | nb.keys()}
+        grown = {b: v for b, v in grown.items() if v}
+        moved = ob.keys() ^ nb.keys()
     if not human:  # the session's start is the same: only page views move
         _page_views(grown, 1, (tdim,), out, first_1m)
-        return
+        return moved
     dims = new.dims()
     was, now = _session_comps(old, cfg), _session_comps(new, cfg)
     change = {c: now.get(c, 0) - was.get(c, 0) for c in was.keys() | now.keys()}
@@ -147,6 +165,7 @@ def session_change(old: Session, new: Session, cfg: WebConfig, out: Deltas, tdim
         for f in new.forms:
             if f not in old_forms:
                 _conversion(f, dims, 1, out, first_1m)
+    return moved
 
 
 def _conversion(f: FS, dims: tuple[str, ...], sign: int, out: Deltas,
@@ -234,8 +253,7 @@ def visitor_facts(vid: str, old: Visitor, new: Visitor, cfg: WebConfig, out: Del
             session_facts(s, 1, cfg, out, tdim, human, first_1m)
             affected.update(s.per_bucket())
         else:
-            session_change(prior, s, cfg, out, tdim, human, first_1m)
-            affected.update(prior.per_bucket().keys() ^ s.per_bucket().keys())
+            affected.update(session_change(prior, s, cfg, out, tdim, human, first_1m))
     for s in gone.values():
         session_facts(s, -1, cfg, out, tdim, human, first_1m)
         affected.update(s.per_bucket())

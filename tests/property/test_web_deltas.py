@@ -109,9 +109,17 @@ SPLIT = (PV(BASE, "a", "landing", "direct", "desktop", 0, None),
          FS(BASE + 1_200_000, "f", "c0", "demo_request", None, None))
 
 
+# the same split, and a form added before it: the first session keeps its page views
+# and its number of forms, and has another form (which Session.identity must tell)
+EARLY_FORM = FS(BASE + 300_000, "f0", "c0", "newsletter_signup", None, None)
+
+
 @settings(max_examples=400, deadline=None)
 @given(changes())
 @example(("v1", Visitor(BASE, [SPLIT[0]], [SPLIT[2]]), Visitor(BASE, list(SPLIT[:2]), [SPLIT[2]]),
+          WebConfig(split_campaign=True), EVERY_MINUTE))
+@example(("v1", Visitor(BASE, [SPLIT[0]], [SPLIT[2]]),
+          Visitor(BASE, list(SPLIT[:2]), [EARLY_FORM, SPLIT[2]]),
           WebConfig(split_campaign=True), EVERY_MINUTE))
 def test_a_visitors_change_is_after_minus_before(case: tuple[str, Visitor, Visitor,
                                                                 WebConfig, int]) -> None:
