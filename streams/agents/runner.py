@@ -187,6 +187,7 @@ class StageRunner(Generic[P]):
         self.flushed_at = 0  # wall clock of the last flush of every changed partition
         self.ack: Callable[[Any], Any] = _no_ack
         self.more_input: Callable[[], bool] = lambda: False  # the intake's (see handle)
+        self.in_batch = False  # ``handle`` under way (see ``working``)
 
     # -- hooks for subclasses ------------------------------------------------------
     def new_processor(self, partition: int, store: MemoryStore) -> P:
@@ -347,66 +348,80 @@ class StageRunner(Generic[P]):
         acknowledged: a crash re-reads it, as it would the batch under way."""
         self.more_input = more
         async with self.lock:
-            wall = now_ms()
-            groups: dict[int, list[Any]] = defaultdict(list)
-            for ev in events:
-                groups[ev.message.partition].append(ev)
-            held = LoopHold()
-            if len(events) > self.slice_messages:
-                # long work: it takes the loop's turn from the start; a batch of one
-                # slice runs in the turn it came in, as a short flush does (live
-                # single-event input hands over many small batches a second)
-                await held.take()
-            batch_parts: list[Part[P]] = []
-            for p, evs in groups.items():
-                await held.let_in_if_spent()  # after the last partition's finish
-                part = await self.part(p)
-                produced: dict[str, int] = {}
-                n, sliced, size = 0, False, self.slice_messages
-                held.restart()  # a slice's time, to size the next, counts from here
-                for ev in evs:
-                    msg = ev.message
-                    name = f"{msg.topic}/{p}"
-                    if msg.offset <= part.offsets.get(name, -1):
-                        continue  # applied before a restart; its effects are in the state
-                    self.ingest(part, msg.topic, msg.offset, msg.value, wall)
-                    part.offsets[name] = msg.offset
-                    stamp = getattr(msg, "timestamp", None)  # seconds: when produced
-                    if stamp:
-                        ts = int(stamp * 1000)
-                        if ts > produced.get(msg.topic, 0):
-                            produced[msg.topic] = ts
-                    n += 1
-                    # a slice's worth (by count: stage 1's cost is in ``process``), or
-                    # a slice's time gone on ingesting (the merge's cost is there, and
-                    # its messages run from a heartbeat to thousands of rows): process
-                    # it and let the event loop in
-                    if n >= size or held.elapsed() >= LOOP_SLICE_S:
-                        self._process(part, produced, wall)
-                        size = self._resize_slice(n, held.elapsed())
-                        await held.let_in()
-                        produced, n, sliced = {}, 0, True
-                if n or not sliced:
+            self.in_batch = True
+            try:
+                await self._handle(events, ack, more)
+            finally:
+                self.in_batch = False
+
+    async def _handle(self, events: list[Any], ack: Callable[[Any], Any],
+                      more: Callable[[], bool]) -> None:
+        """``handle``, under the lock."""
+        wall = now_ms()
+        groups: dict[int, list[Any]] = defaultdict(list)
+        for ev in events:
+            groups[ev.message.partition].append(ev)
+        held = LoopHold()
+        if len(events) > self.slice_messages:
+            # long work: it takes the loop's turn from the start; a batch of one
+            # slice runs in the turn it came in, as a short flush does (live
+            # single-event input hands over many small batches a second)
+            await held.take()
+        batch_parts: list[Part[P]] = []
+        for p, evs in groups.items():
+            await held.let_in_if_spent()  # after the last partition's finish
+            part = await self.part(p)
+            produced: dict[str, int] = {}
+            n, sliced, size = 0, False, self.slice_messages
+            held.restart()  # a slice's time, to size the next, counts from here
+            for ev in evs:
+                msg = ev.message
+                name = f"{msg.topic}/{p}"
+                if msg.offset <= part.offsets.get(name, -1):
+                    continue  # applied before a restart; its effects are in the state
+                self.ingest(part, msg.topic, msg.offset, msg.value, wall)
+                part.offsets[name] = msg.offset
+                stamp = getattr(msg, "timestamp", None)  # seconds: when produced
+                if stamp:
+                    ts = int(stamp * 1000)
+                    if ts > produced.get(msg.topic, 0):
+                        produced[msg.topic] = ts
+                n += 1
+                # a slice's worth (by count: stage 1's cost is in ``process``), or
+                # a slice's time gone on ingesting (the merge's cost is there, and
+                # its messages run from a heartbeat to thousands of rows): process
+                # it and let the event loop in
+                if n >= size or held.elapsed() >= LOOP_SLICE_S:
                     self._process(part, produced, wall)
-                    self._resize_slice(n, held.elapsed())
-                await held.let_in_if_spent()
-                self.finish(part, wall)
-                part.changed = True
-                self.unacked[p].extend(evs)
-                batch_parts.append(part)
-            await self.finish_batch(batch_parts, wall, held)
-            self.ack = ack
-            done = now_ms()  # a batch of many slices takes a while
-            if self.tick_due and not self.paused():
-                await self._tick(done)  # the timer's tick, in this batch's flush
-            elif done - self.flushed_at >= self.settings.flush_interval_ms or not more():
-                await self._flush_unflushed(done)
-            else:
-                self._flush_later(done)
+                    size = self._resize_slice(n, held.elapsed())
+                    await held.let_in()
+                    produced, n, sliced = {}, 0, True
+            if n or not sliced:
+                self._process(part, produced, wall)
+                self._resize_slice(n, held.elapsed())
+            await held.let_in_if_spent()
+            self.finish(part, wall)
+            part.changed = True
+            self.unacked[p].extend(evs)
+            batch_parts.append(part)
+        await self.finish_batch(batch_parts, wall, held)
+        self.ack = ack
+        done = now_ms()  # a batch of many slices takes a while
+        if self.tick_due and not self.paused():
+            await self._tick(done)  # the timer's tick, in this batch's flush
+        elif done - self.flushed_at >= self.settings.flush_interval_ms or not more():
+            await self._flush_unflushed(done)
+        else:
+            self._flush_later(done)
 
     def working(self) -> bool:
-        """A batch, flush or tick under way, or input fetched and waiting for one."""
-        return self.lock.locked() or self.more_input()
+        """Whether this stage may still send the stages after it data: a batch under
+        way, input fetched and waiting for one, or batches processed and not flushed.
+        A tick is not (heartbeats, expiry and the flush of what is already counted
+        here): every stage ticks each second, and when a tick holding its stage's
+        lock counted, the merge's tick nearly always found another stage's under
+        way, so a replay's catch-up seldom ended early."""
+        return self.in_batch or bool(self.unacked) or self.more_input()
 
     def _process(self, part: Part[P], produced: dict[str, int], wall: int) -> None:
         clocked = getattr(part.proc, "produced", None)

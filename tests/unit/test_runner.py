@@ -670,3 +670,36 @@ def test_a_flush_serialises_each_output_once_for_the_changelog_and_the_send(
     logged = [doc for (t, _p), docs in prod.sent.items() if t == stage.state_topic
               for doc in docs if isinstance(doc, dict) and "items" in doc]
     assert [item[3] for doc in logged for item in doc["items"]] == values  # as kept
+
+
+def test_a_stage_works_while_a_batch_is_under_way_or_unflushed_not_while_it_ticks() -> None:
+    """What the merge stage asks of the others to end a catch-up early: whether they
+    can still send it data. Every stage ticks each second (heartbeats, expiry) under
+    its lock; counted as work, the ticks kept a replay's catch-up from ending early."""
+    stage, _, _, pv = _web_stage()
+    seen: list[tuple[str, bool]] = []
+    finish_batch, tick_part = stage.finish_batch, stage.tick_part
+
+    async def batch_spy(parts: Any, wall: int, held: Any) -> None:
+        seen.append(("batch", stage.working()))
+        await finish_batch(parts, wall, held)
+
+    def tick_spy(part: Any, wall: int) -> None:
+        assert stage.lock.locked()
+        seen.append(("tick", stage.working()))
+        tick_part(part, wall)
+
+    stage.finish_batch, stage.tick_part = batch_spy, tick_spy
+
+    async def scenario() -> None:
+        await stage.handle([_message(pv, 0, 0, [_page_view(0, 0)])], _noack)
+        seen.append(("flushed", stage.working()))
+        await stage.tick()
+        # more input waiting: the flush waits for it, what is processed is not sent yet
+        await stage.handle([_message(pv, 0, 1, [_page_view(1, 1)])], _noack, lambda: True)
+        stage.more_input = lambda: False  # (the intake's buffer, emptied)
+        seen.append(("unflushed", stage.working()))
+
+    asyncio.run(scenario())
+    assert seen == [("batch", True), ("flushed", False), ("tick", False), ("batch", True),
+                    ("unflushed", True)]
