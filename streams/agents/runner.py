@@ -418,9 +418,9 @@ class StageRunner(Generic[P]):
         """Whether this stage may still send the stages after it data: a batch under
         way, input fetched and waiting for one, or batches processed and not flushed.
         A tick is not (heartbeats, expiry and the flush of what is already counted
-        here): every stage ticks each second, and when a tick holding its stage's
-        lock counted, the merge's tick nearly always found another stage's under
-        way, so a replay's catch-up seldom ended early."""
+        here): every stage ticks each second, all at once, and when a tick holding
+        its stage's lock counted, the merge's tick could find another stage's under
+        way and keep a replay's catch-up going for nothing."""
         return self.in_batch or bool(self.unacked) or self.more_input()
 
     def _process(self, part: Part[P], produced: dict[str, int], wall: int) -> None:

@@ -121,7 +121,7 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
 
 
 def session_change(old: Session, new: Session, cfg: WebConfig, out: Deltas, tdim: str,
-                   human: bool, first_1m: int = EVERY_MINUTE) -> set[Bucket] | list[Bucket]:
+                   human: bool, first_1m: int = EVERY_MINUTE) -> list[Bucket]:
     """Add what changed from ``old`` to ``new``, one session that kept its first page
     view (so its start and dims): what :func:`session_facts` would retract and add
     back, without the parts that cancel (page views of the buckets it did not grow
@@ -141,12 +141,12 @@ def session_change(old: Session, new: Session, cfg: WebConfig, out: Deltas, tdim
         for b, count in grown.items():
             nb[b] = nb.get(b, 0) + count
         new._per_bucket = nb
-        moved: set[Bucket] | list[Bucket] = [b for b in grown if b not in ob]
+        moved = [b for b in grown if b not in ob]
     else:
         nb = new.per_bucket()
         grown = {b: nb.get(b, 0) - ob.get(b, 0) for b in ob.keys() | nb.keys()}
         grown = {b: v for b, v in grown.items() if v}
-        moved = ob.keys() ^ nb.keys()
+        moved = list(ob.keys() ^ nb.keys())
     if not human:  # the session's start is the same: only page views move
         _page_views(grown, 1, (tdim,), out, first_1m)
         return moved
