@@ -56,6 +56,9 @@ class MergeStage(StageRunner[MergePartition]):
         self.last_emit: dict[int, int] = {}
         self.last_views: dict[int, int] = {}  # when rolling views were last evaluated
         self.last_data: dict[int, int] = {}  # when a partial with data last arrived
+        # ``last_data`` when a partition's catch-up ended: it stays ended until more
+        # data comes (see ``catching_up``)
+        self.caught_up: dict[int, int] = {}
         self.backlog: dict[int, bool] = {}  # partitions whose last round hit its budget
         self.publish: Any = None  # live subscribers (SSE, the wall); set by the pipeline
         self.listeners: Callable[[], int] | None = None  # how many there are
@@ -80,7 +83,7 @@ class MergeStage(StageRunner[MergePartition]):
         await super().on_revoked(partitions)
         for p in partitions:
             for buf in (self.publishers, self.last_emit, self.last_views, self.last_data,
-                        self.backlog, self.published):
+                        self.caught_up, self.backlog, self.published):
                 buf.pop(p, None)
             for gauge in (self.metrics.snapshots_waiting, self.metrics.emission_backlog):
                 with contextlib.suppress(KeyError):  # its new owner reports it now
@@ -106,14 +109,26 @@ class MergeStage(StageRunner[MergePartition]):
         waited 7 s longer for nothing. While finals are left to build, rounds stay
         on them (caught up, rounds build open cells and rolling views every second
         too, and a 60-day backfill's KPI topic then caught up 10-18 s later).
-        ``others``: ``others_working()`` if the caller has just asked it."""
+        ``others``: ``others_working()`` if the caller has just asked it.
+
+        Once ended, a catch-up stays ended until more data comes: the open cells it
+        set aside go back to ``pending`` then, and counted as finals still to build
+        they made it a catch-up again (a 10 s quiet), whose next round set them
+        aside again. A 16-day backfill's topic then got its open cells one round of
+        ``EMIT_MAX_CELLS`` every other second."""
+        p = part.partition
+        last = self.last_data.get(p, 0)
+        if self.caught_up.get(p) == last:
+            return False
         if others is None:
             others = self.others_working()
         idle = not part.proc.pending and not others
         quiet = BACKLOG_QUIET_MS if idle else CATCHUP_QUIET_MS
-        return catching_up(wall, part.proc.event_time_now(),
-                           self.last_data.get(part.partition, 0),
-                           self.settings.catchup_lag_ms, quiet)
+        behind = catching_up(wall, part.proc.event_time_now(), last,
+                             self.settings.catchup_lag_ms, quiet)
+        if not behind:
+            self.caught_up[p] = last
+        return behind
 
     def process(self, part: Part[MergePartition], wall: int) -> None:
         self._take_dirty(part)

@@ -600,6 +600,8 @@ def test_a_catch_up_ends_a_second_after_its_last_data_once_the_other_stages_are_
     merge.others_working = lambda: True  # stage 1 still reading: a lull of the replay
     assert merge.catching_up(part, later + 5_000)
     assert not merge.catching_up(part, later + 10_000)
+    later += 20_000
+    merge.last_data[0] = later  # more data: a catch-up again
     merge.others_working = lambda: False
     assert part.proc.pending  # no round yet: what changed may hold finals
     assert merge.catching_up(part, later + 5_000)
@@ -607,6 +609,13 @@ def test_a_catch_up_ends_a_second_after_its_last_data_once_the_other_stages_are_
     assert not part.proc.pending and part.proc.deferred
     assert merge.catching_up(part, later + 500)
     assert not merge.catching_up(part, later + 1_000)
+    # ended, the open cells go back to pending for the next round; that does not make
+    # it a catch-up again (it did: the round after set them aside once more)
+    merge._maybe_emit(part, later + 1_000)
+    part.proc.pending.add(next(iter(part.proc.emitted_cells)))  # as a budgeted round left
+    assert not merge.catching_up(part, later + 2_000)
+    merge.last_data[0] = later + 3_000  # until more data comes
+    assert merge.catching_up(part, later + 3_500)
 
 
 def test_the_emission_backlog_gauge_counts_open_cells_a_catch_up_holds_back() -> None:
