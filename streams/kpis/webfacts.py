@@ -53,13 +53,13 @@ def first_minute(input_horizon: int | None, cfg: WebConfig) -> int:
     return EVERY_MINUTE if "1m" not in skip else skip["1m"] - MINUTE + 1
 
 
-def _session_comps(s: Session, cfg: WebConfig) -> dict[str, int]:
-    """A human session's own components (counted in its start's buckets), zeros left out."""
-    pvs = s.pvs
-    n = len(pvs)
+def _session_comps(s: Session, cfg: WebConfig, engaged_ms: int) -> dict[str, int]:
+    """A human session's own components (counted in its start's buckets), zeros left
+    out; ``engaged_ms``: the engagement time its page views reported, summed."""
+    n = len(s.pvs)
     converted = 1 if s.forms else 0
     duration = s.end - s.start
-    engaged_time = max(duration, sum(p.engaged_ms for p in pvs))
+    engaged_time = max(duration, engaged_ms)
     engaged = 1 if (engaged_time >= cfg.engaged_ms or n >= 2 or converted) else 0
     bounced = 1 if (n == 1 and not converted) else 0
     return {c: v for c, v in (("se", 1), ("sp", n), ("bo", bounced), ("en", engaged),
@@ -111,7 +111,7 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
         _page_views(s.per_bucket(), sign, (tdim,), out, first_1m)
         return
     dims = s.dims()
-    comps = _session_comps(s, cfg)
+    comps = _session_comps(s, cfg, sum(p.engaged_ms for p in s.pvs))
     if sign != 1:
         comps = {c: sign * v for c, v in comps.items()}
     _at_start(comps, s.start, dims, out, first_1m)
@@ -142,16 +142,20 @@ def session_change(old: Session, new: Session, cfg: WebConfig, out: Deltas, tdim
             nb[b] = nb.get(b, 0) + count
         new._per_bucket = nb
         moved = [b for b in grown if b not in ob]
+        gained = new.pvs[n_old:]  # (the engagement time too: its old sum is reused)
     else:
         nb = new.per_bucket()
-        grown = {b: nb.get(b, 0) - ob.get(b, 0) for b in ob.keys() | nb.keys()}
-        grown = {b: v for b, v in grown.items() if v}
+        grown = {b: c for b in ob.keys() | nb.keys() if (c := nb.get(b, 0) - ob.get(b, 0))}
         moved = list(ob.keys() ^ nb.keys())
+        gained = None
     if not human:  # the session's start is the same: only page views move
         _page_views(grown, 1, (tdim,), out, first_1m)
         return moved
     dims = new.dims()
-    was, now = _session_comps(old, cfg), _session_comps(new, cfg)
+    old_engaged = sum(p.engaged_ms for p in old.pvs)
+    new_engaged = old_engaged + sum(p.engaged_ms for p in gained) if gained is not None \
+        else sum(p.engaged_ms for p in new.pvs)
+    was, now = _session_comps(old, cfg, old_engaged), _session_comps(new, cfg, new_engaged)
     change = {c: now.get(c, 0) - was.get(c, 0) for c in was.keys() | now.keys()}
     change = {c: v for c, v in change.items() if v}
     if change:
