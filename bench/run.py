@@ -303,7 +303,7 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
     import tempfile
 
     ports = [free_port() for _ in range(workers)]
-    mports = [free_port() for _ in range(workers)]  # KPI_METRICS_PORT: the metrics thread
+    mports = [free_port() for _ in range(workers)]  # KPI_METRICS_PORT: the metrics process
     procs = []
     state = Path(tempfile.mkdtemp(prefix="kpi-bench-"))
     for i, port in enumerate(ports):
@@ -319,14 +319,14 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
         first = last_in = api_done = topic_done = None
         deadline = time.monotonic() + 3600
         scrape: list[float] = []  # seconds per /metrics answer, under the run's load
-        thread_scrape: list[float] = []  # the same from the metrics thread
+        thread_scrape: list[float] = []  # the same from the metrics port (KPI_METRICS_PORT)
         polls = 0
         meter = CpuMeter([p.pid for p in procs], broker.recorded_pid(settings))
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"worker exited; see {log}")
             try:
-                # progress from the metrics thread, as Prometheus would read it; the
+                # progress from the metrics port, as Prometheus would read it; the
                 # web server's /metrics (which evaluates every KPI gauge on the loop)
                 # is timed at a scrape interval, not polled: polled twice a second it
                 # cost the worker ~6 % of a backfill
@@ -382,6 +382,8 @@ def pipeline(settings: Any, env: dict[str, str], n_events: int, n_pageviews: int
                 "topic_events_per_s": None if topic_done is None else
                 n_events / (topic_done - first),
                 "metrics_scrape_ms": _quantiles_ms(scrape),
+                # (the metrics port's answers; a thread of the worker served it before
+                # 2026-12-06's last release, a process of its own since)
                 "metrics_thread_scrape_ms": _quantiles_ms(thread_scrape),
                 "timer_overlaps_logged": text.count("is overlapping"),
                 "timer_overlaps_beyond_flush_interval": _overlaps(text, flush_s),

@@ -301,9 +301,10 @@ class Settings:
         "Port of the worker's web server.", "worker")
     metrics_port: int | None = setting(
         "KPI_METRICS_PORT", "", v.optional_port,
-        "Port where a thread serves /metrics while the worker's loop is busy (what "
-        "Prometheus should scrape under load; KPI gauges as of the previous scrape); "
-        "empty: only the web server's /metrics.", "worker")
+        "Port where a small process of its own serves /metrics while the worker is "
+        "busy, even in its cycle collector (what Prometheus should scrape under load; "
+        "KPI gauges as of the previous scrape); empty: only the web server's /metrics.",
+        "worker")
     alertmanager_url: str = setting(
         "KPI_ALERTMANAGER_URL", "", str,
         "Alertmanager whose firing alerts the wall shows (e.g. http://127.0.0.1:9093); "

@@ -59,7 +59,7 @@ def test_compose_runs_the_whole_stack() -> None:
     assert services["worker-1"]["ports"] == ["127.0.0.1:6066:6066"]
     assert services["worker-2"]["ports"] == ["127.0.0.1:6067:6066"]
     prometheus = (ROOT / "deploy" / "prometheus" / "prometheus.docker.yml").read_text()
-    # scraped on the metrics thread's port, which each worker serves
+    # scraped on the metrics port, which each worker serves (from a process of its own)
     assert "worker-1:6068" in prometheus
     assert "worker-2:6068" in prometheus
     for name in ("worker-1", "worker-2"):
@@ -142,7 +142,7 @@ def test_schema_check_rejects_a_broken_manifest(tmp_path: Path) -> None:
             _validate(yaml.safe_load(path.read_text()), K8S_VERSIONS[-1])
 
 
-def test_prometheus_scrapes_the_port_the_worker_serves_metrics_from_a_thread_on() -> None:
+def test_prometheus_scrapes_the_port_the_worker_serves_metrics_on() -> None:
     service = yaml.safe_load((K8S / "service.yaml").read_text())
     config = yaml.safe_load((K8S / "configmap.yaml").read_text())
     sts = yaml.safe_load((K8S / "statefulset.yaml").read_text())

@@ -1,10 +1,15 @@
-"""The metrics thread answers while the worker's loop is busy, from the KPI families
-the loop last evaluated (streams.outputs.scrape)."""
+"""The metrics process answers while the worker's loop, or its whole interpreter, is
+busy, from the KPI families the loop last evaluated (streams.outputs.scrape)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -40,7 +45,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_the_thread_serves_what_the_loop_evaluated_and_asks_for_more() -> None:
+def test_the_process_serves_what_the_loop_evaluated_and_asks_for_more() -> None:
     state = Reads()
     cached = EvaluatedOnLoop(state)
     registry = CollectorRegistry()
@@ -62,10 +67,9 @@ def test_the_thread_serves_what_the_loop_evaluated_and_asks_for_more() -> None:
         assert cached.asked.is_set()
     finally:
         server.shutdown()
-        server.server_close()
 
 
-def test_the_thread_answers_while_the_loop_holds_the_interpreter() -> None:
+def test_it_answers_while_the_loop_holds_the_interpreter() -> None:
     """The main thread spins in Python (a replay batch) until the scrape is answered or
     ten seconds pass: the answer arrives while it is still spinning."""
     registry = CollectorRegistry()
@@ -94,7 +98,6 @@ def test_the_thread_answers_while_the_loop_holds_the_interpreter() -> None:
         assert "kpi_streams_kpi_count 0.0" in texts[0]
     finally:
         server.shutdown()
-        server.server_close()
 
 
 def test_a_taken_port_is_named_in_the_error() -> None:
@@ -115,4 +118,112 @@ def test_only_metrics_is_served_there() -> None:
         info.value.close()  # the error holds the response and its socket
     finally:
         server.shutdown()
-        server.server_close()
+
+
+# Runs in a process of its own: starts a scrape when told, and prints when it ended
+# (CLOCK_MONOTONIC is the machine's: comparable with this process's) and its text.
+SCRAPER = """
+import sys, time, urllib.request
+sys.stdin.readline()
+time.sleep(0.5)  # (the hold is under way)
+asked = time.monotonic()
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=30) as r:
+    text = r.read().decode()
+print(asked, time.monotonic(), "kpi_streams_test_events_total 1.0" in text, flush=True)
+"""
+
+
+def _per_step() -> float:
+    probe = time.monotonic()
+    sum(range(1_000_000))
+    return max(time.monotonic() - probe, 1e-4) / 1_000_000
+
+
+def _hold_interpreter(steps: int) -> tuple[float, float]:
+    """One C call that runs no bytecode, so no other thread of this process runs (as
+    the cycle collector holds the interpreter); returns when it began and ended."""
+    began = time.monotonic()
+    sum(range(steps))
+    return began, time.monotonic()
+
+
+def test_it_answers_while_the_worker_interpreter_is_held() -> None:
+    """What a thread could not do: the scrape is answered while the worker's
+    interpreter is held by one long C call (its thread that feeds the process can
+    not run then): with the text sent before, once the scrape has waited its
+    ``WAIT_MS`` for a newer one."""
+    registry = CollectorRegistry()
+    Counter("kpi_streams_test_events", "live", registry=registry).inc()
+    port = _free_port()
+    server = serve_metrics(registry, EvaluatedOnLoop(), "127.0.0.1", port)
+    scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        _get(port)  # the process is up and has a text
+        assert scraper.stdin is not None
+        steps = int(3.0 / _per_step())
+        scraper.stdin.write("go\n")
+        scraper.stdin.flush()
+        began, ended = _hold_interpreter(steps)
+        out, _ = scraper.communicate(timeout=30)
+        asked, answered, live = out.split()
+        assert live == "True"
+        assert began < float(asked) and float(answered) < ended, (began, out, ended)
+    finally:
+        scraper.kill()
+        server.shutdown()
+
+
+def test_a_dead_metrics_process_is_started_again() -> None:
+    registry = CollectorRegistry()
+    Counter("kpi_streams_test_events", "live", registry=registry).inc()
+    port = _free_port()
+    server = serve_metrics(registry, EvaluatedOnLoop(), "127.0.0.1", port)
+    try:
+        first = server.proc
+        assert "kpi_streams_test_events_total 1.0" in _get(port)
+        os.kill(first.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while server.proc is first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.proc is not first
+        assert "kpi_streams_test_events_total 1.0" in _get(port)
+    finally:
+        server.shutdown()
+
+
+# A worker (this process's stand-in) that serves metrics and prints its process's pid.
+WORKER = """
+import sys, time
+from prometheus_client import CollectorRegistry
+from streams.outputs.scrape import EvaluatedOnLoop, serve_metrics
+server = serve_metrics(CollectorRegistry(), EvaluatedOnLoop(), "127.0.0.1", int(sys.argv[1]))
+print(server.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_metrics_process_ends_with_a_killed_worker() -> None:
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(_free_port())],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        child = int(worker.stdout.readline())
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _alive(child):
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        worker.kill()
+        worker.communicate()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an orphan is reaped by init; a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
