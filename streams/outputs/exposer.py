@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,6 +117,9 @@ def main() -> int:
                    help="how long a scrape waits for a fresh text (default 50)")
     p.add_argument("--content-type", default="text/plain; version=0.0.4; charset=utf-8")
     args = p.parse_args()
+    # Ctrl-C reaches the terminal's whole process group: the worker stops, and this
+    # process ends when the worker's end of stdin closes (no traceback of its own)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_blocking(1, False)
     latest = Latest(ask_fd=1)
     first = read_frame(0)  # (a scrape before it would get an empty text)
