@@ -196,9 +196,6 @@ class MetricsProcess:
         self._end(self.proc)
         self.sock.close()
 
-    def server_close(self) -> None:
-        """(What a WSGI server needs after ``shutdown``; here ``shutdown`` did it.)"""
-
 
 def serve_metrics(live: CollectorRegistry, evaluated: EvaluatedOnLoop, host: str,
                   port: int) -> MetricsProcess:
