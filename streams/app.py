@@ -69,7 +69,7 @@ class Pipeline:
     tails: InputTails | None = None  # KPI_REPLAY_SKIP_EXPIRED: reads the inputs' horizon
     horizon_read_at: int = 0  # wall clock of the last read
     input_horizon: int | None = None  # the highest read so far (what the stages use)
-    # the gauges read from the merge state: evaluated on the loop for the metrics thread
+    # the gauges read from the merge state: evaluated on the loop for the metrics port
     evaluated: EvaluatedOnLoop = field(default_factory=EvaluatedOnLoop)
     # the timers' work under way: at most one task per kind (see ``soon``)
     _running: dict[str, asyncio.Future[None]] = field(default_factory=dict)

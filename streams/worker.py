@@ -25,10 +25,11 @@ EXIT_STOP_TIMEOUT = 75  # EX_TEMPFAIL: stopped late because Kafka was away
 # up to 314 ms; with these, 9 % and 24 ms (bench/gcpause.py).
 GC_THRESHOLDS = (50_000, 50, 100)
 # Three threads share the interpreter: the event loop, Faust's consumer thread and
-# the metrics thread. A thread that wants the interpreter waits up to this long for
-# the one holding it to let go, on every turn, and answering /metrics takes several
-# turns: at CPython's default 5 ms a scrape during a replay took 38-64 ms (p50), at
-# 1 ms 15-31 ms, at the same throughput (bench/backfill.py; README, Performance).
+# the thread that feeds the metrics process. A thread that wants the interpreter
+# waits up to this long for the one holding it to let go, on every turn, and
+# formatting /metrics takes several turns: at CPython's default 5 ms a scrape during
+# a replay took 38-64 ms (p50), at 1 ms 15-31 ms, at the same throughput (measured
+# when a thread answered the port; bench/backfill.py; README, Performance).
 SWITCH_INTERVAL_S = 0.001
 
 
