@@ -19,7 +19,10 @@ How it talks to the worker:
 - each scrape writes one byte ``?`` to stdout (an ask) and waits up to
   ``--wait-ms`` for a frame formatted after the worker read it; then it answers
   with the text it has (at most one refresh interval old), so a worker busy in its
-  collector delays an answer by that much at most.
+  collector delays an answer by that much at most;
+- a text older than ``--stale-s`` is not served: the answer is 503, so Prometheus
+  marks the worker down (``up`` 0, the ``KpiWorkerDown`` alert) as it did when a
+  thread of a stuck worker could not answer at all.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -42,16 +46,17 @@ class Latest:
         self.text = b""
         self.asked = 0  # asks written to the worker
         self.answered = 0  # asks the worker had read when it formatted ``text``
+        self.at = time.monotonic()  # when ``text`` came
         self.changed = threading.Condition()
 
     def put(self, answered: int, text: bytes) -> None:
         with self.changed:
-            self.text, self.answered = text, answered
+            self.text, self.answered, self.at = text, answered, time.monotonic()
             self.changed.notify_all()
 
-    def fresh(self, wait_s: float) -> bytes:
+    def fresh(self, wait_s: float) -> tuple[bytes, float]:
         """Ask the worker for a newer text; the newer one if it comes within ``wait_s``,
-        else the one there is."""
+        else the one there is; with its age in seconds."""
         with self.changed:
             self.asked += 1
             mine = self.asked
@@ -59,7 +64,7 @@ class Latest:
             with contextlib.suppress(BlockingIOError):
                 os.write(self.ask_fd, b"?")
             self.changed.wait_for(lambda: self.answered >= mine, wait_s)
-            return self.text
+            return self.text, time.monotonic() - self.at
 
 
 def frame(answered: int, text: bytes) -> bytes:
@@ -87,13 +92,18 @@ def read_frame(fd: int) -> tuple[int, bytes] | None:
     return None if text is None else (int.from_bytes(head[8:], "big"), text)
 
 
-def handler(latest: Latest, wait_s: float, content_type: str) -> type:
+def handler(latest: Latest, wait_s: float, stale_s: float, content_type: str) -> type:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?", 1)[0] not in ("/metrics", "/"):
                 body, status, ctype = b"only /metrics here\n", 404, "text/plain"
             else:
-                body, status, ctype = latest.fresh(wait_s), 200, content_type
+                body, age = latest.fresh(wait_s)
+                status, ctype = 200, content_type
+                if age > stale_s:
+                    body = (f"the worker has sent no metrics for {age:.0f} s (stuck, or "
+                            "its interpreter held)\n").encode()
+                    status, ctype = 503, "text/plain"
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -115,6 +125,8 @@ def main() -> int:
     p.add_argument("--fd", type=int, required=True, help="the listening socket's fd")
     p.add_argument("--wait-ms", type=float, default=50.0,
                    help="how long a scrape waits for a fresh text (default 50)")
+    p.add_argument("--stale-s", type=float, default=30.0,
+                   help="a text older than this is answered with 503 (default 30)")
     p.add_argument("--content-type", default="text/plain; version=0.0.4; charset=utf-8")
     args = p.parse_args()
     # Ctrl-C reaches the terminal's whole process group: the worker stops, and this
@@ -126,7 +138,8 @@ def main() -> int:
     if first is None:
         return 0
     latest.put(*first)
-    server = _Server(("127.0.0.1", 0), handler(latest, args.wait_ms / 1000, args.content_type),
+    server = _Server(("127.0.0.1", 0), handler(latest, args.wait_ms / 1000, args.stale_s,
+                                                args.content_type),
                      bind_and_activate=False)
     server.socket.close()
     server.socket = socket.socket(fileno=args.fd)

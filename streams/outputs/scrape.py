@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 EXPOSER = Path(__file__).with_name("exposer.py")
 REFRESH_S = 1.0  # the live metrics a scrape gets are at most this old (+ a held interpreter)
 WAIT_MS = 50.0  # how long a scrape waits for the text it asked for
+STALE_S = 30.0  # a text older than this is answered with 503: the worker looks down
 
 
 class _Families:
@@ -99,15 +100,16 @@ class MetricsProcess:
 
     The thread sends the exposition text (live metrics, then the evaluated ones as
     last formatted) whenever a scrape asks and every ``refresh_s``; a scrape waits
-    up to ``wait_ms`` for the fresh text, else gets the last one. The process is
+    up to ``wait_ms`` for the fresh text, else gets the last one, unless that is
+    older than ``stale_s`` (then 503: a stuck worker looks down). The process is
     started again if it dies (the socket stays open here), and ends when the worker
     does: its input closes."""
 
     def __init__(self, live: CollectorRegistry, evaluated: EvaluatedOnLoop,
                  sock: socket.socket, *, refresh_s: float = REFRESH_S,
-                 wait_ms: float = WAIT_MS) -> None:
+                 wait_ms: float = WAIT_MS, stale_s: float = STALE_S) -> None:
         self.live, self.evaluated, self.sock = live, evaluated, sock
-        self.refresh_s, self.wait_ms = refresh_s, wait_ms
+        self.refresh_s, self.wait_ms, self.stale_s = refresh_s, wait_ms, stale_s
         self.stopped = threading.Event()
         self.proc = self._spawn()
         self.thread = threading.Thread(target=self._run, name="kpi-metrics", daemon=True)
@@ -121,7 +123,8 @@ class MetricsProcess:
         fd = self.sock.fileno()
         return subprocess.Popen(
             [sys.executable, "-I", str(EXPOSER), "--fd", str(fd),
-             "--wait-ms", str(self.wait_ms), "--content-type", CONTENT_TYPE_LATEST],
+             "--wait-ms", str(self.wait_ms), "--stale-s", str(self.stale_s),
+             "--content-type", CONTENT_TYPE_LATEST],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(fd,))
 
     def text(self) -> bytes:
@@ -198,7 +201,7 @@ class MetricsProcess:
 
 
 def serve_metrics(live: CollectorRegistry, evaluated: EvaluatedOnLoop, host: str,
-                  port: int) -> MetricsProcess:
+                  port: int, stale_s: float = STALE_S) -> MetricsProcess:
     """Bind the metrics port and start its process; raises OSError (naming the
     setting) if the port is taken. ``shutdown()`` stops it."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -210,7 +213,7 @@ def serve_metrics(live: CollectorRegistry, evaluated: EvaluatedOnLoop, host: str
         sock.close()
         raise OSError(f"cannot serve metrics on {host}:{port} (KPI_METRICS_PORT): "
                       f"{exc.strerror or exc}") from exc
-    server = MetricsProcess(live, evaluated, sock)
+    server = MetricsProcess(live, evaluated, sock, stale_s=stale_s)
     log.info("metrics on http://%s:%d/metrics (a process of its own: answers while the "
              "worker works)", host, server.port)
     return server

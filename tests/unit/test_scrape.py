@@ -123,13 +123,17 @@ def test_only_metrics_is_served_there() -> None:
 # Runs in a process of its own: starts a scrape when told, and prints when it ended
 # (CLOCK_MONOTONIC is the machine's: comparable with this process's) and its text.
 SCRAPER = """
-import sys, time, urllib.request
+import sys, time, urllib.error, urllib.request
 sys.stdin.readline()
-time.sleep(0.5)  # (the hold is under way)
+time.sleep(float(sys.argv[2]))  # (the hold is under way)
 asked = time.monotonic()
-with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=30) as r:
-    text = r.read().decode()
-print(asked, time.monotonic(), "kpi_streams_test_events_total 1.0" in text, flush=True)
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=30) as r:
+        status, text = r.status, r.read().decode()
+except urllib.error.HTTPError as e:
+    status, text = e.code, e.read().decode()
+    e.close()
+print(asked, time.monotonic(), status, "kpi_streams_test_events_total 1.0" in text, flush=True)
 """
 
 
@@ -147,6 +151,23 @@ def _hold_interpreter(steps: int) -> tuple[float, float]:
     return began, time.monotonic()
 
 
+def _scrape_during_hold(port: int, after_s: float, hold_s: float) -> tuple[float, list[str], float]:
+    """A scrape from another process ``after_s`` into a hold of this process's
+    interpreter of ``hold_s``: (hold began, the scraper's line split, hold ended)."""
+    scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port), str(after_s)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert scraper.stdin is not None
+        steps = int(hold_s / _per_step())
+        scraper.stdin.write("go\n")
+        scraper.stdin.flush()
+        began, ended = _hold_interpreter(steps)
+        out, _ = scraper.communicate(timeout=30)
+    finally:
+        scraper.kill()
+    return began, out.split(), ended
+
+
 def test_it_answers_while_the_worker_interpreter_is_held() -> None:
     """What a thread could not do: the scrape is answered while the worker's
     interpreter is held by one long C call (its thread that feeds the process can
@@ -156,21 +177,32 @@ def test_it_answers_while_the_worker_interpreter_is_held() -> None:
     Counter("kpi_streams_test_events", "live", registry=registry).inc()
     port = _free_port()
     server = serve_metrics(registry, EvaluatedOnLoop(), "127.0.0.1", port)
-    scraper = subprocess.Popen([sys.executable, "-c", SCRAPER, str(port)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         _get(port)  # the process is up and has a text
-        assert scraper.stdin is not None
-        steps = int(3.0 / _per_step())
-        scraper.stdin.write("go\n")
-        scraper.stdin.flush()
-        began, ended = _hold_interpreter(steps)
-        out, _ = scraper.communicate(timeout=30)
-        asked, answered, live = out.split()
-        assert live == "True"
-        assert began < float(asked) and float(answered) < ended, (began, out, ended)
+        began, (asked, answered, status, live), ended = _scrape_during_hold(port, 0.5, 3.0)
+        assert status == "200" and live == "True"
+        assert began < float(asked) and float(answered) < ended, (began, asked, answered,
+                                                                  ended)
     finally:
-        scraper.kill()
+        server.shutdown()
+
+
+def test_a_worker_held_longer_than_stale_s_looks_down() -> None:
+    """A stuck worker must not look healthy: once the text it sent is older than
+    ``stale_s``, a scrape gets 503 (Prometheus: ``up`` 0, ``KpiWorkerDown``), as a
+    scrape of a stuck worker's thread timed out before; fed again, it answers."""
+    registry = CollectorRegistry()
+    Counter("kpi_streams_test_events", "live", registry=registry).inc()
+    port = _free_port()
+    server = serve_metrics(registry, EvaluatedOnLoop(), "127.0.0.1", port, stale_s=1.0)
+    try:
+        _get(port)
+        began, (asked, answered, status, _), ended = _scrape_during_hold(port, 2.0, 4.0)
+        # asked more than stale_s into the hold (no text came since), answered in it
+        assert float(asked) - began > 1.0 and float(answered) < ended, (began, asked, ended)
+        assert status == "503"
+        assert "kpi_streams_test_events_total 1.0" in _get(port)  # fed again
+    finally:
         server.shutdown()
 
 
