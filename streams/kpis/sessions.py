@@ -68,8 +68,10 @@ class Session:
     pvs: list[PV]
     forms: list[FS] = field(default_factory=list)
     campaign: str | None = None
-    # page views per 1m, 1h and 1d bucket, worked out once (see ``per_bucket``)
+    # page views per 1m, 1h and 1d bucket, and the engagement time its page views
+    # reported, worked out once (see ``per_bucket``, ``engaged_ms``, ``grown_from``)
     _per_bucket: dict[Bucket, int] | None = None
+    _engaged_ms: int | None = None
 
     @property
     def channel(self) -> str:
@@ -114,12 +116,41 @@ class Session:
         """Page views per (size, start) bucket: a session can span several."""
         counts = self._per_bucket
         if counts is None:
-            counts = self._per_bucket = {}
-            get = counts.get
-            for pv in self.pvs:
-                for b in starts(pv.t):
-                    counts[b] = get(b, 0) + 1
+            counts = self._per_bucket = _count_buckets(self.pvs, {})
         return counts
+
+    def engaged_ms(self) -> int:
+        """The engagement time its page views reported, summed."""
+        total = self._engaged_ms
+        if total is None:
+            total = self._engaged_ms = sum(p.engaged_ms for p in self.pvs)
+        return total
+
+    def grown_from(self, old: Session) -> dict[Bucket, int] | None:
+        """If this session is ``old`` with page views added at its end (live traffic,
+        nearly always): the added page views per bucket, and this session's own
+        counts and engagement time are taken from ``old``'s plus theirs instead of
+        counted again from its first page view. None if it changed otherwise."""
+        n = len(old.pvs)
+        if len(self.pvs) <= n or self.pvs[n - 1] != old.pvs[-1]:
+            return None
+        gained = self.pvs[n:]
+        added = _count_buckets(gained, {})
+        counts = dict(old.per_bucket())
+        for b, count in added.items():
+            counts[b] = counts.get(b, 0) + count
+        self._per_bucket = counts
+        self._engaged_ms = old.engaged_ms() + sum(p.engaged_ms for p in gained)
+        return added
+
+
+def _count_buckets(pvs: list[PV], counts: dict[Bucket, int]) -> dict[Bucket, int]:
+    """Add each page view to ``counts`` in its 1m, 1h and 1d buckets."""
+    get = counts.get
+    for pv in pvs:
+        for b in starts(pv.t):
+            counts[b] = get(b, 0) + 1
+    return counts
 
 
 @dataclass(slots=True)

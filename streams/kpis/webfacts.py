@@ -53,13 +53,13 @@ def first_minute(input_horizon: int | None, cfg: WebConfig) -> int:
     return EVERY_MINUTE if "1m" not in skip else skip["1m"] - MINUTE + 1
 
 
-def _session_comps(s: Session, cfg: WebConfig, engaged_ms: int) -> dict[str, int]:
+def _session_comps(s: Session, cfg: WebConfig) -> dict[str, int]:
     """A human session's own components (counted in its start's buckets), zeros left
-    out; ``engaged_ms``: the engagement time its page views reported, summed."""
+    out."""
     n = len(s.pvs)
     converted = 1 if s.forms else 0
     duration = s.end - s.start
-    engaged_time = max(duration, engaged_ms)
+    engaged_time = max(duration, s.engaged_ms())
     engaged = 1 if (engaged_time >= cfg.engaged_ms or n >= 2 or converted) else 0
     bounced = 1 if (n == 1 and not converted) else 0
     return {c: v for c, v in (("se", 1), ("sp", n), ("bo", bounced), ("en", engaged),
@@ -111,7 +111,7 @@ def session_facts(s: Session, sign: int, cfg: WebConfig, out: Deltas, tdim: str,
         _page_views(s.per_bucket(), sign, (tdim,), out, first_1m)
         return
     dims = s.dims()
-    comps = _session_comps(s, cfg, sum(p.engaged_ms for p in s.pvs))
+    comps = _session_comps(s, cfg)
     if sign != 1:
         comps = {c: sign * v for c, v in comps.items()}
     _at_start(comps, s.start, dims, out, first_1m)
@@ -128,34 +128,18 @@ def session_change(old: Session, new: Session, cfg: WebConfig, out: Deltas, tdim
     in, the session itself when only its page views changed). Returns the buckets
     it has page views in now and had none in before, or the other way round."""
     ob = old.per_bucket()
-    n_old = len(old.pvs)
-    if len(new.pvs) > n_old and new.pvs[n_old - 1] == old.pvs[-1]:
-        # grown at the end (live traffic, nearly always): only the new page views are
-        # counted, and the new session's buckets follow from the old one's
-        grown: dict[Bucket, int] = {}
-        get = grown.get
-        for p in new.pvs[n_old:]:
-            for b in starts(p.t):
-                grown[b] = get(b, 0) + 1
-        nb = dict(ob)
-        for b, count in grown.items():
-            nb[b] = nb.get(b, 0) + count
-        new._per_bucket = nb
+    grown = new.grown_from(old)  # (grown at the end: only the new page views counted)
+    if grown is not None:
         moved = [b for b in grown if b not in ob]
-        gained = new.pvs[n_old:]  # (the engagement time too: its old sum is reused)
     else:
         nb = new.per_bucket()
         grown = {b: c for b in ob.keys() | nb.keys() if (c := nb.get(b, 0) - ob.get(b, 0))}
         moved = list(ob.keys() ^ nb.keys())
-        gained = None
     if not human:  # the session's start is the same: only page views move
         _page_views(grown, 1, (tdim,), out, first_1m)
         return moved
     dims = new.dims()
-    old_engaged = sum(p.engaged_ms for p in old.pvs)
-    new_engaged = old_engaged + sum(p.engaged_ms for p in gained) if gained is not None \
-        else sum(p.engaged_ms for p in new.pvs)
-    was, now = _session_comps(old, cfg, old_engaged), _session_comps(new, cfg, new_engaged)
+    was, now = _session_comps(old, cfg), _session_comps(new, cfg)
     change = {c: now.get(c, 0) - was.get(c, 0) for c in was.keys() | now.keys()}
     change = {c: v for c, v in change.items() if v}
     if change:
